@@ -1,0 +1,160 @@
+"""NATS/JetStream plumbing shared by every service: connect, streams, publish, consume.
+
+Consumers follow one rule (STYLE.md #6): ack after the effect is stored, `nak(delay)`
+on a transient error, `term()` on a poison message, each logged with subject and id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError, NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from helios.logs import log_fields
+from helios.messages import Message
+from helios.settings import NatsSettings
+from helios.subjects import Streams
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Transient(Exception):
+    """Raise from a handler to have the message redelivered after `delay` seconds."""
+
+    def __init__(self, reason: str, delay: float = 1.0):
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Poison(Exception):
+    """Raise from a handler for a message that can never be processed."""
+
+
+async def connect(settings: NatsSettings, name: str) -> NATS:
+    """Connect, retrying for a while: in a cluster NATS may come up after us."""
+    return await nats.connect(
+        servers=[s.strip() for s in settings.url.split(",")],
+        name=name,
+        connect_timeout=settings.connect_timeout_s,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+        error_cb=_log_error,
+        disconnected_cb=_log_disconnect,
+    )
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("nats error: %s", exc)
+
+
+async def _log_disconnect() -> None:
+    log.warning("nats disconnected")
+
+
+async def ensure_streams(js: JetStreamContext, streams: Streams) -> None:
+    """Create each stream, or update it when its config changed. Safe to race."""
+    for config in streams.configs():
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+async def publish(
+    js: JetStreamContext, subject: str, message: Message, *, timeout: float = 5.0
+) -> int:
+    """Publish with `Nats-Msg-Id` so JetStream drops a duplicate; returns the sequence."""
+    ack = await js.publish(
+        subject, message.to_bytes(), timeout=timeout, headers={"Nats-Msg-Id": message.msg_id}
+    )
+    return ack.seq
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A durable pull consumer: where it reads and how patiently."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 20
+    batch: int = 256
+    max_ack_pending: int = 10_000
+
+
+async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> JetStreamContext.PullSubscription:
+    config = ConsumerConfig(
+        durable_name=consumer.durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=consumer.ack_wait_s,
+        max_deliver=consumer.max_deliver,
+        max_ack_pending=consumer.max_ack_pending,
+        filter_subject=consumer.filter_subject,
+    )
+    return await js.pull_subscribe(
+        consumer.filter_subject, durable=consumer.durable, stream=consumer.stream, config=config
+    )
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+async def settle(msg: Msg, work: Awaitable[None]) -> None:
+    """Run one message's handler and ack/nak/term it according to the outcome."""
+    meta = msg.metadata
+    extra = log_fields(subject=msg.subject, seq=meta.sequence.stream, delivered=meta.num_delivered)
+    try:
+        await work
+    except Transient as exc:
+        log.info("transient failure, redelivering in %.1fs: %s", exc.delay, exc, extra=extra)
+        await msg.nak(delay=exc.delay)
+    except (Poison, ValidationError) as exc:
+        log.error("poison message dropped: %s", exc, extra=extra)
+        await msg.term()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("handler failed; redelivering", extra=extra)
+        await msg.nak(delay=min(30.0, 0.5 * 2 ** min(meta.num_delivered, 6)))
+    else:
+        await msg.ack()
+
+
+async def pull_forever(
+    sub: JetStreamContext.PullSubscription,
+    on_batch: Callable[[list[Msg]], Awaitable[None]],
+    *,
+    batch: int,
+    stop: asyncio.Event,
+    idle_timeout_s: float = 5.0,
+) -> None:
+    """Fetch batches until `stop` is set; each batch goes to `on_batch` in order."""
+    while not stop.is_set():
+        try:
+            msgs = await sub.fetch(batch, timeout=idle_timeout_s)
+        except (TimeoutError, NatsTimeoutError):
+            continue
+        except NotFoundError:
+            log.error("consumer vanished; stopping the pull loop")
+            raise
+        await on_batch(msgs)
+
+
+def decode(model: type[M], data: bytes) -> M:
+    return model.model_validate_json(data)

@@ -1,0 +1,111 @@
+"""Turning request bodies into a validated `Dag`, with errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from helios.dag.graph import FieldError, check_graph
+from helios.dag.model import DNS1123_LABEL, MAX_TASKS, Dag
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+class DagError(ValueError):
+    """The document is not a runnable DAG; `errors` locate every problem found."""
+
+    def __init__(self, title: str, errors: list[FieldError]):
+        self.title = title
+        self.errors = errors
+        detail = "; ".join(f"{e.loc}: {e.msg}" if e.loc else e.msg for e in errors[:10])
+        super().__init__(f"{title}: {detail}" if detail else title)
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _from_validation(exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        kind = err["type"]
+        loc = _loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
+        if kind == "extra_forbidden":
+            msg = "unknown key"
+        elif kind == "missing":
+            msg = "required key is missing"
+        elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == DNS1123_LABEL:
+            msg = "must be a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)"
+        elif kind == "too_short" and loc.endswith("command"):
+            msg = "must not be empty"
+        elif kind == "value_error":
+            msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        else:
+            msg = err["msg"]
+        errors.append(FieldError(loc, msg))
+    return errors
+
+
+def parse_dag(data: Any, *, use_cache: bool | None = None) -> Dag:
+    """Validate a decoded document; `use_cache` overrides the document's own flag."""
+    if not isinstance(data, dict):
+        raise DagError("invalid DAG", [FieldError("", "the document must be a mapping")])
+    tasks = data.get("tasks")
+    if isinstance(tasks, list) and len(tasks) > MAX_TASKS:
+        raise DagError(
+            "invalid DAG", [FieldError("tasks", f"{len(tasks)} tasks; at most {MAX_TASKS} allowed")]
+        )
+    if use_cache is not None:
+        data = {**data, "useCache": use_cache}
+    try:
+        dag = Dag.model_validate(data)
+    except ValidationError as exc:
+        raise DagError("invalid DAG", _from_validation(exc)) from None
+    errors = check_graph(dag)
+    if errors:
+        raise DagError("invalid DAG", errors)
+    return dag
+
+
+def parse_dag_document(body: bytes, content_type: str = "application/json") -> Dag:
+    """Decode a JSON or YAML request body (size-checked) and validate it."""
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise DagError(
+            "document too large",
+            [FieldError("", f"{len(body)} bytes; at most {MAX_DOCUMENT_BYTES} allowed")],
+        )
+    media = content_type.split(";")[0].strip().lower()
+    try:
+        if media in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
+            data = yaml.load(body, Loader=_SafeNoAliasLoader)
+        else:
+            data = json.loads(body)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        kind = "YAML" if media.endswith("yaml") else "JSON"
+        raise DagError(f"malformed {kind}", [FieldError("", _short(str(exc)))]) from None
+    return parse_dag(data)
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+class _SafeNoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: a billion-laughs document cannot expand in memory."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)

@@ -1,0 +1,1 @@
+"""The embedded stack: NATS, Valkey and SeaweedFS from their PyPI wheels, on loopback."""

@@ -1,0 +1,15 @@
+"""The one place that names objects in the artifacts bucket."""
+
+from __future__ import annotations
+
+
+def output(dag_id: str, task: str, file: str) -> str:
+    return f"dags/{dag_id}/tasks/{task}/outputs/{file}"
+
+
+def log(dag_id: str, task: str, attempt: int) -> str:
+    return f"dags/{dag_id}/tasks/{task}/logs/{attempt}.log"
+
+
+def run_prefix(dag_id: str) -> str:
+    return f"dags/{dag_id}/"

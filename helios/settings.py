@@ -1,0 +1,149 @@
+"""Settings from HELIOS_* environment variables, one validated object per service.
+
+Each concern reads its own prefix (HELIOS_NATS_URL, HELIOS_REDIS_URL, HELIOS_S3_BUCKET,
+HELIOS_CACHE_DIR, ...), so the names stay flat for operators and nested in code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Env(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+
+class NatsSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_NATS_")
+
+    url: str = Field("nats://127.0.0.1:4222", description="NATS server URL(s), comma-separated.")
+    stream_replicas: int = Field(1, ge=1, le=5, description="JetStream replicas of each stream.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Per-attempt connect timeout.")
+    request_timeout_s: float = Field(5.0, gt=0, description="JetStream publish/ack timeout.")
+
+
+class RedisSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_REDIS_")
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis (or Valkey) URL.")
+    timeout_s: float = Field(5.0, gt=0, description="Socket timeout of every command.")
+
+
+class S3Settings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_S3_")
+
+    endpoint_url: str | None = Field(None, description="S3 endpoint; unset means AWS.")
+    bucket: str = Field("helios-artifacts", description="Bucket holding every artifact.")
+    region: str = Field("us-east-1", description="Signing region.")
+    access_key_id: SecretStr | None = Field(None, description="Access key (or AWS defaults).")
+    secret_access_key: SecretStr | None = Field(None, description="Secret key.")
+    timeout_s: float = Field(60.0, gt=0, description="Connect/read timeout of S3 calls.")
+
+
+class CacheSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_CACHE_")
+
+    dir: Path = Field(Path("/var/helios/cache"), description="Node-local content cache.")
+    max_bytes: int = Field(10 * 1024**3, ge=0, description="LRU bound of the node cache.")
+
+
+class HttpSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_HTTP_")
+
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics.")
+
+
+class LocalExecutorSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_LOCAL_")
+
+    work_dir: Path = Field(Path("/tmp/helios/work"), description="Per-attempt workspaces.")
+    node_name: str = Field("local", description="Reported as the task's node.")
+    max_parallel: int = Field(32, ge=1, description="Attempts running at once.")
+    sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap", description="bwrap: a private root with /artifacts; none: tests only."
+    )
+    keep_workspaces: bool = Field(False, description="Keep workspaces for debugging.")
+
+
+class KubernetesSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_K8S_")
+
+    namespace: str = Field("helios", description="Namespace of task Jobs.")
+    task_image: str = Field("helios:latest", description="Image of the downloader/uploader.")
+    node_cache_dir: str = Field("/var/helios/cache", description="hostPath of the node cache.")
+    ttl_seconds_after_finished: int = Field(3600, ge=0, description="Safety net for Job GC.")
+    max_parallel_jobs: int = Field(200, ge=1, description="Global cap on running Jobs.")
+    max_parallel_jobs_per_run: int = Field(50, ge=1, description="Per-run cap on Jobs.")
+    api_qps: float = Field(20.0, gt=0, description="Client-side rate limit of API calls.")
+    pending_timeout_s: float = Field(
+        300.0, gt=0, description="Fail a pod stuck pulling or unschedulable after this."
+    )
+    in_cluster: bool = Field(True, description="Use the in-cluster config, else kubeconfig.")
+    kubeconfig: str | None = Field(None, description="Path of a kubeconfig (out of cluster).")
+
+
+class SchedulerSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_SCHED_")
+
+    retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each time.")
+    retry_backoff_max_s: float = Field(300.0, ge=0, description="Cap of the retry delay.")
+    max_runs_in_flight: int = Field(256, ge=1, description="Runs evaluated concurrently.")
+
+
+class Settings(_Env):
+    """Everything any service reads; each service uses the parts it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="HELIOS_")
+
+    executor: Literal["local", "kubernetes"] = Field("local", description="Execution backend.")
+    log_level: str = Field("INFO", description="Python log level.")
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    metrics_url: str = Field(
+        "http://127.0.0.1:8081", description="Metrics service base URL (the api proxies to it)."
+    )
+    drain_timeout_s: float = Field(20.0, gt=0, description="In-flight budget on SIGTERM.")
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    local: LocalExecutorSettings = Field(default_factory=LocalExecutorSettings)
+    k8s: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+
+
+_PARTS: dict[str, type[BaseSettings]] = {
+    "nats": NatsSettings, "redis": RedisSettings, "s3": S3Settings, "cache": CacheSettings,
+    "http": HttpSettings, "local": LocalExecutorSettings, "k8s": KubernetesSettings,
+    "scheduler": SchedulerSettings,
+}
+
+
+def _describe(prefix: str, exc: ValidationError) -> list[str]:
+    return [f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; on error, list every bad field of every part and exit 2."""
+    problems: list[str] = []
+    parts: dict[str, BaseSettings] = {}
+    for name, part in _PARTS.items():
+        try:
+            parts[name] = part()
+        except ValidationError as exc:
+            problems += _describe(str(part.model_config.get("env_prefix", "")), exc)
+            parts[name] = part.model_construct()
+    try:
+        settings = Settings(**{**parts, **overrides})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems += _describe("HELIOS_", exc)
+    if problems:
+        print("invalid settings:\n  " + "\n  ".join(problems), file=sys.stderr)
+        raise SystemExit(2)
+    return settings

@@ -1,0 +1,85 @@
+"""Session-wide real servers (NATS with JetStream, Valkey, SeaweedFS S3) on free ports.
+
+Each test that uses `settings` gets a clean slate: Redis flushed, JetStream streams
+deleted, so durable consumers and dedupe windows from one test never leak into another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+import redis.asyncio as aioredis
+from nats.js.errors import NotFoundError
+
+from helios.devstack.servers import Endpoints, backing_servers
+from helios.s3 import ensure_bucket, open_s3
+from helios.settings import (
+    CacheSettings,
+    LocalExecutorSettings,
+    NatsSettings,
+    RedisSettings,
+    S3Settings,
+    SchedulerSettings,
+    Settings,
+)
+
+
+@pytest.fixture(scope="session")
+async def endpoints(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Endpoints]:
+    async with backing_servers(tmp_path_factory.mktemp("stack")) as ep:
+        yield ep
+
+
+def make_settings(ep: Endpoints, tmp: Path, **overrides: object) -> Settings:
+    fields: dict[str, object] = {
+        "nats": NatsSettings(url=ep.nats_url),
+        "redis": RedisSettings(url=ep.redis_url),
+        "s3": S3Settings(
+            endpoint_url=ep.s3_url, bucket=ep.bucket,
+            access_key_id=ep.access_key, secret_access_key=ep.secret_key,  # type: ignore[arg-type]
+        ),
+        "cache": CacheSettings(dir=tmp / "cache"),
+        "local": LocalExecutorSettings(work_dir=tmp / "work"),
+        "scheduler": SchedulerSettings(retry_backoff_s=0.05),
+        "log_format": "text",
+        "drain_timeout_s": 5.0,
+    }
+    fields.update(overrides)
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+async def reset_backends(ep: Endpoints) -> None:
+    r = aioredis.Redis.from_url(ep.redis_url)
+    try:
+        await r.flushall()
+    finally:
+        await r.aclose()
+    nc = await nats.connect(ep.nats_url)
+    try:
+        js = nc.jetstream()
+        for name in await js.streams_info():
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(name.config.name)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def settings(endpoints: Endpoints, tmp_path: Path) -> Settings:
+    await reset_backends(endpoints)
+    s = make_settings(endpoints, tmp_path)
+    async with open_s3(s.s3) as s3:
+        await ensure_bucket(s3, s.s3.bucket)
+    return s
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_env() -> None:
+    # Tests configure everything explicitly; a developer's HELIOS_* must not leak in.
+    for key in [k for k in os.environ if k.startswith("HELIOS_")]:
+        del os.environ[key]
