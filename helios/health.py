@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -86,3 +90,35 @@ def health_app(health: Health) -> web.Application:
     app = web.Application()
     app.add_routes(health.routes())
     return app
+
+
+HEARTBEAT_S = 5.0
+
+
+async def heartbeat(redis: Any, health: Health, instance: str, stop: asyncio.Event) -> None:
+    """Publish this instance's readiness to Redis for `GET /api/v1/system/status`."""
+    from helios import keys
+
+    field = f"{health.service}/{instance}"
+    while not stop.is_set():
+        ok, checks = await health.report()
+        payload = orjson.dumps({"service": health.service, "instance": instance, "ready": ok,
+                                "checks": checks, "at": time.time()})
+        with contextlib.suppress(Exception):
+            await redis.hset(keys.services(), field, payload)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
+    with contextlib.suppress(Exception):
+        await redis.hdel(keys.services(), field)
+
+
+async def read_heartbeats(redis: Any, max_age_s: float = 3 * HEARTBEAT_S) -> list[dict[str, Any]]:
+    from helios import keys
+
+    now = time.time()
+    out = []
+    for raw in (await redis.hgetall(keys.services())).values():
+        beat = orjson.loads(raw)
+        beat["stale"] = now - beat["at"] > max_age_s
+        out.append(beat)
+    return sorted(out, key=lambda b: (b["service"], b["instance"]))

@@ -59,3 +59,8 @@ def memo(fingerprint: str) -> str:
 def run_pattern(dag_id: str) -> str:
     """Every key of one run (used when a run falls out of the metrics window)."""
     return f"dag:{dag_id}:*"
+
+
+def services() -> str:
+    """Hash: "{service}/{instance}" -> JSON heartbeat (ready, checks, at)."""
+    return "helios:services"

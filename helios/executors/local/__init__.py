@@ -1,0 +1,1 @@
+"""The local backend: each attempt is a sandboxed process on this machine."""

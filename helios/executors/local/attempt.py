@@ -1,0 +1,203 @@
+"""One attempt on this machine: place inputs, run the sandboxed command, upload outputs.
+
+The same steps as a Kubernetes pod (downloader, user container, uploader), producing
+the same `[HELIOS]` log lines and the same `TaskReport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from helios.artifacts.cache import NodeCache
+from helios.artifacts.downloader import place_inputs
+from helios.artifacts.uploader import MissingOutputs, upload_outputs
+from helios.executors.local.logsink import AttemptLog
+from helios.executors.local.sandbox import ARTIFACTS, bwrap_argv, task_env
+from helios.logs import log_fields
+from helios.messages import CacheStats, OutputArtifact, TaskDispatch, TaskReport, Timings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    cache: CacheStats = field(default_factory=CacheStats)
+    outputs: list[OutputArtifact] = field(default_factory=list)
+
+
+@dataclass
+class AttemptContext:
+    """Everything an attempt needs from its runner (clients and settings)."""
+
+    s3: Any
+    bucket: str
+    cache_root: Path
+    cache_max_bytes: int
+    work_dir: Path
+    node: str
+    sandbox: str
+    keep_workspace: bool = False
+
+
+class Attempt:
+    def __init__(self, ctx: AttemptContext, dispatch: TaskDispatch, logs: AttemptLog):
+        self.ctx = ctx
+        self.d = dispatch
+        self.logs = logs
+        self.timings = Timings(queuedAt=dispatch.dispatched_at)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.cancelled = False
+        self.workspace = ctx.work_dir / dispatch.dag_id / f"{dispatch.task.name}-{dispatch.attempt}"
+        self.extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name,
+                                attempt=dispatch.attempt)
+
+    def report(self, phase: str, outcome: Outcome | None = None) -> TaskReport:
+        o = outcome or Outcome(ok=True)
+        return TaskReport(
+            dagId=self.d.dag_id, task=self.d.task.name, attempt=self.d.attempt,
+            phase=phase, at=time.time(), exitCode=o.exit_code, reason=o.reason,  # type: ignore[arg-type]
+            message=o.message, node=self.ctx.node, timings=self.timings.model_copy(),
+            cache=o.cache, outputs=o.outputs,
+        )
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._kill()
+
+    def _kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def run(self, on_started: Any) -> Outcome:
+        self.timings.scheduled_at = time.time()
+        artifacts = self.workspace / "artifacts"
+        try:
+            if artifacts.exists():
+                shutil.rmtree(artifacts)
+            artifacts.mkdir(parents=True)
+            return await self._run(artifacts, on_started)
+        finally:
+            if not self.ctx.keep_workspace:
+                shutil.rmtree(self.workspace, ignore_errors=True)
+
+    async def _run(self, artifacts: Path, on_started: Any) -> Outcome:
+        cache = None
+        if self.d.use_cache:
+            cache = NodeCache(self.ctx.cache_root, self.ctx.cache_max_bytes)
+        try:
+            stats = await place_inputs(
+                self.d.inputs, artifacts, s3=self.ctx.s3, bucket=self.ctx.bucket,
+                cache=cache, emit=self.logs.emit,
+            )
+        except Exception as exc:
+            self.logs.emit(f"[HELIOS] Input download failed: {exc}")
+            return Outcome(ok=False, reason="InputsFailed", message=str(exc))
+        if self.cancelled:
+            return Outcome(ok=False, reason="Cancelled", cache=stats)
+        code, reason = await self._execute(artifacts, on_started)
+        self.timings.finished_at = time.time()
+        if reason is not None:
+            return Outcome(ok=False, exit_code=code, reason=reason, cache=stats,
+                           message=_message(reason, code, self.d.task.timeout_seconds))
+        if code != 0:
+            return Outcome(ok=False, exit_code=code, reason="Error", cache=stats,
+                           message=f"command exited with code {code}")
+        try:
+            outputs = await upload_outputs(
+                self.d.dag_id, self.d.task.name, list(self.d.task.outputs), artifacts,
+                s3=self.ctx.s3, bucket=self.ctx.bucket, emit=self.logs.emit,
+            )
+        except MissingOutputs as exc:
+            self.logs.emit(f"[HELIOS] {exc}")
+            return Outcome(ok=False, exit_code=0, reason="MissingOutputs", message=str(exc),
+                           cache=stats)
+        except Exception as exc:
+            self.logs.emit(f"[HELIOS] Output upload failed: {exc}")
+            return Outcome(ok=False, exit_code=0, reason="UploadFailed", message=str(exc),
+                           cache=stats)
+        return Outcome(ok=True, exit_code=0, cache=stats, outputs=outputs)
+
+    def _env(self, artifacts: Path) -> dict[str, str]:
+        sandboxed = self.ctx.sandbox == "bwrap"
+        helios = {
+            "HELIOS_DAG_ID": self.d.dag_id,
+            "HELIOS_TASK": self.d.task.name,
+            "HELIOS_ATTEMPT": str(self.d.attempt),
+            "HELIOS_ARTIFACTS_DIR": ARTIFACTS if sandboxed else str(artifacts),
+            "HELIOS_CACHE_ENABLED": "true" if self.d.use_cache else "false",
+            "HELIOS_CACHE_DIR": str(self.ctx.cache_root),
+            "HELIOS_INPUT_ARTIFACTS": orjson.dumps(
+                [i.model_dump(by_alias=True) for i in self.d.inputs]
+            ).decode(),
+        }
+        return task_env(self.d.task.env, helios)
+
+    async def _execute(self, artifacts: Path, on_started: Any) -> tuple[int | None, str | None]:
+        argv = [*self.d.task.command, *self.d.task.args]
+        if self.ctx.sandbox == "bwrap":
+            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", artifacts, argv)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=self._env(artifacts),
+                cwd=artifacts, start_new_session=True,
+            )
+        except OSError as exc:
+            self.logs.emit(f"[HELIOS] Could not start the command: {exc}")
+            return 127, "StartError"
+        self.timings.started_at = time.time()
+        await on_started()
+        assert self.proc.stdout and self.proc.stderr
+        pumps = [asyncio.create_task(self._pump(self.proc.stdout)),
+                 asyncio.create_task(self._pump(self.proc.stderr))]
+        timeout = self.d.task.timeout_seconds
+        reason = None
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            reason = "DeadlineExceeded"
+            self._kill()
+            await self.proc.wait()
+        finally:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pumps, return_exceptions=True), 5.0)
+            for pump in pumps:
+                pump.cancel()
+        if self.cancelled:
+            reason = "Cancelled"
+        code = self.proc.returncode
+        return code, reason
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the stream limit: take what is buffered
+                raw = await stream.read(64 * 1024)
+            if not raw:
+                return
+            self.logs.emit(raw.decode(errors="replace").rstrip("\r\n"))
+
+
+def _message(reason: str, code: int | None, timeout: int | None) -> str:
+    if reason == "DeadlineExceeded":
+        return f"killed after exceeding timeoutSeconds={timeout}"
+    if reason == "Cancelled":
+        return "the run was cancelled"
+    return f"{reason} (exit code {code})"

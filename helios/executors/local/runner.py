@@ -1,0 +1,196 @@
+"""Watcher side of the local backend: take attempts off the work queue and run them.
+
+An attempt's dispatch message is acknowledged only once its final report is out, with
+`in_progress()` heartbeats meanwhile, so a runner that dies mid-attempt leaves the
+message for its successor. The successor finds the attempt claimed in Redis by a dead
+runner and reports it lost instead of running it a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from helios import keys, subjects, tasklogs
+from helios.bus import Consumer, ensure_consumer, ensure_streams
+from helios.executors.base import ReportSink
+from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
+from helios.executors.local.logsink import AttemptLog
+from helios.logs import log_fields
+from helios.messages import CancelRun, TaskDispatch
+from helios.runtime import guard
+from helios.settings import Settings
+from helios.states import RunState, TaskState
+from helios.subjects import Streams
+
+log = logging.getLogger(__name__)
+
+CLAIM_TTL_S = 7 * 24 * 3600
+HEARTBEAT_S = 10.0
+
+
+class LocalRunner:
+    def __init__(self, settings: Settings, nc: NATS, redis: aioredis.Redis, s3: Any):
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.redis = redis
+        self.instance = uuid.uuid4().hex
+        self.ctx = AttemptContext(
+            s3=s3, bucket=settings.s3.bucket, cache_root=settings.cache.dir,
+            cache_max_bytes=settings.cache.max_bytes, work_dir=settings.local.work_dir,
+            node=settings.local.node_name, sandbox=settings.local.sandbox,
+            keep_workspace=settings.local.keep_workspaces,
+        )
+        self.slots = asyncio.Semaphore(settings.local.max_parallel)
+        self.running: dict[str, dict[str, Attempt]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.consumer = Consumer(
+            stream=Streams(replicas=settings.nats.stream_replicas).dispatch,
+            durable="local-runner", filter_subject=f"{subjects.PREFIX}.dispatch.>",
+            ack_wait_s=3 * HEARTBEAT_S, max_deliver=-1, batch=settings.local.max_parallel,
+            max_ack_pending=settings.local.max_parallel,
+        )
+
+    async def run(self, sink: ReportSink, stop: asyncio.Event, ready: asyncio.Event) -> None:
+        await ensure_streams(self.js, Streams(replicas=self.settings.nats.stream_replicas))
+        sub = await ensure_consumer(self.js, self.consumer)
+        cancels = await self.nc.subscribe(subjects.CANCEL_RUN_ALL, cb=self._on_cancel)
+        ready.set()
+        try:
+            while not stop.is_set():
+                free = self._free_slots()
+                if free == 0:
+                    await self._wait_for_slot(stop)
+                    continue
+                try:
+                    msgs = await sub.fetch(free, timeout=1.0)
+                except (asyncio.TimeoutError, TimeoutError):
+                    continue
+                except Exception as exc:  # nats.errors.TimeoutError is not asyncio's
+                    if type(exc).__name__ == "TimeoutError":
+                        continue
+                    raise
+                for msg in msgs:
+                    await self.slots.acquire()
+                    task = guard(self._handle(msg, sink), f"attempt:{msg.subject}")
+                    self.tasks.add(task)
+                    task.add_done_callback(self._finished)
+        finally:
+            await cancels.unsubscribe()
+            await self._drain()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+
+    def _free_slots(self) -> int:
+        return self.settings.local.max_parallel - len(self.tasks)
+
+    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        if self.tasks:
+            await asyncio.wait([*self.tasks, asyncio.ensure_future(stop.wait())],
+                               return_when=asyncio.FIRST_COMPLETED, timeout=1.0)
+
+    async def _drain(self) -> None:
+        """On shutdown, in-flight attempts get the drain budget, then are killed."""
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(self.tasks, timeout=self.settings.drain_timeout_s)
+        for attempts in self.running.values():
+            for attempt in attempts.values():
+                attempt.cancel()
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            dag_id = CancelRun.model_validate_json(msg.data).dag_id
+            for attempt in self.running.get(dag_id, {}).values():
+                attempt.cancel()
+
+    async def _handle(self, msg: Msg, sink: ReportSink) -> None:
+        try:
+            dispatch = TaskDispatch.model_validate_json(msg.data)
+        except ValueError as exc:
+            log.error("poison dispatch dropped: %s", exc, extra=log_fields(subject=msg.subject))
+            await msg.term()
+            return
+        extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name, attempt=dispatch.attempt)
+        claim_key = keys.attempt_claim(dispatch.dag_id, dispatch.task.name, dispatch.attempt)
+        claimed = await self.redis.set(claim_key, self.instance, nx=True, ex=CLAIM_TTL_S)
+        if not claimed:
+            owner = await self.redis.get(claim_key)
+            if owner != self.instance:
+                # Its runner died with its processes (they die with their parent).
+                log.warning("attempt claimed by a lost runner; reporting it lost", extra=extra)
+                attempt = Attempt(self.ctx, dispatch, AttemptLog(self.redis, dispatch.dag_id, dispatch.task.name))
+                await sink(attempt.report("failed", Outcome(
+                    ok=False, reason="ExecutorLost",
+                    message="the runner of this attempt stopped before it finished")))
+            await msg.ack()
+            return
+        if not await self._still_wanted(dispatch):
+            log.info("attempt no longer wanted; skipping", extra=extra)
+            await msg.ack()
+            return
+        await self._run_attempt(msg, dispatch, sink, extra)
+
+    async def _still_wanted(self, d: TaskDispatch) -> bool:
+        """False once the run or task was cancelled. The state may still read PENDING:
+        the scheduler dispatches before it stores the QUEUED transition."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.task_status(d.dag_id, d.task.name))
+            pipe.hget(keys.run(d.dag_id), "state")
+            state, run = await pipe.execute()
+        return run != RunState.CANCELLED and state not in (
+            TaskState.CANCELLED, TaskState.UPSTREAM_FAILED
+        )
+
+    async def _run_attempt(self, msg: Msg, d: TaskDispatch, sink: ReportSink, extra: dict[str, Any]) -> None:
+        logs = AttemptLog(self.redis, d.dag_id, d.task.name)
+        attempt = Attempt(self.ctx, d, logs)
+        self.running.setdefault(d.dag_id, {})[d.task.name] = attempt
+        heartbeat = asyncio.create_task(_heartbeat(msg), name=f"heartbeat:{d.job_name}")
+        logs.start()
+        if d.attempt > 1:
+            logs.emit(tasklogs.ATTEMPT_BANNER.format(attempt=d.attempt))
+        try:
+            async def started() -> None:
+                await sink(attempt.report("running"))
+
+            outcome = await attempt.run(started)
+            await logs.close()
+            with contextlib.suppress(Exception):
+                await tasklogs.archive_attempt(
+                    self.ctx.s3, self.ctx.bucket, d.dag_id, d.task.name, d.attempt, logs.text
+                )
+            if attempt.timings.finished_at is None:
+                attempt.timings.finished_at = time.time()
+            await sink(attempt.report("succeeded" if outcome.ok else "failed", outcome))
+            await msg.ack()
+            log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.reason}",
+                     extra=extra)
+        finally:
+            heartbeat.cancel()
+            await logs.close()
+            attempts = self.running.get(d.dag_id, {})
+            attempts.pop(d.task.name, None)
+            if not attempts:
+                self.running.pop(d.dag_id, None)
+
+
+async def _heartbeat(msg: Msg) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        with contextlib.suppress(Exception):
+            await msg.in_progress()

@@ -1,0 +1,45 @@
+"""The bubblewrap command line of one attempt (pure).
+
+The task sees a private root: read-only system folders, a fresh /tmp, its own PID
+namespace, no capabilities, and its workspace at /artifacts, so the seed example's
+`/artifacts/output.txt` works unchanged. The root is bwrap's own tmpfs, never a bind of
+the host's `/`: bwrap creates missing mount points in the new root, and with `/` bound
+that would be the host's own filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ARTIFACTS = "/artifacts"
+# Folders that make up a usable userland; missing ones are skipped (`-try`).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def bwrap_argv(
+    bwrap: str, workspace: Path, argv: Sequence[str], *, extra_ro: Sequence[str] = ()
+) -> list[str]:
+    out = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
+           "--unshare-uts", "--hostname", "helios-task"]
+    for folder in (*SYSTEM_DIRS, *extra_ro):
+        if os.path.islink(folder):
+            out += ["--symlink", os.readlink(folder), folder]
+        else:
+            out += ["--ro-bind-try", folder, folder]
+    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+            "--bind", str(workspace), ARTIFACTS, "--chdir", ARTIFACTS]
+    if os.geteuid() == 0:
+        # Root on the host stays root in the sandbox, but with no capabilities at all.
+        out += ["--cap-drop", "ALL"]
+    return [*out, "--", *argv]
+
+
+def task_env(user_env: Mapping[str, str], helios_env: Mapping[str, str]) -> dict[str, str]:
+    """The task's environment: a clean base, the user's variables, then Helios's own."""
+    env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"}
+    env.update(user_env)
+    env.update(helios_env)
+    return env

@@ -1,0 +1,1 @@
+"""Helios's services; each runs with `python -m services.<name>`."""

@@ -1,0 +1,1 @@
+"""The HTTP API: submissions, run status, logs, cancel/retry, the SSE feed, OpenAPI."""

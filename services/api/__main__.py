@@ -1,0 +1,4 @@
+from helios.runtime import run
+from services.api.service import serve
+
+run("api", serve)

@@ -1,0 +1,42 @@
+"""The aiohttp application: routes, middleware, and the shutdown order."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from helios.health import Health
+from services.api import dags, events, system
+from services.api.context import CTX, ApiContext
+from services.api.openapi import openapi_document
+from services.api.page import index
+from services.api.problems import problems_middleware
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def make_app(context: ApiContext, health: Health) -> web.Application:
+    app = web.Application(middlewares=[problems_middleware], client_max_size=2 * 1024 * 1024)
+    app[CTX] = context
+    app.add_routes(health.routes())
+    app.add_routes([
+        web.get("/", index),
+        web.get("/api/v1/openapi.json", openapi),
+        web.post("/api/v1/dags", dags.submit),
+        web.get("/api/v1/dags/{dag_id}", dags.status),
+        web.get("/api/v1/dags/{dag_id}/events", events.events),
+        web.get("/api/v1/dags/{dag_id}/tasks/{task}/logs", dags.logs),
+        web.post("/api/v1/dags/{dag_id}/cancel", dags.cancel),
+        web.post("/api/v1/dags/{dag_id}/retry", dags.retry),
+        web.get("/api/v1/dags/{dag_name}/metrics", system.dag_metrics),
+        web.get("/api/v1/system/status", system.system_status),
+    ])
+
+    async def end_streams(app: web.Application) -> None:
+        # SSE clients are told to go (they resume elsewhere with Last-Event-ID)
+        # before the server waits for open connections to finish.
+        app[CTX].shutting_down.set()
+
+    app.on_shutdown.append(end_streams)
+    return app

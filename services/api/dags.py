@@ -1,0 +1,131 @@
+"""Handlers of `/api/v1/dags...`: submit, status, logs, cancel, retry."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+from aiohttp import web
+
+from helios import keys, subjects, tasklogs
+from helios.bus import publish
+from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError, parse_dag_document
+from helios.messages import CancelRequest, RetryRequest, Submission
+from helios.states import RunState
+from services.api.context import ctx
+from services.api.problems import Problem, problem_response
+from services.api.runs import TASK_NAME, check_dag_id, load_dag, run_status
+
+JSON_TYPES = ("application/json", "")
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _bool_query(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise Problem(400, "Bad Request", f"query parameter {name!r} must be true or false")
+
+
+async def submit(request: web.Request) -> web.Response:
+    c = ctx(request)
+    media = request.content_type if request.body_exists else ""
+    if media not in JSON_TYPES + YAML_TYPES:
+        raise Problem(415, "Unsupported Media Type",
+                      "send the DAG as application/json or application/yaml")
+    # Read one byte past the limit ourselves: the size error is a precise 400, not a 413.
+    body = await request.content.read(MAX_DOCUMENT_BYTES + 1)
+    try:
+        dag = parse_dag_document(body, media or "application/json")
+    except DagError as exc:
+        return problem_response(400, exc.title, str(exc), request.path,
+                                errors=[e.as_dict() for e in exc.errors])
+    override = _bool_query(request, "useCache")
+    if override is not None:
+        dag = dag.model_copy(update={"use_cache": override})
+    dag_id = uuid.uuid4().hex
+    now = time.time()
+    use_cache = "true" if dag.use_cache else "false"
+    async with c.redis.pipeline(transaction=True) as pipe:
+        pipe.set(keys.definition(dag_id), orjson.dumps(dag.to_document()))
+        pipe.set(keys.use_cache(dag_id), use_cache)
+        pipe.hset(keys.run(dag_id), mapping={
+            "dagName": dag.dag_name, "state": RunState.RUNNING.value, "useCache": use_cache,
+            "submittedAt": repr(now), "generation": "0",
+        })
+        await pipe.execute()
+    # Stored first, published second: the scheduler never sees a run it cannot read.
+    await publish(c.js, subjects.submit(dag_id), Submission(
+        dagId=dag_id, dagName=dag.dag_name, useCache=dag.use_cache, submittedAt=now,
+    ), timeout=c.settings.nats.request_timeout_s)
+    return web.json_response(
+        {"dagId": dag_id, "dagName": dag.dag_name, "status": RunState.RUNNING.value,
+         "useCache": dag.use_cache, "taskCount": len(dag.tasks)},
+        status=201, headers={"Location": f"/api/v1/dags/{dag_id}"},
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await run_status(ctx(request).redis, request.match_info["dag_id"]))
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem(400, "Bad Request", f"query parameter {name!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise Problem(400, "Bad Request", f"query parameter {name!r} must be in {lo}..{hi}")
+    return value
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    c = ctx(request)
+    dag_id, task = request.match_info["dag_id"], request.match_info["task"]
+    dag = await load_dag(c.redis, dag_id)
+    if not TASK_NAME.match(task) or task not in dag.by_name:
+        raise Problem(404, "Not Found", f"run {dag_id} has no task {task!r}")
+    offset = _int_query(request, "offset", 0, 0, 10**9)
+    limit = _int_query(request, "limit", 10_000, 1, 100_000)
+    lines = await tasklogs.read_lines(c.redis, dag_id, task, offset, offset + limit - 1)
+    if "text/plain" in request.headers.get("Accept", ""):
+        return web.Response(text="".join(f"{line}\n" for line in lines))
+    return web.json_response({"dagId": dag_id, "task": task, "offset": offset,
+                              "next": offset + len(lines), "lines": lines})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    c = ctx(request)
+    dag_id = check_dag_id(request.match_info["dag_id"])
+    await load_dag(c.redis, dag_id)
+    state = await c.redis.hget(keys.run(dag_id), "state")
+    if state and RunState(state).terminal:
+        raise Problem(409, "Conflict", f"run {dag_id} already ended ({state})")
+    await publish(c.js, subjects.cancel(dag_id), CancelRequest(dagId=dag_id, requestedAt=time.time()),
+                  timeout=c.settings.nats.request_timeout_s)
+    return web.json_response({"dagId": dag_id, "status": "CANCELLING"}, status=202)
+
+
+async def retry(request: web.Request) -> web.Response:
+    c = ctx(request)
+    dag_id = check_dag_id(request.match_info["dag_id"])
+    await load_dag(c.redis, dag_id)
+    state = await c.redis.hget(keys.run(dag_id), "state")
+    if state in (None, RunState.RUNNING.value):
+        raise Problem(409, "Conflict", f"run {dag_id} is still running")
+    if state == RunState.SUCCEEDED.value:
+        raise Problem(409, "Conflict", f"run {dag_id} succeeded; nothing to retry")
+    generation = await c.redis.hget(keys.run(dag_id), "generation") or "0"
+    # One retry per generation: a double-clicked retry is deduplicated by JetStream.
+    await publish(c.js, subjects.retry(dag_id), RetryRequest(
+        dagId=dag_id, requestId=f"g{generation}", requestedAt=time.time(),
+    ), timeout=c.settings.nats.request_timeout_s)
+    return web.json_response({"dagId": dag_id, "status": "RETRYING"}, status=202)

@@ -1,0 +1,95 @@
+"""`GET /api/v1/dags/{dagId}/events`: the run's transitions as Server-Sent Events.
+
+Replayed from JetStream (an ordered consumer on `helios.run.{dagId}.>`), never from
+memory: the event id is the stream sequence, so `Last-Event-ID: N` resumes at N+1 and
+a client that arrives late still gets the whole history. The stream ends after the
+terminal run event of the run's current generation (a retried run keeps going).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from aiohttp import web
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from helios import keys, subjects
+from helios.states import RunState
+from services.api.context import ctx
+from services.api.problems import Problem
+from services.api.runs import load_dag
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 15.0
+
+
+def _last_event_id(request: web.Request) -> int:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId") or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem(400, "Bad Request", "Last-Event-ID must be an event id (an integer)") from None
+    if value < 0:
+        raise Problem(400, "Bad Request", "Last-Event-ID must not be negative")
+    return value
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    c = ctx(request)
+    dag_id = request.match_info["dag_id"]
+    await load_dag(c.redis, dag_id)  # 404 before the stream starts
+    after = _last_event_id(request)
+    config = ConsumerConfig(opt_start_seq=after + 1) if after else None
+    sub = await c.js.subscribe(
+        subjects.run_feed(dag_id), ordered_consumer=True,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+        config=config, inactive_threshold=60.0,
+    )
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",  # nginx: stream, don't buffer
+    })
+    await response.prepare(request)
+    shutdown = asyncio.ensure_future(c.shutting_down.wait())
+    try:
+        await response.write(b"retry: 2000\n\n")
+        while True:
+            nxt = asyncio.ensure_future(sub.next_msg(timeout=HEARTBEAT_S))
+            done, _ = await asyncio.wait({nxt, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+            if shutdown in done:
+                nxt.cancel()
+                break  # the client reconnects elsewhere with Last-Event-ID
+            try:
+                msg = nxt.result()
+            except (NatsTimeoutError, asyncio.TimeoutError):
+                await response.write(b": keepalive\n\n")
+                continue
+            seq = msg.metadata.sequence.stream
+            event = orjson.loads(msg.data)
+            kind = event.get("type", "task")
+            await response.write(f"id: {seq}\nevent: {kind}\ndata: ".encode() + msg.data + b"\n\n")
+            if kind == "run" and await _is_final(c.redis, dag_id, event):
+                break
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away
+    finally:
+        shutdown.cancel()
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def _is_final(redis, dag_id: str, event: dict) -> bool:  # type: ignore[no-untyped-def]
+    """A terminal event ends the feed unless a later retry restarted the run."""
+    if not RunState(event["state"]).terminal:
+        return False
+    generation = await redis.hget(keys.run(dag_id), "generation")
+    return int(generation or 0) <= int(event.get("generation", 0))

@@ -1,0 +1,51 @@
+"""API service: clients in the lifespan, the app on `settings.http`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import aiohttp
+
+from helios.bus import connect, ensure_streams
+from helios.health import Health, heartbeat, serve_http
+from helios.runtime import StopEvent, guard
+from helios.s3 import open_s3
+from helios.settings import Settings
+from helios.store import open_redis
+from helios.subjects import Streams
+from services.api.app import make_app
+from services.api.context import ApiContext
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings, stop: StopEvent, health: Health,
+                bound: asyncio.Future[int] | None = None) -> None:
+    """`bound` (tests, port 0) receives the port the server listens on."""
+    nc = await connect(settings.nats, "helios-api")
+    redis = open_redis(settings.redis)
+    try:
+        js = nc.jetstream(timeout=settings.nats.request_timeout_s)
+        await ensure_streams(js, Streams(replicas=settings.nats.stream_replicas))
+        async with open_s3(settings.s3) as s3, aiohttp.ClientSession() as http:
+            health.add_check("redis", redis.ping)
+            health.add_check("nats", js.account_info)
+            context = ApiContext(settings, nc, js, redis, s3, http, health)
+            app = make_app(context, health)
+            async with serve_http(app, settings.http.host, settings.http.port) as port:
+                if bound is not None and not bound.done():
+                    bound.set_result(port)
+                beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
+                health.ready.set()
+                log.info("api listening", extra={"port": port})
+                await stop.wait()
+                health.draining = True
+                context.shutting_down.set()
+                await beat
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.drain(), 5.0)
+        await redis.aclose()

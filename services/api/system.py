@@ -1,0 +1,67 @@
+"""`GET /api/v1/system/status` and the metrics proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from helios.health import read_heartbeats
+from services.api.context import ctx
+from services.api.problems import Problem
+
+SERVICES = ("api", "scheduler", "watcher", "metrics")
+
+
+async def _probe(name: str, check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), 2.0)
+    except Exception as exc:
+        return {"name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"name": name, "ok": True, "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def system_status(request: web.Request) -> web.Response:
+    c = ctx(request)
+
+    async def nats_check() -> None:
+        await c.js.account_info()
+
+    async def s3_check() -> None:
+        await c.s3.head_bucket(Bucket=c.settings.s3.bucket)
+
+    stores = await asyncio.gather(
+        _probe("nats", nats_check), _probe("redis", c.redis.ping), _probe("s3", s3_check)
+    )
+    try:
+        beats = await read_heartbeats(c.redis)
+    except Exception:
+        beats = []
+    services = []
+    for name in SERVICES:
+        instances = [b for b in beats if b["service"] == name and not b["stale"]]
+        services.append({
+            "name": name,
+            "ok": any(b["ready"] for b in instances),
+            "instances": instances,
+        })
+    ok = all(s["ok"] for s in stores) and all(s["ok"] for s in services)
+    return web.json_response({"status": "ok" if ok else "degraded", "executor": c.settings.executor,
+                              "stores": stores, "services": services})
+
+
+async def dag_metrics(request: web.Request) -> web.StreamResponse:
+    """Served by the metrics service; proxied so one base URL serves the whole API."""
+    c = ctx(request)
+    url = f"{c.settings.metrics_url.rstrip('/')}{request.rel_url}"
+    try:
+        async with c.http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as upstream:
+            body = await upstream.read()
+            return web.Response(status=upstream.status, body=body,
+                                content_type=upstream.content_type)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise Problem(503, "Service Unavailable", f"the metrics service is unreachable: {exc}") from None

@@ -1,0 +1,1 @@
+"""The scheduler: evaluates runs, dispatches ready tasks, finalises runs."""

@@ -1,0 +1,4 @@
+from helios.runtime import run
+from services.scheduler.service import serve
+
+run("scheduler", serve)

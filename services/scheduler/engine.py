@@ -1,0 +1,230 @@
+"""The scheduler's I/O shell: decode messages, load state, decide, publish, launch, store.
+
+Order of effects for one batch (each step idempotent, so a crash anywhere is safe):
+publish transitions (deduplicated by `Nats-Msg-Id`) -> launch attempts (idempotent by
+job name) -> set retry timers -> store the new state in one transaction -> ack.
+A redelivered batch re-derives the same decisions from the stored state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import TypeAdapter, ValidationError
+from prometheus_client import Counter, Histogram
+
+from helios import subjects
+from helios.bus import publish
+from helios.executors.base import Executor, job_name
+from helios.logs import log_fields
+from helios.messages import (
+    CacheStats,
+    CancelRequest,
+    Command,
+    OutputArtifact,
+    RetryRequest,
+    RunEvent,
+    Submission,
+    TaskDispatch,
+    TaskEvent,
+    TaskReport,
+    Timings,
+    Wake,
+)
+from helios.states import RunState, TaskState
+from services.scheduler import decide
+from services.scheduler.decide import Plan, Policy, RunView
+from services.scheduler.store import RunStore, UnknownRun
+
+log = logging.getLogger(__name__)
+
+COMMANDS: TypeAdapter[Command] = TypeAdapter(Command)
+
+DECISIONS = Counter("helios_scheduler_batches_total", "Message batches evaluated", ["outcome"])
+LAUNCHES = Counter("helios_scheduler_launches_total", "Task attempts launched")
+DISPATCH_LATENCY = Histogram(
+    "helios_dispatch_latency_seconds",
+    "From a report being published to the scheduler launching what it unblocked",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
+)
+
+
+class Engine:
+    def __init__(self, js: JetStreamContext, store: RunStore, executor: Executor, policy: Policy,
+                 publish_timeout_s: float = 5.0):
+        self.js = js
+        self.store = store
+        self.executor = executor
+        self.policy = policy
+        self.timeout = publish_timeout_s
+
+    async def handle(self, dag_id: str, msgs: list[Msg]) -> None:
+        """Process one run's batch and settle every message in it."""
+        items: list[tuple[Msg, Command | TaskReport]] = []
+        now = time.time()
+        for msg in msgs:
+            try:
+                item = _decode(msg)
+            except ValidationError as exc:
+                log.error("poison message dropped: %s", exc, extra=log_fields(subject=msg.subject))
+                await msg.term()
+                continue
+            if isinstance(item, Wake) and item.fire_at > now:
+                await msg.nak(delay=item.fire_at - now)  # the timer is not due yet
+                continue
+            items.append((msg, item))
+        if not items:
+            return
+        try:
+            await self._evaluate(dag_id, [item for _, item in items])
+        except UnknownRun:
+            log.error("messages for an unknown run dropped", extra=log_fields(dagId=dag_id))
+            DECISIONS.labels("unknown").inc()
+            for msg, _ in items:
+                await msg.term()
+        except _Deferred as exc:
+            log.info("deferring: %s", exc, extra=log_fields(dagId=dag_id))
+            DECISIONS.labels("deferred").inc()
+            for msg, _ in items:
+                await msg.nak(delay=0.5)
+        except Exception:
+            log.exception("evaluation failed; redelivering", extra=log_fields(dagId=dag_id))
+            DECISIONS.labels("error").inc()
+            for msg, _ in items:
+                await msg.nak(delay=1.0)
+        else:
+            DECISIONS.labels("ok").inc()
+            for msg, _ in items:
+                await msg.ack()
+
+    async def _evaluate(self, dag_id: str, items: list[Command | TaskReport]) -> None:
+        view, run = await self.store.load(dag_id)
+        plan = Plan()
+        run_changes: list[RunState] = []
+        outputs: dict[str, list[OutputArtifact]] = {}
+        reports: dict[str, TaskReport] = {}
+        for item in items:
+            step = self._decide(view, item)
+            if isinstance(item, TaskReport):
+                if item.phase == "succeeded" and any(
+                    t.task == item.task and t.state == TaskState.SUCCEEDED for t in step.transitions
+                ):
+                    outputs[item.task] = item.outputs
+                reports[item.task] = item
+            if step.run_state is not None:
+                run_changes.append(step.run_state)
+            _merge(plan, step)
+        if plan.empty:
+            return
+        started_at = float(run.get("startedAt") or time.time())
+        use_cache = run.get("useCache", "true") == "true"
+        dag_name = run.get("dagName", view.dag.dag_name)
+        dispatches = await self._dispatches(dag_id, dag_name, view, plan, use_cache, outputs)
+        for t in plan.transitions:
+            await publish(self.js, subjects.task_event(dag_id, t.task), _task_event(
+                dag_id, dag_name, t, use_cache and view.dag.task(t.task).cache,
+                len(view.dag.task(t.task).inputs)), timeout=self.timeout)
+        run_fields: dict[str, Any] = {}
+        for state in run_changes:
+            now = time.time()
+            run_fields.update(state=state.value, generation=view.generation)
+            if "startedAt" not in run and "startedAt" not in run_fields:
+                run_fields["startedAt"] = started_at = now
+            ended = now if state.terminal else None
+            run_fields["endedAt"] = ended if ended is not None else ""
+            await publish(self.js, subjects.run_event(dag_id), RunEvent(
+                dagId=dag_id, dagName=dag_name, state=state, at=now,
+                useCache=use_cache, taskCount=len(view.dag.tasks), startedAt=started_at,
+                endedAt=ended, generation=view.generation,
+            ), timeout=self.timeout)
+        for dispatch in dispatches:
+            await self.executor.launch(dispatch)
+            LAUNCHES.inc()
+            if dispatch.inputs or reports:
+                self._observe_latency(dispatch, reports)
+        if plan.cancel_executor:
+            await self.executor.cancel_run(dag_id)
+        for timer in plan.timers:
+            await publish(self.js, subjects.wake(dag_id), Wake(
+                dagId=dag_id, task=timer.task, attempt=timer.attempt,
+                fireAt=time.time() + timer.delay_s), timeout=self.timeout)
+        await self.store.store(dag_id, plan.transitions, run_fields, outputs)
+
+    def _decide(self, view: RunView, item: Command | TaskReport) -> Plan:
+        if isinstance(item, Submission):
+            return decide.on_start(view, self.policy)
+        if isinstance(item, TaskReport):
+            current = view.tasks.get(item.task)
+            if current is not None and item.attempt > current.attempt and not view.state.terminal:
+                # The report overtook our own record of the launch (a crash between the
+                # two): wait for the redelivered command to catch the state up.
+                raise _Deferred(f"report for {item.task} attempt {item.attempt} is ahead")
+            return decide.on_report(view, item, self.policy)
+        if isinstance(item, Wake):
+            return decide.on_wake(view, item.task, item.attempt)
+        if isinstance(item, CancelRequest):
+            return decide.on_cancel(view)
+        if isinstance(item, RetryRequest):
+            return decide.on_retry(view, self.policy)
+        raise TypeError(type(item))
+
+    async def _dispatches(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,
+                          use_cache: bool, fresh: dict[str, list[OutputArtifact]]) -> list[TaskDispatch]:
+        if not plan.launch:
+            return []
+        producers = {i.from_task for name, _ in plan.launch for i in view.dag.task(name).inputs}
+        stored = await self.store.outputs_of(dag_id, producers - set(fresh))
+        for task, files in fresh.items():
+            stored[task] = {o.name: o for o in files}
+        now = time.time()
+        out = []
+        for name, attempt in dict.fromkeys(plan.launch):
+            task = view.dag.task(name)
+            out.append(TaskDispatch(
+                dagId=dag_id, dagName=dag_name, task=task, attempt=attempt,
+                jobName=job_name(dag_id, name, attempt), useCache=use_cache and task.cache,
+                inputs=await self.store.resolve_inputs(view.dag, dag_id, name, stored),
+                dispatchedAt=now,
+            ))
+        return out
+
+    @staticmethod
+    def _observe_latency(dispatch: TaskDispatch, reports: dict[str, TaskReport]) -> None:
+        deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
+        if deps:
+            DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
+
+
+class _Deferred(Exception):
+    pass
+
+
+def _decode(msg: Msg) -> Command | TaskReport:
+    if msg.subject.startswith(f"{subjects.PREFIX}.exec."):
+        return TaskReport.model_validate_json(msg.data)
+    return COMMANDS.validate_json(msg.data)
+
+
+def _merge(into: Plan, step: Plan) -> None:
+    into.transitions += step.transitions
+    into.launch += step.launch
+    into.timers += step.timers
+    if step.run_state is not None:
+        into.run_state = step.run_state
+    into.cancel_executor |= step.cancel_executor
+
+
+def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: bool,
+                inputs: int) -> TaskEvent:
+    d = t.detail
+    return TaskEvent(
+        dagId=dag_id, dagName=dag_name, task=t.task, state=t.state, attempt=t.attempt,
+        at=time.time(), node=d.get("node"), exitCode=d.get("exitCode"), reason=d.get("reason"),
+        message=d.get("message"), memoized=bool(d.get("memoized")), useCache=use_cache,
+        inputs=inputs, cache=CacheStats.model_validate(d.get("cache") or {}),
+        timings=Timings.model_validate(d.get("timings") or {}),
+    )

@@ -1,0 +1,53 @@
+"""Per-run ordered processing: one run's messages in order, different runs in parallel.
+
+Messages are queued by run id; a run's worker takes everything queued for it as one
+batch (one state load, one write), which keeps a 1000-task fan-out cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+
+
+class RunQueues(Generic[M]):
+    def __init__(self, handler: Callable[[str, list[M]], Awaitable[None]], max_active: int):
+        self.handler = handler
+        self.pending: dict[str, list[M]] = {}
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.limit = asyncio.Semaphore(max_active)
+
+    def put(self, key: str, item: M) -> None:
+        self.pending.setdefault(key, []).append(item)
+        if key not in self.workers:
+            self.workers[key] = asyncio.create_task(self._work(key), name=f"run:{key}")
+
+    async def _work(self, key: str) -> None:
+        try:
+            async with self.limit:
+                while batch := self.pending.pop(key, None):
+                    try:
+                        await self.handler(key, batch)
+                    except Exception:
+                        # The handler settles its own messages; this is a bug guard.
+                        log.exception("run worker failed", extra={"dagId": key})
+        finally:
+            self.workers.pop(key, None)
+
+    async def drain(self, timeout_s: float) -> list[M]:
+        """Wait for in-flight batches; returns what was queued but never started."""
+        dropped = [item for items in self.pending.values() for item in items]
+        self.pending.clear()
+        workers = list(self.workers.values())
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        return dropped

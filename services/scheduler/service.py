@@ -1,0 +1,86 @@
+"""Scheduler service: durable consumers of commands and reports feeding the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from nats.aio.msg import Msg
+
+from helios import subjects
+from helios.bus import Consumer, connect, ensure_consumer, ensure_streams, pull_forever
+from helios.executors.factory import open_executor
+from helios.health import Health, health_app, heartbeat, serve_http
+from helios.runtime import StopEvent, cancel_all, guard
+from helios.settings import Settings
+from helios.store import open_redis
+from helios.subjects import Streams
+from services.scheduler.decide import Policy
+from services.scheduler.engine import Engine
+from services.scheduler.queues import RunQueues
+from services.scheduler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def run_id_of(subject: str) -> str:
+    """`helios.cmd.<kind>.<dagId>` and `helios.exec.<dagId>` both end with the run id."""
+    return subject.rsplit(".", 1)[-1]
+
+
+async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
+    streams = Streams(replicas=settings.nats.stream_replicas)
+    nc = await connect(settings.nats, "helios-scheduler")
+    redis = open_redis(settings.redis)
+    try:
+        js = nc.jetstream(timeout=settings.nats.request_timeout_s)
+        await ensure_streams(js, streams)
+        health.add_check("nats", lambda: _nats_ok(nc))
+        health.add_check("redis", redis.ping)
+        policy = Policy(
+            retry_backoff_s=settings.scheduler.retry_backoff_s,
+            retry_backoff_max_s=settings.scheduler.retry_backoff_max_s,
+            max_running_per_run=settings.k8s.max_parallel_jobs_per_run
+            if settings.executor == "kubernetes" else 1_000_000,
+        )
+        async with open_executor(settings, nc, redis) as executor, serve_http(
+            health_app(health), settings.http.host, settings.http.port
+        ):
+            engine = Engine(js, RunStore(redis), executor, policy, settings.nats.request_timeout_s)
+            queues: RunQueues[Msg] = RunQueues(engine.handle, settings.scheduler.max_runs_in_flight)
+
+            async def route(batch: list[Msg]) -> None:
+                for msg in batch:
+                    queues.put(run_id_of(msg.subject), msg)
+
+            loops = []
+            for consumer in (
+                Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>"),
+                Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>"),
+            ):
+                sub = await ensure_consumer(js, consumer)
+                loops.append(guard(
+                    pull_forever(sub, route, batch=consumer.batch, stop=stop),
+                    f"pull:{consumer.durable}", stop,
+                ))
+            beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
+            health.ready.set()
+            log.info("scheduler ready", extra={"executor": settings.executor})
+            await stop.wait()
+            health.draining = True
+            await cancel_all(loops)
+            await beat
+            for msg in await queues.drain(settings.drain_timeout_s):
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.drain(), 5.0)
+        await redis.aclose()
+
+
+async def _nats_ok(nc) -> None:  # type: ignore[no-untyped-def]
+    if not nc.is_connected:
+        raise ConnectionError("not connected to NATS")

@@ -1,0 +1,114 @@
+"""The scheduler's view of Redis: load a run's state, store a plan's effects."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from helios import keys
+from helios.dag.model import Dag
+from helios.dag.parse import parse_dag
+from helios.messages import InputArtifact, OutputArtifact
+from helios.states import RunState, TaskState
+from services.scheduler.decide import RunView, TaskView, Transition
+
+
+class UnknownRun(LookupError):
+    pass
+
+
+class RunStore:
+    def __init__(self, redis: aioredis.Redis, dag_cache_size: int = 512):
+        self.redis = redis
+        # Definitions never change after submission: parse each once.
+        self._dags: OrderedDict[str, Dag] = OrderedDict()
+        self._dag_cache_size = dag_cache_size
+
+    async def dag(self, dag_id: str) -> Dag:
+        dag = self._dags.get(dag_id)
+        if dag is None:
+            raw = await self.redis.get(keys.definition(dag_id))
+            if raw is None:
+                raise UnknownRun(dag_id)
+            dag = parse_dag(orjson.loads(raw))
+            self._dags[dag_id] = dag
+            if len(self._dags) > self._dag_cache_size:
+                self._dags.popitem(last=False)
+        else:
+            self._dags.move_to_end(dag_id)
+        return dag
+
+    async def load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
+        """The run's current state, and its run hash (dagName, useCache, ...)."""
+        dag = await self.dag(dag_id)
+        names = [t.name for t in dag.tasks]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(dag_id))
+            pipe.mget([keys.task_status(dag_id, n) for n in names])
+            pipe.mget([keys.task_attempts(dag_id, n) for n in names])
+            run, states, attempts = await pipe.execute()
+        tasks = {
+            n: TaskView(TaskState(s) if s else TaskState.PENDING, int(a or 0))
+            for n, s, a in zip(names, states, attempts, strict=True)
+        }
+        state = RunState(run["state"]) if run.get("state") else RunState.RUNNING
+        view = RunView(dag, state, tasks, int(run.get("generation", 0)), "startedAt" in run)
+        return view, run
+
+    async def outputs_of(self, dag_id: str, tasks: set[str]) -> dict[str, dict[str, OutputArtifact]]:
+        names = sorted(tasks)
+        if not names:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.hgetall(keys.task_outputs(dag_id, n))
+            rows = await pipe.execute()
+        return {
+            n: {f: OutputArtifact.model_validate_json(v) for f, v in row.items()}
+            for n, row in zip(names, rows, strict=True)
+        }
+
+    async def resolve_inputs(self, dag: Dag, dag_id: str, task: str,
+                             outputs: dict[str, dict[str, OutputArtifact]]) -> list[InputArtifact]:
+        spec = dag.task(task)
+        resolved = []
+        for item in spec.inputs:
+            artifact = item.artifact or dag.task(item.from_task).outputs[0]
+            out = outputs.get(item.from_task, {}).get(artifact)
+            if out is None:
+                raise LookupError(f"{item.from_task!r} recorded no output {artifact!r}")
+            resolved.append(InputArtifact(
+                name=item.name, fromTask=item.from_task, artifact=artifact,
+                key=out.key, sha256=out.sha256, size=out.size,
+            ))
+        return resolved
+
+    async def store(self, dag_id: str, transitions: list[Transition],
+                    run_fields: dict[str, Any], outputs: dict[str, list[OutputArtifact]]) -> None:
+        """Write a plan's effects in one MULTI/EXEC: readers never see half a plan."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for t in transitions:
+                pipe.set(keys.task_status(dag_id, t.task), t.state.value)
+                pipe.set(keys.task_attempts(dag_id, t.task), t.attempt)
+                detail = {**t.detail, "state": t.state.value, "attempt": t.attempt,
+                          "updatedAt": time.time()}
+                fields = {k: orjson.dumps(v).decode() for k, v in detail.items()}
+                pipe.hset(keys.task_detail(dag_id, t.task), mapping=fields)
+            for task, files in outputs.items():
+                if files:
+                    pipe.hset(keys.task_outputs(dag_id, task),
+                              mapping={o.name: o.model_dump_json() for o in files})
+            if run_fields:
+                pipe.hset(keys.run(dag_id), mapping={k: _plain(v) for k, v in run_fields.items()})
+            await pipe.execute()
+
+
+def _plain(value: Any) -> str:
+    """Run-hash fields are plain strings; the task detail hash holds JSON values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

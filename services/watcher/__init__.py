@@ -1,0 +1,1 @@
+"""The watcher: observes task attempts on the execution backend and reports them."""

@@ -1,0 +1,142 @@
+"""The four services in this test's event loop, talking over the session's real servers.
+
+Each service runs its production `serve()` with its own StopEvent, so a test can stop
+and restart one (a scheduler or watcher restarted mid-run) exactly as SIGTERM would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from helios.devstack.procs import free_port
+from helios.health import Health
+from helios.runtime import StopEvent
+from helios.settings import HttpSettings, Settings
+from services.api.service import serve as serve_api
+from services.metrics.service import serve as serve_metrics
+from services.scheduler.service import serve as serve_scheduler
+from services.watcher.service import serve as serve_watcher
+
+Serve = Callable[[Settings, StopEvent, Health], Awaitable[None]]
+
+
+@dataclass
+class Running:
+    task: asyncio.Task[None]
+    stop: StopEvent
+    health: Health
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    api_url: str
+    metrics_url: str
+    services: dict[str, Running] = field(default_factory=dict)
+    serves: dict[str, tuple[Serve, Settings]] = field(default_factory=dict)
+
+    async def start(self, name: str) -> None:
+        serve, settings = self.serves[name]
+        stop, health = StopEvent(), Health(name)
+        task = asyncio.create_task(serve(settings, stop, health), name=f"service:{name}")
+        self.services[name] = Running(task, stop, health)
+        ready = asyncio.create_task(health.ready.wait())
+        done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            ready.cancel()
+            task.result()  # raises what made it fail
+            raise RuntimeError(f"{name} exited during startup")
+        if ready not in done:
+            raise TimeoutError(f"{name} not ready after 30s")
+
+    async def stop(self, name: str, timeout_s: float = 30.0) -> None:
+        running = self.services.pop(name)
+        running.stop.set()
+        await asyncio.wait_for(running.task, timeout_s)
+        assert running.stop.failure is None, running.stop.failure
+
+    async def restart(self, name: str) -> None:
+        await self.stop(name)
+        await self.start(name)
+
+
+def _with_port(settings: Settings, port: int, **changes: Any) -> Settings:
+    return settings.model_copy(update={"http": HttpSettings(host="127.0.0.1", port=port), **changes})
+
+
+@contextlib.asynccontextmanager
+async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+    api_port, metrics_port = free_port(), free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}"
+    stack = Stack(settings, f"http://127.0.0.1:{api_port}", metrics_url)
+    stack.serves = {
+        "metrics": (serve_metrics, _with_port(settings, metrics_port)),
+        "scheduler": (serve_scheduler, _with_port(settings, 0)),
+        "watcher": (serve_watcher, _with_port(settings, 0)),
+        "api": (serve_api, _with_port(settings, api_port, metrics_url=metrics_url)),
+    }
+    try:
+        for name in stack.serves:
+            await stack.start(name)
+        yield stack
+    finally:
+        for name in reversed(list(stack.services)):
+            with contextlib.suppress(Exception):
+                await stack.stop(name)
+
+
+async def submit(session: aiohttp.ClientSession, api: str, dag: dict[str, Any] | str,
+                 **params: str) -> dict[str, Any]:
+    if isinstance(dag, str):
+        kwargs: dict[str, Any] = {"data": dag, "headers": {"Content-Type": "application/yaml"}}
+    else:
+        kwargs = {"json": dag}
+    async with session.post(f"{api}/api/v1/dags", params=params, **kwargs) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == 201, body
+        return body
+
+
+async def follow(session: aiohttp.ClientSession, api: str, dag_id: str,
+                 last_event_id: int | None = None, timeout_s: float = 60.0,
+                 until: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    """Read the SSE feed until it ends (or `until(event)` is true); events with `id`."""
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout_s), session.get(
+        f"{api}/api/v1/dags/{dag_id}/events", headers=headers
+    ) as resp:
+        assert resp.status == 200
+        current: dict[str, str] = {}
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in current:
+                    import json
+
+                    event = json.loads(current["data"])
+                    event["_id"] = int(current["id"])
+                    events.append(event)
+                    if until and until(event):
+                        break
+                current = {}
+                continue
+            if line.startswith(":"):
+                continue
+            key, _, value = line.partition(":")
+            current[key] = value.lstrip(" ")
+    return events
+
+
+async def wait_run(session: aiohttp.ClientSession, api: str, dag_id: str,
+                   timeout_s: float = 60.0) -> dict[str, Any]:
+    """Follow the feed to its end, then return the run's status."""
+    await follow(session, api, dag_id, timeout_s=timeout_s)
+    async with session.get(f"{api}/api/v1/dags/{dag_id}") as resp:
+        return await resp.json()
