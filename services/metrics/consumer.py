@@ -1,0 +1,104 @@
+"""From JetStream batches to the store, with explicit acks (STYLE.md #6).
+
+A batch is split by run: one run's events are applied in delivery order and followed by
+one refresh of its metrics; different runs proceed in parallel, bounded by a semaphore.
+A message is acked only after its effect and the run's refreshed metrics are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from nats.aio.msg import Msg
+from pydantic import TypeAdapter, ValidationError
+
+from helios.logs import log_fields
+from helios.messages import Event, RunEvent, TaskEvent
+from services.metrics import prom
+from services.metrics.store import MetricsStore, Outcome
+
+log = logging.getLogger(__name__)
+
+_EVENT: TypeAdapter[TaskEvent | RunEvent] = TypeAdapter(Event)
+
+
+def _redelivery_delay(msg: Msg) -> float:
+    return min(30.0, 0.5 * 2 ** min(msg.metadata.num_delivered, 6))
+
+
+class EventConsumer:
+    def __init__(self, store: MetricsStore, concurrency: int = 32):
+        self.store = store
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def on_batch(self, msgs: list[Msg]) -> None:
+        groups: dict[str, list[tuple[Msg, TaskEvent | RunEvent]]] = {}
+        for msg in msgs:
+            try:
+                event = _EVENT.validate_json(msg.data)
+            except ValidationError as exc:
+                # Poison: no redelivery will make it valid.
+                prom.INVALID.inc()
+                log.error("undecodable event dropped: %s", exc,
+                          extra=log_fields(subject=msg.subject))
+                await msg.term()
+                continue
+            groups.setdefault(event.dag_id, []).append((msg, event))
+        if msgs:
+            prom.PENDING.set(msgs[-1].metadata.num_pending)
+        async with asyncio.TaskGroup() as tg:
+            for dag_id, items in groups.items():
+                tg.create_task(self._run_group(dag_id, items), name=f"metrics:{dag_id}")
+
+    async def _run_group(self, dag_id: str, items: list[tuple[Msg, TaskEvent | RunEvent]]) -> None:
+        async with self._slots:
+            try:
+                await self._handle(dag_id, items)
+            except Exception:
+                # Never let one run's failure cancel the rest of the batch; unacked
+                # messages come back after the ack wait.
+                log.exception("metrics group failed", extra=log_fields(dagId=dag_id))
+
+    async def _handle(self, dag_id: str, items: list[tuple[Msg, TaskEvent | RunEvent]]) -> None:
+        stored: list[Msg] = []
+        victims: list[str] = []
+        refresh = False
+        for msg, event in items:
+            extra = log_fields(dagId=dag_id, dagName=event.dag_name, subject=msg.subject,
+                               msgId=event.msg_id, task=getattr(event, "task", None))
+            try:
+                applied = await self.store.apply(event, time.time())
+            except Exception:
+                log.exception("applying event failed; redelivering", extra=extra)
+                await msg.nak(delay=_redelivery_delay(msg))
+                continue
+            prom.observe(event, applied)
+            log.debug("event %s (%s)", applied.outcome, event.state, extra=extra)
+            refresh = refresh or applied.outcome is not Outcome.EVICTED
+            victims += applied.victims
+            stored.append(msg)
+        if victims:
+            log.info("runs evicted from the window: %s", ",".join(victims),
+                     extra=log_fields(dagId=dag_id))
+            try:
+                await self.store.sweep(victims)
+            except Exception:
+                # They stay in the sweep set; the next start finishes the job.
+                log.exception("sweeping evicted runs failed", extra=log_fields(dagId=dag_id))
+        if refresh:
+            try:
+                metrics = await self.store.refresh(dag_id)
+            except Exception:
+                # The events are stored; their redelivery counts as duplicates and
+                # retries this refresh.
+                log.exception("refreshing metrics failed; redelivering",
+                              extra=log_fields(dagId=dag_id))
+                for msg in stored:
+                    await msg.nak(delay=_redelivery_delay(msg))
+                return
+            if metrics is not None:
+                log.debug("metrics refreshed: %s", metrics.status, extra=log_fields(dagId=dag_id))
+        for msg in stored:
+            await msg.ack()
