@@ -228,7 +228,7 @@ def test_base_ships_no_secret_values() -> None:
             assert not (doc and "secretGenerator" in doc), path
     (secret,) = of_kind(rendered("overlays/dev"), "Secret").values()
     assert secret["metadata"]["name"] == "helios-s3"
-    assert secret["metadata"]["labels"]["helios.io/dev-only"] == "true"
+    assert secret["metadata"]["labels"]["helios.dev/dev-only"] == "true"
     assert set(secret["data"]) == {"HELIOS_S3_ACCESS_KEY_ID", "HELIOS_S3_SECRET_ACCESS_KEY"}
 
 
@@ -380,7 +380,7 @@ def test_store_pods_keep_their_data_on_volumes() -> None:
     nats = pod_spec(one(objs, "StatefulSet", "nats"))["containers"][0]
     assert nats["args"][:3] == ["-js", "-sd", "/data"]
     redis = pod_spec(one(objs, "StatefulSet", "redis"))["containers"][0]
-    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert redis["args"][redis["args"].index("--appendonly") + 1] == "yes"
 
 
 def test_dockerfile_is_multi_stage_and_non_root() -> None:
@@ -643,3 +643,25 @@ def test_pod_guard_allows_only_the_cache_hostpath() -> None:
     cache_dir = config(rendered("overlays/dev"))["HELIOS_K8S_NODE_CACHE_DIR"]
     hostpath_rule = [v for v in policy["spec"]["validations"] if "hostPath" in v["expression"]]
     assert len(hostpath_rule) == 1 and f"'{cache_dir}'" in hostpath_rule[0]["expression"]
+
+
+# ------------------------------------------------------- contract with the Job builder
+
+
+def test_task_jobs_fit_this_deploy() -> None:
+    """The names the scheduler's Job builder uses exist here, so task pods get their
+    ServiceAccount, S3 Secret, NetworkPolicies and cache path."""
+    jobs = pytest.importorskip("helios.executors.kubernetes.jobs")
+    labels = pytest.importorskip("helios.executors.kubernetes.labels")
+    from helios.settings import KubernetesSettings
+
+    assert {labels.L_APP: labels.APP} == TASK_LABELS
+    assert jobs.HELPER_UID == 10001  # the Dockerfile's USER
+    for overlay in ("dev", "prod"):
+        objs = rendered(f"overlays/{overlay}")
+        assert jobs.DEFAULT_SERVICE_ACCOUNT in of_kind(objs, "ServiceAccount")
+        cfg = config(objs)
+        default = KubernetesSettings.model_fields["node_cache_dir"].default
+        assert cfg["HELIOS_K8S_NODE_CACHE_DIR"] == default
+        assert cfg["HELIOS_CACHE_DIR"] == jobs.CACHE_MOUNT
+    assert jobs.S3_SECRET in of_kind(rendered("overlays/dev"), "Secret")
