@@ -8,6 +8,8 @@
 #
 # Both stages use the same base image so the venv's interpreter symlinks
 # (/opt/venv/bin/python -> /usr/local/bin/python3.11) stay valid in the final stage.
+# python:3.11-slim, pinned to its Debian release so a rebuild never switches distribution
+# silently; pin a digest (python:3.11-slim-bookworm@sha256:...) for reproducible builds.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
