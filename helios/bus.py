@@ -7,6 +7,7 @@ on a transient error, `term()` on a poison message, each logged with subject and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,6 +56,17 @@ async def connect(settings: NatsSettings, name: str) -> NATS:
         error_cb=_log_error,
         disconnected_cb=_log_disconnect,
     )
+
+
+async def close(nc: NATS, timeout_s: float = 5.0) -> None:
+    """Flush what we published and acked, then close. The services drain their own
+    in-flight work first; `nc.drain()` would wait on pull subscriptions' buffers."""
+    if nc.is_closed:
+        return
+    with contextlib.suppress(Exception):
+        await nc.flush(timeout=timeout_s)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), timeout_s)
 
 
 async def _log_error(exc: Exception) -> None:

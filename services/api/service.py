@@ -9,7 +9,7 @@ import uuid
 
 import aiohttp
 
-from helios.bus import connect, ensure_streams
+from helios.bus import close as close_nats, connect, ensure_streams
 from helios.health import Health, heartbeat, serve_http
 from helios.runtime import StopEvent, guard
 from helios.s3 import open_s3
@@ -46,6 +46,5 @@ async def serve(settings: Settings, stop: StopEvent, health: Health,
                 context.shutting_down.set()
                 await beat
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.drain(), 5.0)
+        await close_nats(nc)
         await redis.aclose()

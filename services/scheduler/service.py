@@ -10,7 +10,7 @@ import uuid
 from nats.aio.msg import Msg
 
 from helios import subjects
-from helios.bus import Consumer, connect, ensure_consumer, ensure_streams, pull_forever
+from helios.bus import close as close_nats, Consumer, connect, ensure_consumer, ensure_streams, pull_forever
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
 from helios.runtime import StopEvent, cancel_all, guard
@@ -76,8 +76,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
                 with contextlib.suppress(Exception):
                     await msg.nak()
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.drain(), 5.0)
+        await close_nats(nc)
         await redis.aclose()
 
 

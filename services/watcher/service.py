@@ -11,7 +11,7 @@ import uuid
 from prometheus_client import Counter
 
 from helios import subjects
-from helios.bus import connect, ensure_streams, publish
+from helios.bus import close as close_nats, connect, ensure_streams, publish
 from helios.executors.factory import open_task_source
 from helios.health import Health, health_app, heartbeat, serve_http
 from helios.logs import log_fields
@@ -65,8 +65,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             runner.cancel()
             await beat
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.drain(), 5.0)
+        await close_nats(nc)
         await redis.aclose()
 
 

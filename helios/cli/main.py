@@ -1,0 +1,156 @@
+"""`helios`: run the embedded stack, submit DAGs, follow runs, read logs and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from helios.cli.client import ApiError, Client
+from helios.cli.render import Progress, metrics_table, status_table
+
+DEFAULT_API = "http://localhost:8080"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="helios", description=__doc__)
+    p.add_argument("--api", default=os.environ.get("HELIOS_API_URL", DEFAULT_API),
+                   help="API base URL (default: $HELIOS_API_URL or %(default)s)")
+    p.add_argument("--json", action="store_true", help="print raw JSON responses")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the embedded stack (NATS, Valkey, S3 and the services)")
+    dev.add_argument("--data-dir", type=Path, default=Path(".helios"), help="all state lives here")
+    dev.add_argument("--port", type=int, default=8080, help="API port")
+    dev.add_argument("--metrics-port", type=int, default=8081, help="metrics service port")
+
+    demo = sub.add_parser("demo", help="start the embedded stack, run the seed example twice, "
+                                       "show the cache miss, the hit and the metrics, then stop")
+    demo.add_argument("--data-dir", type=Path, default=Path(".helios"), help="all state lives here")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--metrics-port", type=int, default=8081)
+    demo.add_argument("file", nargs="?", type=Path, help="DAG to run (default: the seed example)")
+
+    s = sub.add_parser("submit", help="submit a DAG file (YAML or JSON)")
+    s.add_argument("file", type=Path)
+    s.add_argument("--no-cache", action="store_true", help="bypass the node cache for this run")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--wait", action="store_true", help="wait for the run to end")
+    mode.add_argument("--follow", action="store_true", help="print live progress until it ends")
+
+    for name, text in (("status", "show a run"), ("cancel", "cancel a run"),
+                       ("retry", "re-run failed tasks of a finished run")):
+        sub.add_parser(name, help=text).add_argument("dag_id")
+    lg = sub.add_parser("logs", help="print a task's log lines")
+    lg.add_argument("dag_id")
+    lg.add_argument("task")
+    m = sub.add_parser("metrics", help="show the last runs of a DAG name")
+    m.add_argument("dag_name")
+    m.add_argument("--limit", type=int, default=10)
+    return p
+
+
+async def follow(client: Client, dag_id: str, quiet: bool = False) -> str:
+    """Print the live feed; returns the run's final state."""
+    progress = Progress()
+    final = "RUNNING"
+    async for event in client.events(dag_id):
+        if not quiet:
+            progress.feed(event)
+        if event.get("type") == "run":
+            final = event["state"]
+    return final
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "dev":
+        from helios.cli.dev import run_dev
+
+        return await run_dev(args.data_dir, args.port, args.metrics_port)
+    if args.command == "demo":
+        from helios.cli.demo import run_demo
+
+        return await run_demo(args.data_dir, args.port, args.metrics_port, args.file)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10)) as http:
+        client = Client(args.api, http)
+        handler = COMMANDS[args.command]
+        return await handler(client, args)
+
+
+def _print(args: argparse.Namespace, body: Any, text: str) -> None:
+    print(json.dumps(body, indent=2) if args.json else text)
+
+
+async def _submit(client: Client, args: argparse.Namespace) -> int:
+    body = await client.submit_file(args.file, use_cache=False if args.no_cache else None)
+    dag_id = body["dagId"]
+    _print(args, body, f"submitted {body['dagName']} as {dag_id}")
+    if not (args.wait or args.follow):
+        return 0
+    final = await follow(client, dag_id, quiet=not args.follow)
+    if args.wait:
+        print(status_table(await client.status(dag_id)))
+    return 0 if final == "SUCCEEDED" else 1
+
+
+async def _status(client: Client, args: argparse.Namespace) -> int:
+    body = await client.status(args.dag_id)
+    _print(args, body, status_table(body))
+    return 0
+
+
+async def _logs(client: Client, args: argparse.Namespace) -> int:
+    body = await client.logs(args.dag_id, args.task)
+    _print(args, body, "\n".join(body["lines"]))
+    return 0
+
+
+async def _cancel(client: Client, args: argparse.Namespace) -> int:
+    body = await client.cancel(args.dag_id)
+    _print(args, body, f"cancelling {args.dag_id}")
+    return 0
+
+
+async def _retry(client: Client, args: argparse.Namespace) -> int:
+    body = await client.retry(args.dag_id)
+    _print(args, body, f"retrying {args.dag_id}")
+    return 0
+
+
+async def _metrics(client: Client, args: argparse.Namespace) -> int:
+    body = await client.metrics(args.dag_name, args.limit)
+    _print(args, body, metrics_table(body))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
+    "submit": _submit, "status": _status, "logs": _logs, "cancel": _cancel,
+    "retry": _retry, "metrics": _metrics,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        code = asyncio.run(_run(args))
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except aiohttp.ClientConnectionError as exc:
+        print(f"error: cannot reach the API at {args.api}: {exc}\n"
+              "  start it with `helios dev`, or pass --api / set HELIOS_API_URL", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
