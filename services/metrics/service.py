@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 
 from helios import bus, subjects
-from helios.health import Health, health_app, serve_http
+from helios.health import Health, health_app, heartbeat, serve_http
 from helios.runtime import StopEvent, cancel_all, guard
 from helios.settings import Settings
 from helios.store import open_redis
@@ -54,6 +55,7 @@ async def serve(
     redis = open_redis(settings.redis)
     nc: NATS | None = None
     pull: asyncio.Task[Any] | None = None
+    beat: asyncio.Task[Any] | None = None
     try:
         nc = await bus.connect(settings.nats, "helios-metrics")
         js = nc.jetstream(timeout=settings.nats.request_timeout_s)
@@ -84,6 +86,8 @@ async def serve(
                                  idle_timeout_s=options.fetch_timeout_s),
                 "metrics-pull", stop,
             )
+            # Readiness published for `GET /api/v1/system/status`.
+            beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "metrics-heartbeat")
             health.ready.set()
             log.info("metrics service ready on port %d", bound)
             await stop.wait()
@@ -93,9 +97,9 @@ async def serve(
             if not done:
                 log.warning("in-flight batch did not finish within %.1fs; cancelling",
                             settings.drain_timeout_s)
+            await asyncio.wait({beat}, timeout=5.0)  # it removes its entry on stop
     finally:
-        if pull is not None and not pull.done():
-            await cancel_all([pull])
+        await cancel_all([t for t in (pull, beat) if t is not None and not t.done()])
         if nc is not None:
             with contextlib.suppress(Exception):
                 # Flushes the acks of the last batch before closing.
