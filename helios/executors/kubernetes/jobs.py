@@ -1,0 +1,265 @@
+"""The batch/v1 Job of one task attempt, built as a plain dict (pure, no I/O).
+
+Pod layout, modelled on Argo's emissary executor (an init step that prepares the
+workspace, the user's command wrapped so its exit status lands in a shared emptyDir,
+and a "wait" container that saves the outputs once that status appears):
+
+- init container `downloader` (Helios's image, `python -m helios.downloader`): fills
+  `/artifacts` from the node cache or S3. It is the only container that mounts the
+  hostPath cache, read-write; it is left out when the attempt has no inputs, and the
+  cache volume is left out when caching is off.
+- container `main` (the user's image): the user's `command`/`args`/`env`/`resources`.
+  With declared outputs, the argv is wrapped by a FIXED shell script that never contains
+  user data: `/bin/sh -c WRAPPER helios-task <command...> <args...>`. The user's strings
+  arrive as positional parameters (`"$@"`), so nothing is ever parsed by a shell. The
+  script runs them as a child (a shell as PID 1 would ignore SIGTERM, so it forwards it),
+  writes the child's exit status to `/var/run/helios/exitcode` and exits with that same
+  status: the container's exit code *is* the user command's. Only `/bin/sh` is needed
+  in the user's image, and only when the task declares outputs; otherwise the argv runs
+  unwrapped.
+- container `uploader` (Helios's image, `python -m helios.executors.kubernetes.waiter`):
+  the "wait" container. It reads `/artifacts` and the exit-status file read-only, waits
+  for the status, and on 0 execs `python -m helios.uploader` (sha256 and size of each
+  output; a missing output or a failed upload makes it exit non-zero); on any other
+  status it exits 0 without uploading, so the pod reports only the user's failure.
+  Why not copy a helper binary into the user's container like Argo does: Helios's
+  helpers are Python, and a user image must not need Python. Why not a native sidecar
+  (an init container with restartPolicy Always): sidecars are terminated when the main
+  containers end, which would race the upload.
+
+The watcher decides the attempt's outcome from the container statuses (the kubelet's
+truth), not from the exit-status file, which the user's process could overwrite.
+
+Kubernetes expands `$(VAR)` in command, args and env values; Helios passes user strings
+literally (as the local executor does), so every `$` is escaped as `$$`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, AttemptId
+from helios.messages import TaskDispatch
+from helios.settings import Settings
+
+DOWNLOADER = "downloader"
+MAIN = "main"
+UPLOADER = "uploader"
+
+ARTIFACTS_DIR = "/artifacts"
+CACHE_MOUNT = "/var/helios/cache"  # where the downloader sees the node cache
+RUN_DIR = "/var/run/helios"  # shared between `main` (rw) and `uploader` (ro)
+EXIT_CODE_FILE = f"{RUN_DIR}/exitcode"
+S3_SECRET = "helios-s3"  # holds HELIOS_S3_ACCESS_KEY_ID / HELIOS_S3_SECRET_ACCESS_KEY
+DEFAULT_SERVICE_ACCOUNT = "helios-task"
+HELPER_UID = 10001  # the Dockerfile's `helios` user
+
+V_ARTIFACTS = "artifacts"
+V_CACHE = "helios-cache"
+V_RUN = "helios-run"
+V_TMP = "helios-tmp"
+
+# A constant: user data only ever reaches it as "$@". `kill`, `wait`, `trap`, `echo` and
+# `[` are shell builtins, so no other program is needed in the user's image.
+WRAPPER = f"""\
+trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+"$@" &
+pid=$!
+while :; do
+  wait "$pid"; code=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
+if ! echo "$code" > {EXIT_CODE_FILE}; then
+  echo "[HELIOS] cannot record the exit status in {RUN_DIR}" >&2
+  [ "$code" -ne 0 ] || code=125
+fi
+exit "$code"
+"""
+WRAPPER_ARGV0 = "helios-task"  # $0 of the wrapper; shows in `ps`
+
+HELPER_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
+
+
+def literal(value: str) -> str:
+    """Escape Kubernetes' `$(VAR)` expansion so `value` reaches the process as written."""
+    return value.replace("$", "$$")
+
+
+def _env(pairs: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": literal(v)} for k, v in pairs.items()]
+
+
+def _s3_env(settings: Settings) -> list[dict[str, Any]]:
+    s3 = settings.s3
+    plain = {"HELIOS_S3_BUCKET": s3.bucket, "HELIOS_S3_REGION": s3.region,
+             "HELIOS_S3_TIMEOUT_S": str(s3.timeout_s)}
+    if s3.endpoint_url:
+        plain["HELIOS_S3_ENDPOINT_URL"] = s3.endpoint_url
+    # Credentials stay in the Secret; `optional` lets clusters with workload identity
+    # (no static keys) run without it.
+    secret = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key,
+                                                     "optional": True}}}
+        for key in ("HELIOS_S3_ACCESS_KEY_ID", "HELIOS_S3_SECRET_ACCESS_KEY")
+    ]
+    return _env(plain) + secret
+
+
+def _helper_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": HELPER_UID,
+        "runAsGroup": HELPER_UID,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _helper(name: str, image: str, module: str, env: list[dict[str, Any]],
+            mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", module],
+        "env": env,
+        "volumeMounts": [*mounts, {"name": V_TMP, "mountPath": "/tmp"}],
+        "resources": HELPER_RESOURCES,
+        "securityContext": _helper_security(),
+        # The last log lines become the status message when a helper fails.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _identity_env(ident: AttemptId) -> dict[str, str]:
+    return {"HELIOS_DAG_ID": ident.dag_id, "HELIOS_TASK": ident.task,
+            "HELIOS_ATTEMPT": str(ident.attempt), "HELIOS_ARTIFACTS_DIR": ARTIFACTS_DIR}
+
+
+def _downloader(d: TaskDispatch, settings: Settings, ident: AttemptId) -> dict[str, Any]:
+    env = {
+        **_identity_env(ident),
+        "HELIOS_INPUT_ARTIFACTS": json.dumps([i.model_dump(by_alias=True) for i in d.inputs]),
+        "HELIOS_CACHE_ENABLED": "true" if d.use_cache else "false",
+        "HELIOS_CACHE_DIR": CACHE_MOUNT,
+        "HELIOS_CACHE_MAX_BYTES": str(settings.cache.max_bytes),
+    }
+    mounts = [{"name": V_ARTIFACTS, "mountPath": ARTIFACTS_DIR}]
+    if d.use_cache:
+        mounts.append({"name": V_CACHE, "mountPath": CACHE_MOUNT})
+    return _helper(DOWNLOADER, settings.k8s.task_image, "helios.downloader",
+                   _env(env) + _s3_env(settings), mounts)
+
+
+def _uploader(d: TaskDispatch, settings: Settings, ident: AttemptId) -> dict[str, Any]:
+    env = {**_identity_env(ident), "HELIOS_OUTPUTS": json.dumps(list(d.task.outputs)),
+           "HELIOS_EXIT_CODE_FILE": EXIT_CODE_FILE}
+    mounts = [{"name": V_ARTIFACTS, "mountPath": ARTIFACTS_DIR, "readOnly": True},
+              {"name": V_RUN, "mountPath": RUN_DIR, "readOnly": True}]
+    return _helper(UPLOADER, settings.k8s.task_image, "helios.executors.kubernetes.waiter",
+                   _env(env) + _s3_env(settings), mounts)
+
+
+def _resources(d: TaskDispatch) -> dict[str, Any]:
+    res = d.task.resources
+    if res is None:
+        return {}
+    out: dict[str, Any] = {}
+    for part in ("requests", "limits"):
+        spec = getattr(res, part)
+        if spec is not None:
+            values = spec.model_dump(exclude_none=True)
+            if values:
+                out[part] = values
+    return out
+
+
+def _main(d: TaskDispatch, ident: AttemptId, wrapped: bool) -> dict[str, Any]:
+    task = d.task
+    command = [literal(c) for c in task.command]
+    if wrapped:
+        command = ["/bin/sh", "-c", literal(WRAPPER), WRAPPER_ARGV0, *command]
+    mounts = [{"name": V_ARTIFACTS, "mountPath": ARTIFACTS_DIR}]
+    if wrapped:
+        mounts.append({"name": V_RUN, "mountPath": RUN_DIR})
+    container: dict[str, Any] = {
+        "name": MAIN,
+        "image": task.image,
+        "command": command,
+        "args": [literal(a) for a in task.args],
+        # The user's variables first, Helios's after: a later entry wins in Kubernetes,
+        # and the model already rejects user names with the HELIOS_ prefix.
+        "env": _env({**task.env, **_identity_env(ident)}),
+        "volumeMounts": mounts,
+        "resources": _resources(d),
+        # User images may need root (ubuntu does); privilege escalation they never need.
+        "securityContext": {"privileged": False, "allowPrivilegeEscalation": False},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if task.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in task.env_from_secrets]
+    return container
+
+
+def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
+    """The whole Job manifest of `dispatch` (name = `dispatch.job_name`)."""
+    d, k8s, task = dispatch, settings.k8s, dispatch.task
+    ident = AttemptId(d.dag_id, d.dag_name, task.name, d.attempt)
+    wrapped = bool(task.outputs)
+    labels = ident.labels()
+    annotations = {**ident.annotations(), A_OUTPUTS: json.dumps(list(task.outputs))}
+
+    volumes: list[dict[str, Any]] = [{"name": V_ARTIFACTS, "emptyDir": {}},
+                                     {"name": V_TMP, "emptyDir": {"sizeLimit": "256Mi"}}]
+    init: list[dict[str, Any]] = []
+    if d.inputs:
+        init.append(_downloader(d, settings, ident))
+        if d.use_cache:
+            volumes.append({"name": V_CACHE, "hostPath": {"path": k8s.node_cache_dir,
+                                                          "type": "DirectoryOrCreate"}})
+    containers = [_main(d, ident, wrapped)]
+    if wrapped:
+        containers.append(_uploader(d, settings, ident))
+        volumes.append({"name": V_RUN, "emptyDir": {"sizeLimit": "1Mi"}})
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": task.service_account_name or DEFAULT_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,  # no Service env variables leaking into the task
+        "initContainers": init,
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if task.node_selector:
+        pod_spec["nodeSelector"] = dict(task.node_selector)
+    if task.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in task.tolerations
+        ]
+    if task.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in task.image_pull_secrets]
+
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,  # retries are the scheduler's
+        "completions": 1,
+        "parallelism": 1,
+        "ttlSecondsAfterFinished": k8s.ttl_seconds_after_finished,
+        "template": {
+            "metadata": {"labels": {**labels, L_JOB: d.job_name}, "annotations": annotations},
+            "spec": pod_spec,
+        },
+    }
+    if task.timeout_seconds:
+        spec["activeDeadlineSeconds"] = task.timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": d.job_name, "namespace": k8s.namespace, "labels": labels,
+                     "annotations": annotations},
+        "spec": spec,
+    }

@@ -1,0 +1,306 @@
+"""Watcher side of the Kubernetes backend: Jobs and pods in, one report per phase out.
+
+Two list+watch loops (Jobs, pods; `app=helios-task`) keep a cache of current objects
+and put the Job's name on a work queue. A worker takes a name, re-reads what the cache
+says now, and acts (Argo's controller shape, kept small):
+
+- user container running: report `running`;
+- attempt over: read every container's log, archive it (S3 object, then the Redis list,
+  exactly once), report `succeeded`/`failed`, and only then delete the Job: its logs are
+  safe before the garbage collector can take them (`ttlSecondsAfterFinished` is only the
+  safety net);
+- pod stuck pulling its image or unschedulable past `pending_timeout_s`: fail it with
+  that reason and delete the Job;
+- pod being deleted (a deadline kill): read its logs now, while they still exist.
+
+`ready` is set once both first lists are in; the first pass over the listed Jobs is the
+reconciliation of everything that finished while the watcher was down. A Redis ledger
+(`ledger.py`) makes every report and the log append happen once across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+
+from helios import keys, tasklogs
+from helios.executors.base import ReportSink
+from helios.executors.kubernetes.client import JOBS, PODS, KubeApi
+from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, SELECTOR, AttemptId
+from helios.executors.kubernetes.ledger import Ledger
+from helios.executors.kubernetes.podlogs import assemble, read_pod
+from helios.executors.kubernetes.status import Verdict, judge, pick_pod
+from helios.executors.kubernetes.watch import ListWatch, WatchPolicy
+from helios.executors.kubernetes.workqueue import WorkQueue
+from helios.logs import log_fields
+from helios.messages import TaskReport
+from helios.runtime import cancel_all, guard
+from helios.settings import Settings
+from helios.states import RunState
+
+log = logging.getLogger(__name__)
+
+RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # a key whose handling failed comes back
+JOB_NAME_LABELS = (L_JOB, "batch.kubernetes.io/job-name", "job-name")
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def _job_of(pod: dict[str, Any]) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return next((labels[k] for k in JOB_NAME_LABELS if k in labels), None)
+
+
+class KubernetesTaskSource:
+    def __init__(self, api: KubeApi, settings: Settings, redis: aioredis.Redis, s3: Any,
+                 policy: WatchPolicy | None = None, workers: int = 16):
+        self.api = api
+        self.settings = settings
+        self.redis = redis
+        self.s3 = s3
+        self.policy = policy or WatchPolicy()
+        self.workers = workers
+        self.ledger = Ledger(redis)
+        self.queue = WorkQueue()
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.gone: dict[str, dict[str, Any]] = {}  # deleted Jobs not settled yet
+        self.pods: dict[str, dict[str, dict[str, Any]]] = {}  # Job name -> pod name -> pod
+        self.snapshots: dict[str, dict[str, str]] = {}  # logs read from a terminating pod
+        self.settled: OrderedDict[str, None] = OrderedDict()  # done here; bounded
+        self.failures: dict[str, int] = {}
+        self.busy = 0
+        self.idle = asyncio.Event()  # set while no worker holds a key
+        self.idle.set()
+        self.watches: list[ListWatch] = []
+
+    # --- the cache, fed by the two watches ----------------------------------------
+
+    async def _jobs_listed(self, items: list[dict[str, Any]]) -> None:
+        fresh = {_name(j): j for j in items}
+        for name in set(self.jobs) - set(fresh):
+            self.gone[name] = self.jobs[name]  # deleted while we were not watching
+        self.jobs = fresh
+        for name in [*fresh, *self.gone]:
+            self.queue.add(name)
+
+    async def _job_event(self, kind: str, job: dict[str, Any]) -> None:
+        name = _name(job)
+        if kind == "DELETED":
+            self.jobs.pop(name, None)
+            self.gone[name] = job
+        else:
+            self.jobs[name] = job
+        self.queue.add(name)
+
+    async def _pods_listed(self, items: list[dict[str, Any]]) -> None:
+        before = set(self.pods)
+        self.pods = {}
+        for pod in items:
+            if (job := _job_of(pod)) is not None:
+                self.pods.setdefault(job, {})[_name(pod)] = pod
+        for name in before | set(self.pods):
+            self.queue.add(name)
+
+    async def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
+        job = _job_of(pod)
+        if job is None:
+            return
+        if kind == "DELETED":
+            self.pods.get(job, {}).pop(_name(pod), None)
+            if not self.pods.get(job):
+                self.pods.pop(job, None)
+        else:
+            self.pods.setdefault(job, {})[_name(pod)] = pod
+        self.queue.add(job)
+
+    # --- running ------------------------------------------------------------------
+
+    async def run(self, sink: ReportSink, stop: asyncio.Event, ready: asyncio.Event) -> None:
+        jobs = ListWatch(self.api, JOBS, SELECTOR, self.policy)
+        pods = ListWatch(self.api, PODS, SELECTOR, self.policy)
+        self.watches = [jobs, pods]
+        listed = (asyncio.Event(), asyncio.Event())
+
+        def first(on_list: Any, done: asyncio.Event) -> Any:
+            async def wrapped(items: list[dict[str, Any]]) -> None:
+                await on_list(items)
+                done.set()
+            return wrapped
+
+        loops = [
+            guard(jobs.run(first(self._jobs_listed, listed[0]), self._job_event, stop),
+                  "watch:jobs"),
+            guard(pods.run(first(self._pods_listed, listed[1]), self._pod_event, stop),
+                  "watch:pods"),
+        ]
+        workers: list[asyncio.Task[Any]] = []
+        try:
+            # Work starts once both caches are whole: a Job seen without its pods would
+            # look like an attempt whose pod (and logs) vanished.
+            waits = [asyncio.ensure_future(e.wait()) for e in (*listed, stop)]
+            try:
+                while not all(e.is_set() for e in listed) and not stop.is_set():
+                    await asyncio.wait([*(w for w in waits if not w.done()), *loops],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if any(t.done() for t in loops):
+                        return  # a watch loop crashed: its guard already said why
+            finally:
+                for w in waits:
+                    w.cancel()
+            if stop.is_set():
+                return
+            workers = [guard(self._work(sink), f"k8s-worker-{i}") for i in range(self.workers)]
+            ready.set()
+            log.info("watching Jobs and pods", extra={"jobs": len(self.jobs)})
+            await stop.wait()
+        finally:
+            await cancel_all(loops)
+            await self._drain(workers)
+            self.queue.close()
+
+    async def _drain(self, workers: list[asyncio.Task[Any]]) -> None:
+        """Let a worker finish the key it holds (logs half-archived are worse than late)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), self.settings.drain_timeout_s)
+        await cancel_all(workers)
+
+    async def _work(self, sink: ReportSink) -> None:
+        while True:
+            key = await self.queue.get()
+            self.busy += 1
+            self.idle.clear()
+            try:
+                await self._handle(key, sink)
+                self.failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                n = self.failures.get(key, 0)
+                self.failures[key] = n + 1
+                pause = RETRY_S[min(n, len(RETRY_S) - 1)]
+                log.exception("handling Job %s failed; again in %.1fs", key, pause,
+                              extra=log_fields(job=key))
+                self.queue.add_after(key, pause)
+            finally:
+                self.busy -= 1
+                if not self.busy:
+                    self.idle.set()
+                self.queue.done(key)
+
+    # --- one key ------------------------------------------------------------------
+
+    async def _handle(self, name: str, sink: ReportSink) -> None:
+        if name in self.settled:
+            self._forget_if_gone(name)
+            return
+        job = self.jobs.get(name)
+        deleted = job is None
+        last = job or self.gone.get(name)
+        if last is None:
+            return  # pods of a Job we never saw: not ours to judge
+        ident = AttemptId.from_object(last)
+        if ident is None:
+            return
+        pod = pick_pod(list(self.pods.get(name, {}).values()))
+        verdict = self._judge(last, pod, deleted)
+        if verdict.terminating and not verdict.terminal and pod is not None:
+            self.snapshots[name] = await read_pod(self.api, pod)
+        if verdict.phase == "pending":
+            if verdict.stuck_since is not None:
+                due = verdict.stuck_since + self.settings.k8s.pending_timeout_s - time.time()
+                self.queue.add_after(name, max(0.05, due + 0.05))
+            return
+        if verdict.timings.started_at is not None or verdict.phase == "running":
+            await self._report_once(sink, ident, "running", verdict)
+        if verdict.terminal:
+            await self._settle(name, ident, last, pod, deleted, sink)
+
+    def _judge(self, job: dict[str, Any], pod: dict[str, Any] | None, deleted: bool) -> Verdict:
+        outputs = json.loads(((job.get("metadata") or {}).get("annotations") or {})
+                             .get(A_OUTPUTS) or "[]")
+        return judge(job, pod, expects_upload=bool(outputs), now=time.time(),
+                     pending_timeout_s=self.settings.k8s.pending_timeout_s, deleted=deleted)
+
+    async def _settle(self, name: str, ident: AttemptId, job: dict[str, Any],
+                      pod: dict[str, Any] | None, deleted: bool, sink: ReportSink) -> None:
+        fields = log_fields(dagId=ident.dag_id, task=ident.task, attempt=ident.attempt, job=name)
+        if not await self.ledger.done(ident.dag_id, ident.task, ident.attempt, "terminal"):
+            # Re-read the pod before acting on it: the cache may trail the Job's events.
+            if pod is not None:
+                pod = await self.api.get_pod(_name(pod)) or pod
+            verdict = self._judge(job, pod, deleted)
+            read = await read_pod(self.api, pod) if pod is not None else {}
+            logs = assemble(pod, read, self.snapshots.get(name, {}), ident.attempt)
+            report = await self._final_report(ident, verdict, logs.summary, logs.complete, job)
+            await tasklogs.archive_attempt(self.s3, self.settings.s3.bucket, ident.dag_id,
+                                           ident.task, ident.attempt, logs.text)
+            await self.ledger.append_logs_once(ident.dag_id, ident.task, ident.attempt,
+                                               logs.lines)
+            await self._report_once(sink, ident, "terminal", verdict, report)
+            log.info("attempt %s%s", report.phase,
+                     f": {report.reason}" if report.reason else "", extra=fields)
+        if not deleted:
+            await self.api.delete_job(name, "Background")
+        self.settled[name] = None
+        while len(self.settled) > 50_000:
+            self.settled.popitem(last=False)
+        self.snapshots.pop(name, None)
+        self.queue.forget(name)
+        self._forget_if_gone(name)
+
+    def _forget_if_gone(self, name: str) -> None:
+        if name not in self.jobs:
+            self.gone.pop(name, None)
+
+    async def _final_report(self, ident: AttemptId, v: Verdict, summary: Any, complete: bool,
+                            job: dict[str, Any]) -> TaskReport:
+        phase: Literal["succeeded", "failed"] = "succeeded" if v.phase == "succeeded" else "failed"
+        reason, message = v.reason, v.message
+        declared = json.loads(((job.get("metadata") or {}).get("annotations") or {})
+                              .get(A_OUTPUTS) or "[]")
+        uploaded = {o.name for o in summary.outputs}
+        if phase == "succeeded" and not set(declared) <= uploaded:
+            # Succeeded, but the uploader's log that names the uploaded objects (with
+            # their digests, which downstream inputs need) could not be read.
+            phase, reason = "failed", "UploadFailed"
+            message = "the uploaded outputs could not be confirmed: " + (
+                "the uploader's log was lost" if not complete else "the uploader did not "
+                f"report {', '.join(sorted(set(declared) - uploaded))}")
+        if reason == "JobDeleted" and await self._run_cancelled(ident.dag_id):
+            reason, message = "Cancelled", "the run was cancelled"
+        timings = v.timings.model_copy()
+        if timings.finished_at is None:
+            timings.finished_at = time.time()
+        return TaskReport(
+            dagId=ident.dag_id, task=ident.task, attempt=ident.attempt, phase=phase,
+            at=time.time(), exitCode=v.exit_code, reason=reason, message=message,
+            node=v.node, timings=timings, cache=summary.cache,
+            outputs=summary.outputs if phase == "succeeded" else [],
+        )
+
+    async def _run_cancelled(self, dag_id: str) -> bool:
+        with contextlib.suppress(Exception):
+            return await self.redis.hget(keys.run(dag_id), "state") == RunState.CANCELLED
+        return False
+
+    async def _report_once(self, sink: ReportSink, ident: AttemptId, step: str, v: Verdict,
+                           report: TaskReport | None = None) -> None:
+        d, t, a = ident.dag_id, ident.task, ident.attempt
+        if await self.ledger.done(d, t, a, "terminal"):
+            return  # nothing follows a terminal report, not even a late `running`
+        if step == "running" and await self.ledger.done(d, t, a, "running"):
+            return
+        if report is None:
+            report = TaskReport(dagId=d, task=t, attempt=a, phase="running", at=time.time(),
+                                node=v.node, timings=v.timings)
+        await sink(report)
+        await self.ledger.mark(d, t, a, "terminal" if step == "terminal" else "running")

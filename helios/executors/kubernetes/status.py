@@ -1,0 +1,198 @@
+"""What a Job and its pod say about one attempt (pure functions over API dicts).
+
+The pod's container statuses are the kubelet's truth and decide first: the user
+container (`main`) ends the attempt as soon as it exits non-zero, even while the
+`uploader` still waits for a status that cannot come; with exit 0 the attempt ends when
+the upload does. Job conditions (`Failed` with `DeadlineExceeded`, `Complete`) decide
+when the pod does not, and name the cause when the deadline killed the pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from helios.executors.kubernetes.jobs import DOWNLOADER, MAIN, UPLOADER
+from helios.messages import Timings
+
+Phase = Literal["pending", "running", "succeeded", "failed"]
+
+# Waiting reasons that mean "this pod will not start by itself any time soon".
+STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
+                           "CreateContainerError", "RunContainerError"})
+HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})  # fail at once
+KUBELET_REASONS = frozenset({"OOMKilled", "ContainerCannotRun", "StartError"})
+MESSAGE_MAX = 2000
+HELIOS_PREFIX = "[HELIOS] "
+
+
+def ts(value: str | None) -> float | None:
+    """RFC 3339 (what the API sends) to epoch seconds."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: Phase
+    reason: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+    node: str | None = None
+    timings: Timings = field(default_factory=Timings)
+    stuck_since: float | None = None  # pending for a STUCK_REASONS cause since then
+    terminating: bool = False  # the pod is being deleted: read its logs now
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in ("succeeded", "failed")
+
+
+def _statuses(pod: dict[str, Any] | None, key: str) -> dict[str, dict[str, Any]]:
+    status = (pod or {}).get("status") or {}
+    return {s["name"]: s for s in status.get(key) or [] if "name" in s}
+
+
+def _condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _short(text: str | None) -> str | None:
+    if not text:
+        return None
+    text = text.strip()
+    return text if len(text) <= MESSAGE_MAX else "..." + text[-MESSAGE_MAX:]
+
+
+def _helper_message(end: dict[str, Any], who: str) -> str:
+    """A helper's termination message (its `[HELIOS] ... failed: reason` line)."""
+    text = (end.get("message") or "").strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return f"{who} exited with code {end.get('exitCode')}"
+    last = lines[-1]
+    return last[len(HELIOS_PREFIX):] if last.startswith(HELIOS_PREFIX) else last
+
+
+def pick_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The pod that speaks for the attempt: the newest (backoffLimit 0 makes one usual)."""
+    if not pods:
+        return None
+    return max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def timings(job: dict[str, Any] | None, pod: dict[str, Any] | None) -> Timings:
+    scheduled = _condition(pod, "PodScheduled")
+    main = _statuses(pod, "containerStatuses").get(MAIN, {}).get("state") or {}
+    started = (main.get("running") or main.get("terminated") or {}).get("startedAt")
+    ends = [s.get("state", {}).get("terminated", {}).get("finishedAt")
+            for s in _statuses(pod, "containerStatuses").values()]
+    job_status = (job or {}).get("status") or {}
+    failed = _condition(job, "Failed")
+    ends += [job_status.get("completionTime"), failed and failed.get("lastTransitionTime")]
+    finished = [t for t in (ts(e) for e in ends if e) if t is not None]
+    return Timings(
+        queuedAt=ts(((job or {}).get("metadata") or {}).get("creationTimestamp")),
+        scheduledAt=ts(scheduled.get("lastTransitionTime")) if scheduled else None,
+        startedAt=ts(started),
+        finishedAt=max(finished) if finished else None,
+    )
+
+
+def _stuck(pod: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(reason, message) of the first cause that keeps the pod from starting."""
+    if pod is None:
+        return None
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for status in _statuses(pod, key).values():
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS | HOPELESS_REASONS:
+                return waiting["reason"], waiting.get("message") or waiting["reason"]
+    for cond in ((pod.get("status") or {}).get("conditions")) or []:
+        if (cond.get("type"), cond.get("status"), cond.get("reason")) == \
+                ("PodScheduled", "False", "Unschedulable"):
+            return "Unschedulable", cond.get("message") or "no node fits the pod"
+    return None
+
+
+def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upload: bool,
+          now: float, pending_timeout_s: float, deleted: bool = False) -> Verdict:
+    """The attempt's phase now. `deleted`: the Job is gone (`job` is its last state)
+    without Helios having settled the attempt: a cancel, or someone else's delete."""
+    node = ((pod or {}).get("spec") or {}).get("nodeName")
+    times = timings(job, pod)
+    base: dict[str, Any] = {"node": node, "timings": times,
+                            "terminating": bool(((pod or {}).get("metadata") or {})
+                                                .get("deletionTimestamp"))}
+    job_failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
+    deadline = job_failed if job_failed and job_failed.get("reason") == "DeadlineExceeded" \
+        else None
+
+    def failed(reason: str, message: str | None, code: int | None = None) -> Verdict:
+        if deadline:  # the deadline is the cause of whatever the kill left behind
+            limit = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
+            reason, message = "DeadlineExceeded", f"killed after exceeding timeoutSeconds={limit}"
+        return Verdict("failed", reason, _short(message), code, **base)
+
+    init = _statuses(pod, "initContainerStatuses").get(DOWNLOADER, {})
+    init_end = (init.get("state") or {}).get("terminated")
+    if init_end and init_end.get("exitCode", 0) != 0:
+        return failed("InputsFailed", _helper_message(init_end, "the downloader"))
+
+    containers = _statuses(pod, "containerStatuses")
+    main_state = containers.get(MAIN, {}).get("state") or {}
+    main_end = main_state.get("terminated")
+    if main_end:
+        code = int(main_end.get("exitCode", 0))
+        if code != 0:
+            # The kubelet's reason when it says more than "Error" (OOMKilled, ...); the
+            # user's own output is in the logs, not repeated here.
+            why = main_end.get("reason") if main_end.get("reason") in KUBELET_REASONS \
+                else "Error"
+            return failed(why, f"command exited with code {code}"
+                          + (" (out of memory)" if why == "OOMKilled" else ""), code)
+        if not expects_upload:
+            return Verdict("succeeded", exit_code=0, **base)
+        up_end = ((containers.get(UPLOADER, {}).get("state")) or {}).get("terminated")
+        if up_end and up_end.get("exitCode", 0) == 0:
+            return Verdict("succeeded", exit_code=0, **base)
+        if up_end:
+            message = _helper_message(up_end, "the uploader")
+            why = "MissingOutputs" if "declared output(s) not found" in message \
+                else "UploadFailed"
+            return failed(why, message, 0)
+    if job_failed:
+        return failed(job_failed.get("reason") or "Failed", job_failed.get("message"))
+    if _condition(job, "Complete"):
+        return Verdict("succeeded", exit_code=0, **base)
+    if deleted:
+        return Verdict("failed", "JobDeleted", "the Job was deleted before it finished",
+                       **base)
+    pod_phase = ((pod or {}).get("status") or {}).get("phase")
+    if pod_phase == "Failed":  # evicted, node lost: the pod's reason says which
+        status = (pod or {}).get("status") or {}
+        return failed(status.get("reason") or "PodFailed", status.get("message"))
+    if main_end or "running" in main_state:
+        return Verdict("running", **base)
+    stuck = _stuck(pod)
+    if stuck:
+        reason, message = stuck
+        since = ts(((pod or {}).get("metadata") or {}).get("creationTimestamp")) or now
+        if reason in HOPELESS_REASONS or now - since >= pending_timeout_s:
+            return failed(reason, message)
+        return Verdict("pending", reason, _short(message), stuck_since=since, **base)
+    if pod is None and times.queued_at is not None:
+        # No pod at all: the Job controller cannot create it (quota, admission policy).
+        if now - times.queued_at >= pending_timeout_s:
+            return failed("FailedCreate", "no pod was created for the Job (quota or an "
+                          "admission policy?); see `kubectl describe job`")
+        return Verdict("pending", stuck_since=times.queued_at, **base)
+    return Verdict("pending", **base)
