@@ -65,7 +65,14 @@ from enum import Enum
 from pathlib import Path
 
 from helios.artifacts import flock
-from helios.artifacts.files import AtomicWriter, place_file, sha256_file, temp_name, write_stream
+from helios.artifacts.files import (
+    AtomicWriter,
+    in_thread,
+    place_file,
+    sha256_file,
+    temp_name,
+    write_stream,
+)
 from helios.logs import log_fields
 
 log = logging.getLogger(__name__)
@@ -130,11 +137,11 @@ class NodeCache:
         what = what or f"sha256 {_checked(digest)[:12]}"
         async with self.pin(digest):
             async with self._fetch_lock(digest):
-                state = await asyncio.to_thread(self._check, digest, size)
+                state = await in_thread(self._check, digest, size)
                 hit = state in (_Check.OK, _Check.REHASHED)
                 cached = hit or await self._fetch(digest, size, fetch, what)
             if cached:
-                method = await asyncio.to_thread(self._place, digest, dest)
+                method = await in_thread(self._place, digest, dest)
                 return Placement(
                     hit=hit, cached=True, dropped=state is _Check.DROPPED,
                     rehashed=state is _Check.REHASHED, method=method,
@@ -147,7 +154,7 @@ class NodeCache:
     @asynccontextmanager
     async def pin(self, digest: str) -> AsyncIterator[None]:
         """Keep `digest` from being evicted, by this or any other process, while inside."""
-        await asyncio.to_thread(self._dirs, _checked(digest))  # also creates entry folders
+        await in_thread(self._dirs, _checked(digest))  # also creates entry folders
         fd = await flock.acquire(self._lock(digest, "pin"), shared=True)
         try:
             yield
@@ -156,12 +163,12 @@ class NodeCache:
 
     async def usage(self) -> int:
         """Bytes held: entries plus reservations of downloads in progress."""
-        return (await asyncio.to_thread(self._scan))[1]
+        return (await in_thread(self._scan))[1]
 
     async def trim(self, need: int = 0) -> bool:
         """Evict LRU, unpinned entries until `need` more bytes fit; False if they cannot."""
         async with self._space_lock():
-            return await asyncio.to_thread(self._make_room, need)
+            return await in_thread(self._make_room, need)
 
     # --- check, fetch, place ----------------------------------------------------------
 
@@ -205,19 +212,24 @@ class NodeCache:
             self.entry(digest), (digest, size), what,
             tmp=temp_name(self.entry(digest)), mode=0o444, durable=True,
         )
-        async with self._space_lock():
-            if not await asyncio.to_thread(self._make_room, size):
-                log.warning(
-                    "node cache full of entries in use; %s bypasses the cache", what,
-                    extra=log_fields(sha256=digest, size=size),
-                )
-                return False
-            await asyncio.to_thread(writer.open, reserve=True)
-        async with writer, contextlib.aclosing(fetch()) as chunks:
-            async for chunk in chunks:
-                await writer.write(chunk)
+        try:
+            async with self._space_lock():
+                if not await in_thread(self._make_room, size):
+                    log.warning(
+                        "node cache full of entries in use; %s bypasses the cache", what,
+                        extra=log_fields(sha256=digest, size=size),
+                    )
+                    return False
+                # Synchronous on purpose: no await (no cancellation) between creating the
+                # reservation and the `finally` that removes it on failure.
+                writer.open(reserve=True)
+            async with contextlib.aclosing(fetch()) as chunks:
+                async for chunk in chunks:
+                    await writer.write(chunk)
             await writer.commit()
-        await asyncio.to_thread(self._write_marker, digest, os.stat(self.entry(digest)))
+        finally:
+            writer.discard()
+        await in_thread(self._write_marker, digest, os.stat(self.entry(digest)))
         return True
 
     def _place(self, digest: str, dest: Path) -> str:
@@ -240,7 +252,8 @@ class NodeCache:
         marker = self._marker(digest)
         tmp = temp_name(marker)
         tmp.write_text(_stat_key(st))
-        os.replace(tmp, marker)  # a fresh mtime: this is a use as well
+        os.replace(tmp, marker)
+        self._touch(digest)  # writing it is a use too; and file mtimes are only jiffy-fine
 
     def _touch(self, digest: str) -> None:
         now = time.time_ns()

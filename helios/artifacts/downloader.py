@@ -14,7 +14,7 @@ from typing import Any
 from helios.artifacts import loglines
 from helios.artifacts.cache import Fetch, NodeCache
 from helios.artifacts.errors import ArtifactError, ObjectMissing
-from helios.artifacts.files import CHUNK, write_stream
+from helios.artifacts.files import CHUNK, in_thread, write_stream
 from helios.dag.model import check_file_name
 from helios.messages import CacheStats, InputArtifact
 
@@ -42,7 +42,7 @@ async def place_inputs(
             check_file_name(item.name)
         except ValueError as exc:
             raise ArtifactError(f"input {item.name!r}: {exc}") from None
-    await asyncio.to_thread(artifacts_dir.mkdir, parents=True, exist_ok=True)
+    await in_thread(artifacts_dir.mkdir, parents=True, exist_ok=True)
     kinds: dict[str, str] = {}
     limit = asyncio.Semaphore(parallel)
 

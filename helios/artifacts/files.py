@@ -1,8 +1,8 @@
 """File primitives of the artifact steps: hashing, atomic verified writes, cheap placement.
 
-Everything here blocks except `AtomicWriter`'s async methods, which push the blocking
-work (write, hash, fsync) to a worker thread in 1 MiB batches so the event loop keeps
-serving the other downloads.
+Everything here blocks except `in_thread` and `AtomicWriter`'s async methods, which push
+the blocking work (write, hash, fsync) to a worker thread in 1 MiB batches so the event
+loop keeps serving the other downloads.
 """
 
 from __future__ import annotations
@@ -18,13 +18,31 @@ import shutil
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from helios.artifacts.errors import ArtifactError, DigestMismatch
 
 CHUNK = 1 << 20
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 Method = Literal["link", "reflink", "copy"]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`asyncio.to_thread` that, when cancelled, still waits for the thread to finish.
+
+    A cancelled `to_thread` leaves its thread running: the caller's cleanup would then
+    close a file the thread still writes to, or release a lock it still works under.
+    """
+    job = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.wait([job])
+        if not job.cancelled():
+            job.exception()  # retrieved: the cancellation is what propagates
+        raise
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -88,8 +106,7 @@ class AtomicWriter:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if not self._done:
-            self._discard()
+        self.discard()
 
     async def write(self, data: bytes) -> None:
         if self._size + len(self._buf) + len(data) > self.expected[1]:
@@ -104,7 +121,7 @@ class AtomicWriter:
     async def _flush(self) -> None:
         if self._buf:
             data, self._buf = bytes(self._buf), bytearray()
-            await asyncio.to_thread(self._write, data)
+            await in_thread(self._write, data)
 
     def _write(self, data: bytes) -> None:
         self._hash.update(data)
@@ -118,7 +135,7 @@ class AtomicWriter:
         actual = (self._hash.hexdigest(), self._size)
         if actual != self.expected:
             raise DigestMismatch(self.what, self.expected, actual)
-        await asyncio.to_thread(self._finish)
+        await in_thread(self._finish)
         self._done = True
 
     def _finish(self) -> None:
@@ -134,7 +151,10 @@ class AtomicWriter:
         if self.durable:
             fsync_dir(self.final.parent)
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
+        """Remove the temp file unless committed (idempotent)."""
+        if self._done:
+            return
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -25,7 +25,7 @@ from helios.artifacts.errors import (
     MissingOutputs,
     OutputChanged,
 )
-from helios.artifacts.files import CHUNK
+from helios.artifacts.files import CHUNK, in_thread
 from helios.dag.model import check_file_name
 from helios.messages import OutputArtifact
 from helios.s3 import SHA256_META
@@ -94,12 +94,13 @@ def _check_present(outputs: list[str], artifacts_dir: Path) -> None:
 
 async def _upload(s3: Any, bucket: str, key: str, name: str, path: Path) -> tuple[str, int]:
     # O_NOFOLLOW: the file was checked above, but user code may have swapped it since.
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # Opened on the loop: an fd opened by a thread whose waiter was cancelled would leak.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        digest, size = await asyncio.to_thread(_hash_fd, fd)
+        digest, size = await in_thread(_hash_fd, fd)
         meta = {SHA256_META: digest}
         if size <= MULTIPART_THRESHOLD:
-            body = await asyncio.to_thread(_pread_all, fd, size)
+            body = await in_thread(_pread_all, fd, size)
             if (hashlib.sha256(body).hexdigest(), len(body)) != (digest, size):
                 raise OutputChanged(name)
             await s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta)
@@ -121,7 +122,7 @@ async def _multipart(
         parts: list[dict[str, Any]] = []
         offset = 0
         while True:
-            data = await asyncio.to_thread(os.pread, fd, PART_SIZE, offset)
+            data = await in_thread(os.pread, fd, PART_SIZE, offset)
             if not data:
                 break
             h.update(data)
