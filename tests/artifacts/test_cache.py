@@ -61,7 +61,7 @@ async def test_an_object_that_cannot_fit_bypasses_the_cache(
     async with cache.pin(o["a"].sha256):
         placed = await put(cache, s3, settings, o["b"], tmp_path / "w" / "b")
     assert placed == Placement(hit=False, cached=False, method="download")
-    assert os.path.getsize(tmp_path / "w" / "b") == SIZE  # verified against its sha256
+    assert (tmp_path / "w" / "b").stat().st_size == SIZE  # and verified by its sha256
     assert cache.contains(o["a"].sha256) and not cache.contains(o["b"].sha256)
     assert await cache.usage() == SIZE
 
@@ -81,8 +81,7 @@ async def test_workspace_writes_never_reach_the_cache_entry(
     data = dest.read_bytes()
 
     # User code owns its copy and may scribble on it (as root here, even on 0444 files).
-    with open(dest, "r+b") as f:
-        f.write(b"user code was here")
+    scribble(dest)
     entry = cache.entry(o["a"].sha256)
     assert entry.read_bytes() == data
     assert os.stat(entry).st_mode & 0o777 == 0o444
@@ -162,3 +161,7 @@ async def test_digests_are_checked_before_becoming_paths(tmp_path: Path) -> None
         async with cache.pin("AB" * 32):
             pass
 
+
+def scribble(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.write(b"user code was here")
