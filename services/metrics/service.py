@@ -101,9 +101,8 @@ async def serve(
     finally:
         await cancel_all([t for t in (pull, beat) if t is not None and not t.done()])
         if nc is not None:
-            with contextlib.suppress(Exception):
-                # Flushes the acks of the last batch before closing.
-                await asyncio.wait_for(nc.drain(), timeout=5.0)
+            # Flushes the acks of the last batch before closing.
+            await bus.close(nc)
         await redis.aclose()
 
 

@@ -23,6 +23,7 @@ from services.metrics.service import MetricsOptions, serve
 T = TypeVar("T")
 
 FAST = MetricsOptions(ack_wait_s=1.0, fetch_timeout_s=0.2)
+T0 = 1_700_000_000.0
 
 
 @dataclass
@@ -183,3 +184,43 @@ async def running(settings: Settings, options: MetricsOptions = FAST) -> AsyncIt
 async def get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, str, Any]:
     async with session.get(url) as resp:
         return resp.status, resp.content_type, await resp.json(content_type=None)
+
+
+def summary_runs() -> list[RunSpec]:
+    """Newest first: two cached successes, a cached failure, two uncached successes."""
+    def spec(i: int, duration: float, cache: bool, state: RunState = RunState.SUCCEEDED,
+             hits: int = 0, misses: int = 0) -> RunSpec:
+        return RunSpec(f"r{i}", start=T0 + 1000 - i * 100, duration=duration, use_cache=cache,
+                       state=state, tasks=[
+                           TaskSpec("a", marks=(0.0, 0.0, 1.0, 2.0, 4.0)),
+                           TaskSpec("b", inputs=2, hits=hits, misses=misses,
+                                    final=TaskState.SUCCEEDED if state is RunState.SUCCEEDED
+                                    else TaskState.FAILED,
+                                    marks=(4.0, 4.0, 4.5, 5.0, 6.0)),
+                       ])
+    return [
+        spec(1, 10.0, True, hits=2),
+        spec(2, 20.0, True, hits=1, misses=1),
+        spec(3, 5.0, True, RunState.FAILED, misses=2),
+        spec(4, 40.0, False, misses=2),
+        spec(5, 60.0, False, misses=2),
+    ]
+
+
+EXPECTED_SUMMARY: dict[str, Any] = {
+    "runs": 5,
+    "cached": {"count": 3, "succeeded": 2, "meanMs": 15000.0, "p50Ms": 10000.0,
+               "p95Ms": 20000.0, "cacheHitRatio": 0.5, "bytesSaved": 0, "bytesFetched": 0},
+    "nonCached": {"count": 2, "succeeded": 2, "meanMs": 50000.0, "p50Ms": 40000.0,
+                  "p95Ms": 60000.0, "cacheHitRatio": None, "bytesSaved": 0,
+                  "bytesFetched": 0},
+    "speedup": 3.333,
+    "lastRun": {"dagId": "r1", "status": "SUCCEEDED", "load": "2/2", "succeeded": 2,
+                "total": 2, "failed": 0, "upstreamFailed": 0},
+    "tasks": [
+        {"task": "a", "samples": 5, "meanMs": 4000.0, "queuedMs": 0.0,
+         "waitingForNodeMs": 1000.0, "pullingImageMs": 1000.0, "runningMs": 2000.0},
+        {"task": "b", "samples": 4, "meanMs": 2000.0, "queuedMs": 0.0,
+         "waitingForNodeMs": 500.0, "pullingImageMs": 500.0, "runningMs": 1000.0},
+    ],
+}

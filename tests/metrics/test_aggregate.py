@@ -13,7 +13,7 @@ from services.metrics import records
 from services.metrics.aggregate import RunMetrics, TaskTiming, classify, run_metrics, task_timings
 from services.metrics.records import Snapshot
 from services.metrics.summary import percentile, summarize
-from tests.metrics.support import RunSpec, TaskSpec, run_events
+from tests.metrics.support import EXPECTED_SUMMARY, RunSpec, TaskSpec, run_events, summary_runs
 
 T0 = 1_700_000_000.0
 S, F, UF = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED
@@ -150,48 +150,12 @@ def test_percentile_is_nearest_rank() -> None:
         10.0, 19.0, 20.0)
 
 
-def summary_runs() -> list[RunSpec]:
-    """Newest first: two cached successes, a cached failure, two uncached successes."""
-    def spec(i: int, duration: float, cache: bool, state: RunState = RunState.SUCCEEDED,
-             hits: int = 0, misses: int = 0) -> RunSpec:
-        return RunSpec(f"r{i}", start=T0 + 1000 - i * 100, duration=duration, use_cache=cache,
-                       state=state, tasks=[
-                           TaskSpec("a", marks=(0.0, 0.0, 1.0, 2.0, 4.0)),
-                           TaskSpec("b", inputs=2, hits=hits, misses=misses,
-                                    final=S if state is RunState.SUCCEEDED else F,
-                                    marks=(4.0, 4.0, 4.5, 5.0, 6.0)),
-                       ])
-    return [
-        spec(1, 10.0, True, hits=2),
-        spec(2, 20.0, True, hits=1, misses=1),
-        spec(3, 5.0, True, RunState.FAILED, misses=2),
-        spec(4, 40.0, False, misses=2),
-        spec(5, 60.0, False, misses=2),
-    ]
-
-
 def test_summary_of_known_runs() -> None:
     specs = summary_runs()
     snaps = [snapshot_of(run_events(s)) for s in specs]
     runs = [run_metrics(s.dag_id, snap) for s, snap in zip(specs, snaps, strict=True)]
     summary = summarize(runs, [task_timings(snap) for snap in snaps])
-    assert summary.model_dump(by_alias=True) == {
-        "runs": 5,
-        "cached": {"count": 3, "succeeded": 2, "meanMs": 15000.0, "p50Ms": 10000.0,
-                   "p95Ms": 20000.0, "cacheHitRatio": 0.5, "bytesSaved": 0, "bytesFetched": 0},
-        "nonCached": {"count": 2, "succeeded": 2, "meanMs": 50000.0, "p50Ms": 40000.0,
-                      "p95Ms": 60000.0, "cacheHitRatio": None, "bytesSaved": 0,
-                      "bytesFetched": 0},
-        "speedup": 3.333,
-        "lastRun": {"dagId": "r1", "status": "SUCCEEDED", "load": "2/2", "succeeded": 2,
-                    "total": 2, "failed": 0, "upstreamFailed": 0},
-        "tasks": [
-            {"task": "a", "samples": 5, "meanMs": 4000.0, "queuedMs": 0.0,
-             "waitingForNodeMs": 1000.0, "pullingImageMs": 1000.0, "runningMs": 2000.0},
-            {"task": "b", "samples": 4, "meanMs": 2000.0, "queuedMs": 0.0,
-             "waitingForNodeMs": 500.0, "pullingImageMs": 500.0, "runningMs": 1000.0},
-        ],
-    }
+    assert summary.model_dump(by_alias=True) == EXPECTED_SUMMARY
 
 
 def test_summary_of_nothing() -> None:
