@@ -156,16 +156,32 @@ async def pull_forever(
     stop: asyncio.Event,
     idle_timeout_s: float = 5.0,
 ) -> None:
-    """Fetch batches until `stop` is set; each batch goes to `on_batch` in order."""
-    while not stop.is_set():
-        try:
-            msgs = await sub.fetch(batch, timeout=idle_timeout_s)
-        except (TimeoutError, NatsTimeoutError):
-            continue
-        except NotFoundError:
-            log.error("consumer vanished; stopping the pull loop")
-            raise
-        await on_batch(msgs)
+    """Fetch batches until `stop` is set; each batch goes to `on_batch` in order.
+
+    A fetch that is still waiting when `stop` is set is abandoned at once (anything it
+    was about to receive is redelivered after ack_wait); a batch being handled is
+    finished first: that is the drain.
+    """
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            fetch = asyncio.ensure_future(sub.fetch(batch, timeout=idle_timeout_s))
+            await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(BaseException):
+                    await fetch
+                return
+            try:
+                msgs = fetch.result()
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except NotFoundError:
+                log.error("consumer vanished; stopping the pull loop")
+                raise
+            await on_batch(msgs)
+    finally:
+        stopped.cancel()
 
 
 def decode(model: type[M], data: bytes) -> M:

@@ -82,8 +82,9 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
         "api": (serve_api, _with_port(settings, api_port, metrics_url=metrics_url)),
     }
     try:
-        for name in stack.serves:
-            await stack.start(name)
+        # The API proxies to the metrics service; the others only need the servers.
+        await asyncio.gather(*(stack.start(n) for n in ("metrics", "scheduler", "watcher")))
+        await stack.start("api")
         yield stack
     finally:
         for name in reversed(list(stack.services)):

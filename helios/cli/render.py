@@ -77,6 +77,6 @@ def metrics_table(body: dict[str, Any]) -> str:
     lines.append(f"{'dagId':<34} {'status':<10} {'cache':<8} {'durationMs':>10}  tasks")
     for run in body.get("runs", []):
         lines.append(f"{run.get('dagId', ''):<34} {run.get('status', ''):<10} "
-                     f"{str(run.get('cacheHit', '')):<8} {str(run.get('durationMs', '')):>10}  "
+                     f"{run.get('cacheHit', '')!s:<8} {run.get('durationMs', '')!s:>10}  "
                      f"{run.get('taskSucceeded', '?')}/{run.get('taskCount', '?')}")
     return "\n".join(lines)

@@ -55,7 +55,7 @@ async def stop(proc: asyncio.subprocess.Process, grace_s: float = 10.0) -> int |
         proc.send_signal(signal.SIGTERM)
     try:
         return await asyncio.wait_for(proc.wait(), grace_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         return await proc.wait()
@@ -71,7 +71,7 @@ async def wait_for_port(host: str, port: int, proc: asyncio.subprocess.Process, 
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             if loop.time() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
             await asyncio.sleep(delay)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from helios.messages import TaskReport, TaskDispatch
+from helios.messages import TaskDispatch, TaskReport
 
 ReportSink = Callable[[TaskReport], Awaitable[None]]
 

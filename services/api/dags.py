@@ -39,9 +39,14 @@ async def submit(request: web.Request) -> web.Response:
         raise Problem(415, "Unsupported Media Type",
                       "send the DAG as application/json or application/yaml")
     # Read one byte past the limit ourselves: the size error is a precise 400, not a 413.
-    body = await request.content.read(MAX_DOCUMENT_BYTES + 1)
+    body = bytearray()
+    while len(body) <= MAX_DOCUMENT_BYTES:
+        chunk = await request.content.read(MAX_DOCUMENT_BYTES + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     try:
-        dag = parse_dag_document(body, media or "application/json")
+        dag = parse_dag_document(bytes(body), media or "application/json")
     except DagError as exc:
         return problem_response(400, exc.title, str(exc), request.path,
                                 errors=[e.as_dict() for e in exc.errors])

@@ -67,7 +67,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break  # the client reconnects elsewhere with Last-Event-ID
             try:
                 msg = nxt.result()
-            except (NatsTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeoutError):
                 await response.write(b": keepalive\n\n")
                 continue
             seq = msg.metadata.sequence.stream

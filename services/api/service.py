@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 
 import aiohttp
 
-from helios.bus import close as close_nats, connect, ensure_streams
+from helios.bus import close as close_nats
+from helios.bus import connect, ensure_streams
 from helios.health import Health, heartbeat, serve_http
 from helios.runtime import StopEvent, guard
 from helios.s3 import open_s3

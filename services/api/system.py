@@ -63,5 +63,5 @@ async def dag_metrics(request: web.Request) -> web.StreamResponse:
             body = await upstream.read()
             return web.Response(status=upstream.status, body=body,
                                 content_type=upstream.content_type)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise Problem(503, "Service Unavailable", f"the metrics service is unreachable: {exc}") from None

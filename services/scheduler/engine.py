@@ -14,8 +14,8 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from pydantic import TypeAdapter, ValidationError
 from prometheus_client import Counter, Histogram
+from pydantic import TypeAdapter, ValidationError
 
 from helios import subjects
 from helios.bus import publish
@@ -124,23 +124,20 @@ class Engine:
         use_cache = run.get("useCache", "true") == "true"
         dag_name = run.get("dagName", view.dag.dag_name)
         dispatches = await self._dispatches(dag_id, dag_name, view, plan, use_cache, outputs)
+        # Feed order: the run starts, its tasks move, the run ends.
+        run_fields: dict[str, Any] = {}
+        for state in run_changes:
+            if state == RunState.RUNNING:
+                started_at = await self._publish_run(dag_id, dag_name, view, state, run,
+                                                     run_fields, started_at, use_cache)
         for t in plan.transitions:
             await publish(self.js, subjects.task_event(dag_id, t.task), _task_event(
                 dag_id, dag_name, t, use_cache and view.dag.task(t.task).cache,
                 len(view.dag.task(t.task).inputs)), timeout=self.timeout)
-        run_fields: dict[str, Any] = {}
         for state in run_changes:
-            now = time.time()
-            run_fields.update(state=state.value, generation=view.generation)
-            if "startedAt" not in run and "startedAt" not in run_fields:
-                run_fields["startedAt"] = started_at = now
-            ended = now if state.terminal else None
-            run_fields["endedAt"] = ended if ended is not None else ""
-            await publish(self.js, subjects.run_event(dag_id), RunEvent(
-                dagId=dag_id, dagName=dag_name, state=state, at=now,
-                useCache=use_cache, taskCount=len(view.dag.tasks), startedAt=started_at,
-                endedAt=ended, generation=view.generation,
-            ), timeout=self.timeout)
+            if state.terminal:
+                await self._publish_run(dag_id, dag_name, view, state, run, run_fields,
+                                        started_at, use_cache)
         for dispatch in dispatches:
             await self.executor.launch(dispatch)
             LAUNCHES.inc()
@@ -153,6 +150,23 @@ class Engine:
                 dagId=dag_id, task=timer.task, attempt=timer.attempt,
                 fireAt=time.time() + timer.delay_s), timeout=self.timeout)
         await self.store.store(dag_id, plan.transitions, run_fields, outputs)
+
+    async def _publish_run(self, dag_id: str, dag_name: str, view: RunView, state: RunState,
+                           run: dict[str, str], run_fields: dict[str, Any], started_at: float,
+                           use_cache: bool) -> float:
+        """Publish one run transition and fold it into the run hash; returns startedAt."""
+        now = time.time()
+        run_fields.update(state=state.value, generation=view.generation)
+        if "startedAt" not in run and "startedAt" not in run_fields:
+            run_fields["startedAt"] = started_at = now
+        ended = now if state.terminal else None
+        run_fields["endedAt"] = ended if ended is not None else ""
+        await publish(self.js, subjects.run_event(dag_id), RunEvent(
+            dagId=dag_id, dagName=dag_name, state=state, at=now, useCache=use_cache,
+            taskCount=len(view.dag.tasks), startedAt=started_at, endedAt=ended,
+            generation=view.generation,
+        ), timeout=self.timeout)
+        return started_at
 
     def _decide(self, view: RunView, item: Command | TaskReport) -> Plan:
         if isinstance(item, Submission):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -10,7 +9,8 @@ import uuid
 from nats.aio.msg import Msg
 
 from helios import subjects
-from helios.bus import close as close_nats, Consumer, connect, ensure_consumer, ensure_streams, pull_forever
+from helios.bus import Consumer, connect, ensure_consumer, ensure_streams, pull_forever
+from helios.bus import close as close_nats
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
 from helios.runtime import StopEvent, cancel_all, guard

@@ -11,7 +11,8 @@ import uuid
 from prometheus_client import Counter
 
 from helios import subjects
-from helios.bus import close as close_nats, connect, ensure_streams, publish
+from helios.bus import close as close_nats
+from helios.bus import connect, ensure_streams, publish
 from helios.executors.factory import open_task_source
 from helios.health import Health, health_app, heartbeat, serve_http
 from helios.logs import log_fields
@@ -54,6 +55,10 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             source_ready = asyncio.Event()
             health.add_check("source", lambda: _is_set(source_ready))
             runner = guard(source.run(sink, stop, source_ready), "task-source", stop)
+            # Ready means caught up with the backend (the first list, for Kubernetes).
+            waiter = asyncio.ensure_future(source_ready.wait())
+            await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
             health.ready.set()
             log.info("watcher ready", extra={"executor": settings.executor})

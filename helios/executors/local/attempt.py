@@ -170,7 +170,7 @@ class Attempt:
         reason = None
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reason = "DeadlineExceeded"
             self._kill()
             await self.proc.wait()

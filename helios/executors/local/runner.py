@@ -73,7 +73,7 @@ class LocalRunner:
                     continue
                 try:
                     msgs = await sub.fetch(free, timeout=1.0)
-                except (asyncio.TimeoutError, TimeoutError):
+                except TimeoutError:
                     continue
                 except Exception as exc:  # nats.errors.TimeoutError is not asyncio's
                     if type(exc).__name__ == "TimeoutError":

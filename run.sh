@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Helios's two commands on a fresh Debian machine with Python 3.11:
+#   ./run.sh demo   set up, start the embedded stack, run the seed example twice, stop
+#   ./run.sh test   set up, run the whole test suite
+#   ./run.sh dev    set up, run the embedded stack until Ctrl-C
+set -euo pipefail
+cd "$(dirname "$0")"
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+setup() {
+  # bubblewrap gives each local task its private root with /artifacts.
+  command -v bwrap >/dev/null || apt_install bubblewrap
+  local py="${PYTHON:-python3.11}"
+  command -v "$py" >/dev/null || py=python3
+  if [ ! -x .venv/bin/python ]; then
+    "$py" -m venv .venv 2>/dev/null || { apt_install python3-venv && "$py" -m venv .venv; }
+  fi
+  # Reinstall only when the dependencies changed.
+  local stamp=".venv/.helios-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"
+    touch "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  demo)
+    setup
+    shift
+    exec .venv/bin/helios demo "$@"
+    ;;
+  dev)
+    setup
+    shift
+    exec .venv/bin/helios dev "$@"
+    ;;
+  test)
+    # kubectl renders the kustomize overlays in the deploy tests.
+    command -v kubectl >/dev/null || apt_install kubectl || true
+    setup
+    shift
+    exec .venv/bin/python -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: $0 demo|test|dev [args]" >&2
+    exit 2
+    ;;
+esac
