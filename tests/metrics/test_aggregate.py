@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,7 @@ T0 = 1_700_000_000.0
 S, F, UF = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED
 
 
-def snapshot_of(events: list[TaskEvent | RunEvent]) -> Snapshot:
+def snapshot_of(events: Sequence[TaskEvent | RunEvent]) -> Snapshot:
     """What the store keeps: the max-register of each task and of the run (the Python twin
     of the Lua script), plus the QUEUED marks."""
     best: dict[str, tuple[records.Order, TaskEvent | RunEvent]] = {}
@@ -85,7 +87,8 @@ def test_latest_event_wins_whatever_the_delivery_order() -> None:
 
 
 def test_run_retry_describes_the_latest_outcome() -> None:
-    common = {"dagId": "d", "dagName": "n", "useCache": True, "taskCount": 1, "startedAt": T0}
+    common: dict[str, Any] = {"dagId": "d", "dagName": "n", "useCache": True, "taskCount": 1,
+                              "startedAt": T0}
     first = [RunEvent(state=RunState.RUNNING, at=T0, **common),
              RunEvent(state=RunState.FAILED, at=T0 + 5, endedAt=T0 + 5, **common)]
     retry = [RunEvent(state=RunState.RUNNING, at=T0 + 9, generation=1, **common),

@@ -20,6 +20,7 @@ from helios.settings import Settings
 from helios.states import RunState, TaskState
 from helios.store import open_redis
 from services.metrics import keys
+from services.metrics.service import MetricsOptions
 from services.metrics.store import MetricsStore
 from tests.metrics.support import (
     EXPECTED_SUMMARY,
@@ -31,6 +32,7 @@ from tests.metrics.support import (
     publish_raw,
     run_events,
     running,
+    start_service,
     summary_runs,
     wait_until,
 )
@@ -141,7 +143,7 @@ async def test_duplicated_and_reordered_events_count_once(
 
 async def snapshot(redis: aioredis.Redis, http: aiohttp.ClientSession, url: str) -> Any:
     _, _, body = await get_json(http, url + metrics_path(limit=100))
-    ids = await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1)
+    ids = [str(i) for i in await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1)]
     stored = {i: (await redis.hgetall(shared_keys.metrics(i)), await redis.get(keys.timings(i)))
               for i in ids}
     return body, ids, stored
@@ -193,9 +195,7 @@ async def test_restart_mid_stream_ends_with_the_same_numbers(
         return await original(self, dag_id)
 
     monkeypatch.setattr(MetricsStore, "refresh", gated)
-    from tests.metrics.support import FAST, start_service
-
-    small = type(FAST)(ack_wait_s=1.0, fetch_timeout_s=0.2, batch=4)
+    small = MetricsOptions(ack_wait_s=1.0, fetch_timeout_s=0.2, batch=4)
     first = await start_service(settings, small)
     await asyncio.wait_for(reached.wait(), 10)
     if how == "kill":
