@@ -1,0 +1,290 @@
+"""The simulated kubelets (one per simulated node) and the scheduler that binds pods.
+
+A new pod is bound to the first schedulable node that matches its nodeSelector (so
+repeated runs land on one node until a test cordons it), or marked Unschedulable. Its
+init containers then run one after the other and its containers together, each as a
+local process in a bubblewrap sandbox (`sandbox.py`); container states, pod phase and
+conditions are written back as the real kubelet writes them, and each container's
+output is kept as its log. Images listed in `bad_images` fail to pull
+(ErrImagePull, then ImagePullBackOff) and the pod stays Pending, as on a cluster.
+
+A pod that gets a deletionTimestamp is terminated: its processes are killed, their
+statuses recorded, and the object is removed `linger_s` later (the window in which a
+real cluster still serves the logs of a terminating pod).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import sandbox
+from .store import Event, Obj, Store, now_rfc3339
+
+log = logging.getLogger(__name__)
+LOG_TAIL_LINES, LOG_TAIL_BYTES = 80, 2048  # FallbackToLogsOnError's limits
+
+
+@dataclass
+class Node:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    cordoned: bool = False
+
+    def __post_init__(self) -> None:
+        self.labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
+                       **self.labels}
+
+
+def _cond(kind: str, status: bool, reason: str | None = None, message: str | None = None
+          ) -> Obj:
+    out: Obj = {"type": kind, "status": "True" if status else "False",
+                "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+    if reason:
+        out["reason"] = reason
+    if message:
+        out["message"] = message
+    return out
+
+
+def _set_cond(status: Obj, cond: Obj) -> None:
+    conds = [c for c in status.get("conditions") or [] if c["type"] != cond["type"]]
+    status["conditions"] = [*conds, cond]
+
+
+class Kubelet:
+    def __init__(self, store: Store, root: Path, nodes: list[Node], task_image: str,
+                 bwrap: str = "/usr/bin/bwrap", linger_s: float = 1.0):
+        self.store = store
+        self.root = root
+        self.nodes = {n.name: n for n in nodes}
+        self.task_image = task_image
+        self.bwrap = bwrap
+        self.linger_s = linger_s
+        self.bad_images: set[str] = set()
+        self.logs: dict[tuple[str, str, str], str] = {}
+        self.procs: dict[tuple[str, str], dict[str, asyncio.subprocess.Process]] = {}
+        self.runs: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.terminating: set[tuple[str, str]] = set()
+        store.listeners.append(self._on_event)
+
+    # --- events -------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("stand-in kubelet task %s crashed", name, exc_info=t.exception())
+        task.add_done_callback(done)
+        return task
+
+    def _on_event(self, event: Event) -> None:
+        if event.resource != "pods":
+            return
+        meta = event.obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event.type == "ADDED":
+            self.runs[key] = self._spawn(self._run_pod(*key), f"pod:{key[1]}")
+        elif event.type == "MODIFIED" and meta.get("deletionTimestamp") \
+                and key not in self.terminating:
+            self.terminating.add(key)
+            self._spawn(self._terminate(*key), f"terminate:{key[1]}")
+
+    def _update(self, ns: str, name: str, mutate: Any) -> Obj | None:
+        return self.store.update("pods", ns, name, lambda pod: mutate(pod["status"]))
+
+    # --- scheduling ---------------------------------------------------------------
+
+    def _bind(self, pod: Obj) -> Node | None:
+        wanted = (pod["spec"].get("nodeSelector")) or {}
+        for node in self.nodes.values():
+            if not node.cordoned and all(node.labels.get(k) == v for k, v in wanted.items()):
+                return node
+        return None
+
+    async def _run_pod(self, ns: str, name: str) -> None:
+        pod = self.store.find("pods", ns, name)
+        if pod is None:
+            return
+        node = self._bind(pod)
+        if node is None:
+            n = len(self.nodes)
+            self._update(ns, name, lambda st: _set_cond(st, _cond(
+                "PodScheduled", False, "Unschedulable",
+                f"0/{n} nodes are available: {n} node(s) didn't match Pod's node "
+                "affinity/selector.")))
+            return
+        containers = pod["spec"].get("containers") or []
+        inits = pod["spec"].get("initContainers") or []
+
+        def waiting(c: Obj, reason: str, message: str | None = None) -> Obj:
+            state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+            return {"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+                    "restartCount": 0, "started": False, "state": state, "lastState": {}}
+
+        def bound(st: Obj) -> None:
+            st.update(phase="Pending", hostIP="10.0.0.1", podIP=f"10.1.0.{len(self.runs) % 250}",
+                      startTime=now_rfc3339(), qosClass="BestEffort")
+            _set_cond(st, _cond("PodScheduled", True))
+            _set_cond(st, _cond("Initialized", not inits, None if not inits
+                                else "ContainersNotInitialized"))
+            if inits:
+                st["initContainerStatuses"] = [waiting(c, "PodInitializing") for c in inits]
+            st["containerStatuses"] = [waiting(c, "PodInitializing" if inits
+                                               else "ContainerCreating") for c in containers]
+        self.store.update("pods", ns, name, lambda p: (p["spec"].__setitem__("nodeName",
+                                                                              node.name),
+                                                        bound(p["status"])))
+        volumes = self._volumes(pod, node)
+        for c in inits:
+            code = await self._container(ns, name, c, volumes, "initContainerStatuses")
+            if code != 0:
+                self._finish(ns, name, "Failed")
+                return
+        self._update(ns, name, lambda st: _set_cond(st, _cond("Initialized", True)))
+        codes = await asyncio.gather(*(self._container(ns, name, c, volumes,
+                                                       "containerStatuses")
+                                       for c in containers))
+        if any(code is None for code in codes):
+            return  # a container that never started keeps the pod Pending
+        self._finish(ns, name, "Succeeded" if not any(codes) else "Failed")
+
+    def _finish(self, ns: str, name: str, phase: str) -> None:
+        def mutate(st: Obj) -> None:
+            st["phase"] = phase
+            _set_cond(st, _cond("Ready", False, "PodCompleted"))
+            _set_cond(st, _cond("ContainersReady", False, "PodCompleted"))
+        self._update(ns, name, mutate)
+
+    def _volumes(self, pod: Obj, node: Node) -> dict[str, Path]:
+        base = self.root / node.name
+        out: dict[str, Path] = {}
+        for vol in pod["spec"].get("volumes") or []:
+            if "emptyDir" in vol:
+                path = base / "pods" / pod["metadata"]["uid"] / "volumes" / vol["name"]
+                path.mkdir(parents=True, exist_ok=True)
+                path.chmod(0o777)  # as the kubelet makes emptyDirs
+            elif "hostPath" in vol:
+                path = base / "hostfs" / vol["hostPath"]["path"].lstrip("/")
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                continue
+            out[vol["name"]] = path
+        return out
+
+    # --- one container ------------------------------------------------------------
+
+    def _set_state(self, ns: str, name: str, key: str, cname: str, state: Obj,
+                   **extra: Any) -> None:
+        def mutate(st: Obj) -> None:
+            for cs in st.get(key) or []:
+                if cs["name"] == cname:
+                    cs["state"] = state
+                    cs.update(extra)
+            started = all("running" in cs["state"] or "terminated" in cs["state"]
+                          for cs in st.get(key) or [])
+            if key == "containerStatuses" and started and st.get("phase") == "Pending":
+                st["phase"] = "Running"
+        self._update(ns, name, mutate)
+
+    async def _container(self, ns: str, name: str, c: Obj, volumes: dict[str, Path],
+                         key: str) -> int | None:
+        pod = self.store.find("pods", ns, name)
+        if pod is None or (ns, name) in self.terminating:
+            return 137
+        helios = c["image"] == self.task_image
+        if c["image"] in self.bad_images:
+            msg = f'Failed to pull image "{c["image"]}": not found'
+            self._set_state(ns, name, key, c["name"], {"waiting": {"reason": "ErrImagePull",
+                                                                   "message": msg}})
+            await asyncio.sleep(0.2)
+            self._set_state(ns, name, key, c["name"], {"waiting": {
+                "reason": "ImagePullBackOff", "message": f'Back-off pulling image "{c["image"]}"'}})
+            return None
+        try:
+            env = sandbox.container_env(c, self._secrets(ns), helios, name)
+            command = sandbox.argv(c, env, helios)
+        except (LookupError, ValueError) as exc:
+            self._set_state(ns, name, key, c["name"], {"waiting": {
+                "reason": "CreateContainerConfigError", "message": str(exc)}})
+            return None
+        mounts = [(volumes[m["name"]], m["mountPath"], bool(m.get("readOnly")))
+                  for m in c.get("volumeMounts") or [] if m["name"] in volumes]
+        argv = sandbox.bwrap_argv(self.bwrap, command, mounts, c.get("workingDir") or "/",
+                                  name, c.get("securityContext") or {})
+        started = now_rfc3339()
+        cid = f"standin://{uuid.uuid4().hex}"
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        self.procs.setdefault((ns, name), {})[c["name"]] = proc
+        self.logs[(ns, name, c["name"])] = ""
+        self._set_state(ns, name, key, c["name"], {"running": {"startedAt": started}},
+                        started=True, ready=True, containerID=cid)
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            self.logs[(ns, name, c["name"])] += line.decode(errors="replace")
+        code = await proc.wait()
+        code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number
+        text = self.logs[(ns, name, c["name"])]
+        terminated: Obj = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                           "startedAt": started, "finishedAt": now_rfc3339(),
+                           "containerID": cid}
+        if code != 0 and c.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+            terminated["message"] = tail[-LOG_TAIL_BYTES:]
+        self._set_state(ns, name, key, c["name"], {"terminated": terminated},
+                        started=False, ready=False)
+        return code
+
+    def _secrets(self, ns: str) -> dict[str, dict[str, str]]:
+        import base64
+
+        out = {}
+        for secret in self.store.list("secrets", ns):
+            data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            data.update(secret.get("stringData") or {})
+            out[secret["metadata"]["name"]] = data
+        return out
+
+    # --- deletion -----------------------------------------------------------------
+
+    async def _terminate(self, ns: str, name: str) -> None:
+        for proc in self.procs.get((ns, name), {}).values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        run = self.runs.get((ns, name))
+        if run is not None and not run.done():
+            # A pod stuck Pending (image pull, no node) has nothing left to wait for.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(run), 5.0)
+            run.cancel()
+        await asyncio.sleep(self.linger_s)
+        self.store.remove("pods", ns, name)
+        self.procs.pop((ns, name), None)
+        self.runs.pop((ns, name), None)
+        self.terminating.discard((ns, name))
+        for key in [k for k in self.logs if k[:2] == (ns, name)]:
+            del self.logs[key]
+
+    async def close(self) -> None:
+        for procs in self.procs.values():
+            for proc in procs.values():
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
