@@ -163,7 +163,8 @@ class NodeCache:
 
     async def usage(self) -> int:
         """Bytes held: entries plus reservations of downloads in progress."""
-        return (await in_thread(self._scan))[1]
+        async with self._space_lock():
+            return (await in_thread(self._scan))[1]
 
     async def trim(self, need: int = 0) -> bool:
         """Evict LRU, unpinned entries until `need` more bytes fit; False if they cannot."""
@@ -343,21 +344,23 @@ class NodeCache:
         return True
 
     def _remove_orphan_locks(self, present: set[str]) -> None:
-        """Lock files of digests with no entry (failed or bypassed fetches) would pile up."""
+        """Lock files of digests with no entry (failed or bypassed fetches) would pile up.
+
+        Each is unlinked only while held exclusively: anyone who opened it meanwhile
+        notices the lost name after locking and starts over (see flock.acquire).
+        """
         for folder in _subdirs(self.root / "locks"):
             for item in os.scandir(folder):
                 digest, _, kind = item.name.partition(".")
-                if kind != "pin" or digest in present or not _DIGEST.fullmatch(digest):
+                if kind not in ("pin", "fetch") or digest in present:
                     continue
                 fd = flock.try_acquire(Path(item.path), create=False)
-                if fd is None:
-                    continue
-                try:
-                    for path in (self._lock(digest, "fetch"), Path(item.path)):
+                if fd is not None:
+                    try:
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(path)
-                finally:
-                    flock.release(fd)
+                            os.unlink(item.path)
+                    finally:
+                        flock.release(fd)
 
     # --- locks ------------------------------------------------------------------------
 
