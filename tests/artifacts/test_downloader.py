@@ -31,13 +31,13 @@ async def place(
 
 
 async def test_miss_then_hit(s3: Any, settings: Settings, tmp_path: Path) -> None:
-    files = {"input.txt": b"test data\n", "model (v2).bin": random_bytes(300_000)}
+    files = {"input.txt": b"test data\n", "model (v2).bin": random_bytes(300_000), "empty": b""}
     inputs = await publish(s3, settings, tmp_path, files)
     cache = NodeCache(tmp_path / "cache", 10**9)
     size = sum(len(v) for v in files.values())
 
     stats, lines = await place(s3, settings, inputs, tmp_path / "w1", cache)
-    assert stats == CacheStats(hits=0, misses=2, bytesSaved=0, bytesFetched=size)
+    assert stats == CacheStats(hits=0, misses=3, bytesSaved=0, bytesFetched=size)
     by_name = {i.name: i for i in inputs}
     txt = by_name["input.txt"]
     assert loglines.cache_miss(
@@ -49,7 +49,7 @@ async def test_miss_then_hit(s3: Any, settings: Settings, tmp_path: Path) -> Non
     ) in lines
 
     stats, lines = await place(s3, settings, inputs, tmp_path / "w2", cache)
-    assert stats == CacheStats(hits=2, misses=0, bytesSaved=size, bytesFetched=0)
+    assert stats == CacheStats(hits=3, misses=0, bytesSaved=size, bytesFetched=0)
     assert f"[HELIOS] Cache hit input.txt (10 bytes, sha256 {txt.sha256[:12]})" in lines
     for name, data in files.items():
         assert (tmp_path / "w2" / name).read_bytes() == data
