@@ -34,7 +34,7 @@ def _dumps(value: Any) -> str:
 def problem(request: web.Request, status: int, title: str, detail: str) -> web.Response:
     """RFC 9457 problem details, as every Helios API error."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "instance": request.path_qs}
+            "instance": request.path}
     return web.Response(text=_dumps(body), status=status, content_type=_PROBLEM)
 
 

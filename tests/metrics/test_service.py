@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from helios import bus, subjects
 from helios import keys as shared_keys
+from helios.devstack.procs import free_port
 from helios.messages import RunEvent, TaskEvent
 from helios.settings import Settings
 from helios.states import RunState, TaskState
@@ -281,3 +286,40 @@ async def test_poison_event_is_dropped_and_the_rest_flows(
         await wait_until(lambda: redis.hget(shared_keys.metrics("ok1"), "status"),
                          lambda v: v == "SUCCEEDED", what="ok1 metrics")
     assert sample("helios_metrics_invalid_events_total") - before == 1
+
+
+async def test_process_exits_zero_on_sigterm(
+    settings: Settings, js: JetStreamContext, redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+) -> None:
+    """`python -m services.metrics` as a deployment runs it: ready, consuming, clean exit."""
+    port = free_port()
+    env = {**os.environ, "HELIOS_NATS_URL": settings.nats.url,
+           "HELIOS_REDIS_URL": settings.redis.url, "HELIOS_HTTP_HOST": "127.0.0.1",
+           "HELIOS_HTTP_PORT": str(port), "HELIOS_LOG_FORMAT": "json"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.metrics", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async def ready() -> int:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    return resp.status
+            except aiohttp.ClientConnectionError:
+                return 0
+
+        await wait_until(ready, lambda s: s == 200, what="/readyz")
+        await publish_all(js, run_events(RunSpec("p1", start=T0, duration=1.0)))
+        await consumer_drained(js)
+        assert await redis.hget(shared_keys.metrics("p1"), "status") == "SUCCEEDED"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.stderr is not None
+    lines = [json.loads(line) for line in (await proc.stderr.read()).decode().splitlines()]
+    assert [line for line in lines if line["level"] == "error"] == []
+    assert lines[-1]["msg"] == "stopped cleanly"
