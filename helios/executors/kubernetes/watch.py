@@ -48,6 +48,18 @@ class ListWatch:
         self.policy = policy
         self.resource_version: str | None = None
         self.lists = 0  # how many lists so far (tests and logs)
+        self._moved = asyncio.Event()  # replaced by a fresh one at every new version
+
+    def _advance(self, version: str) -> None:
+        self.resource_version = version
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def wait_version(self, version: str) -> None:
+        """Until this watch has caught up with `version` (an event or bookmark at least
+        that recent)."""
+        while self.resource_version is None or int(self.resource_version) < int(version):
+            await self._moved.wait()
 
     def _pause(self, failures: int, hint: float | None = None) -> float:
         if hint is not None:
@@ -61,8 +73,9 @@ class ListWatch:
             pause: float = 0.0
             try:
                 if self.resource_version is None:
-                    items, self.resource_version = await self.api.list(self.kind, self.selector)
+                    items, version = await self.api.list(self.kind, self.selector)
                     self.lists += 1
+                    self._advance(version)
                     await on_list(items)
                 await self._stream(on_event, stop)
                 failures = 0  # a clean end: the server's timeout; resume at once
@@ -103,6 +116,6 @@ class ListWatch:
                     raise KubeError.from_status(code or 500, obj)
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if version:
-                    self.resource_version = str(version)
+                    self._advance(str(version))
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     await on_event(kind, obj)

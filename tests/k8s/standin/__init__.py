@@ -10,9 +10,10 @@ sandboxed processes on simulated nodes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,12 @@ class Cluster:
     def pods(self) -> list[dict]:
         return self.store.list("pods", self.namespace)
 
+    async def wait_for(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Until `pred()` holds, re-checked at every change of the cluster's objects."""
+        async with asyncio.timeout(timeout):
+            while not pred():
+                await self.store.next_change()
+
 
 def write_kubeconfig(path: Path, url: str, namespace: str) -> Path:
     path.write_text(yaml.safe_dump({
@@ -70,14 +77,14 @@ def write_kubeconfig(path: Path, url: str, namespace: str) -> Path:
 async def standin_cluster(tmp: Path, nodes: Iterable[str] = ("node-a", "node-b"),
                           task_image: str = "helios:test", linger_s: float = 1.0
                           ) -> AsyncIterator[Cluster]:
-    tmp.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(tmp.mkdir, parents=True, exist_ok=True)
     store = Store()
     controllers = Controllers(store)
     kubelet = Kubelet(store, tmp / "nodes", [Node(n) for n in nodes], task_image,
                       linger_s=linger_s)
     api = ApiServer(store, kubelet.logs)
     api.on_delete = controllers.delete
-    runner = web.AppRunner(api.app(), handle_signals=False, shutdown_timeout=0.5)
+    runner = web.AppRunner(api.app(), handle_signals=False, shutdown_timeout=0.05)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -68,6 +68,7 @@ class ApiServer:
         self.store.kick()
 
     def mute(self, on: bool = True) -> None:
+        """Open watches go silent for good; new ones stay silent while `on`."""
         self.knobs.muted = on
         self.store.kick()
 
@@ -223,15 +224,17 @@ class ApiServer:
             index = next((i for i, e in enumerate(self.store.history) if e.rv > int(since)),
                          len(self.store.history))
         next_bookmark = loop.time() + self.knobs.bookmark_interval_s
+        dead = False  # once muted, a stream stays silent: a dead connection never recovers
         while loop.time() < end and generation == self._generation:
+            dead = dead or self.knobs.muted
             history = self.store.history
-            while index < len(history) and not self.knobs.muted:
+            while index < len(history) and not dead:
                 event = history[index]
                 index += 1
                 if event.resource == resource and event.obj["metadata"].get("namespace") == ns \
                         and matches(event.obj, selector):
                     await send(event.type, event.obj)
-            if bookmarks and not self.knobs.muted and loop.time() >= next_bookmark:
+            if bookmarks and not dead and loop.time() >= next_bookmark:
                 api_version, kind = KINDS[resource]
                 await send("BOOKMARK", {"kind": kind, "apiVersion": api_version,
                                         "metadata": {"resourceVersion": str(self.store.rv)}})
@@ -239,7 +242,7 @@ class ApiServer:
             wait = min(end, next_bookmark if bookmarks else end) - loop.time()
             # A muted stream stays open and says nothing (a dead connection), whatever
             # changes, until the test breaks it or its timeout ends it.
-            waiter = self.store.next_change() if self.knobs.muted \
+            waiter = self.store.next_change() if dead \
                 else self.store.wait_change(index)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, max(0.01, wait))
