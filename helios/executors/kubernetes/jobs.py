@@ -4,10 +4,14 @@ Pod layout, modelled on Argo's emissary executor (an init step that prepares the
 workspace, the user's command wrapped so its exit status lands in a shared emptyDir,
 and a "wait" container that saves the outputs once that status appears):
 
-- init container `downloader` (Helios's image, `python -m helios.downloader`): fills
-  `/artifacts` from the node cache or S3. It is the only container that mounts the
-  hostPath cache, read-write; it is left out when the attempt has no inputs, and the
-  cache volume is left out when caching is off.
+- init container `cache-owner` (Helios's image, `chown 10001:10001 /var/helios/cache`,
+  uid 0 with only CAP_CHOWN): the kubelet creates a `DirectoryOrCreate` hostPath as
+  root 0755 and fsGroup does not apply to hostPath, so this step hands that one folder
+  to the downloader's user (the arrangement deploy/README.md describes).
+- init container `downloader` (Helios's image, `python -m helios.downloader`, uid
+  10001): fills `/artifacts` from the node cache or S3. These two are the only
+  containers that mount the hostPath cache; both are left out when the attempt has no
+  inputs, and the cache (volume and `cache-owner`) when caching is off.
 - container `main` (the user's image): the user's `command`/`args`/`env`/`resources`.
   With declared outputs, the argv is wrapped by a FIXED shell script that never contains
   user data: `/bin/sh -c WRAPPER helios-task <command...> <args...>`. The user's strings
@@ -43,6 +47,7 @@ from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, AttemptId
 from helios.messages import TaskDispatch
 from helios.settings import Settings
 
+CACHE_OWNER = "cache-owner"
 DOWNLOADER = "downloader"
 MAIN = "main"
 UPLOADER = "uploader"
@@ -135,6 +140,28 @@ def _helper(name: str, image: str, module: str, env: list[dict[str, Any]],
     }
 
 
+def _cache_owner(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": CACHE_OWNER,
+        "image": settings.k8s.task_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["chown", f"{HELPER_UID}:{HELPER_UID}", CACHE_MOUNT],  # not recursive
+        "volumeMounts": [{"name": V_CACHE, "mountPath": CACHE_MOUNT}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"memory": "32Mi"}},
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
 def _identity_env(ident: AttemptId) -> dict[str, str]:
     return {"HELIOS_DAG_ID": ident.dag_id, "HELIOS_TASK": ident.task,
             "HELIOS_ATTEMPT": str(ident.attempt), "HELIOS_ARTIFACTS_DIR": ARTIFACTS_DIR}
@@ -217,10 +244,11 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
                                      {"name": V_TMP, "emptyDir": {"sizeLimit": "256Mi"}}]
     init: list[dict[str, Any]] = []
     if d.inputs:
-        init.append(_downloader(d, settings, ident))
         if d.use_cache:
+            init.append(_cache_owner(settings))
             volumes.append({"name": V_CACHE, "hostPath": {"path": k8s.node_cache_dir,
                                                           "type": "DirectoryOrCreate"}})
+        init.append(_downloader(d, settings, ident))
     containers = [_main(d, ident, wrapped)]
     if wrapped:
         containers.append(_uploader(d, settings, ident))

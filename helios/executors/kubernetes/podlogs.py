@@ -15,10 +15,10 @@ from typing import Any
 from helios import tasklogs
 from helios.artifacts.loglines import LogSummary
 from helios.executors.kubernetes.client import KubeApi
-from helios.executors.kubernetes.jobs import DOWNLOADER, MAIN, UPLOADER
+from helios.executors.kubernetes.jobs import CACHE_OWNER, DOWNLOADER, MAIN, UPLOADER
 
 HELPERS = (DOWNLOADER, UPLOADER)
-ORDER = (DOWNLOADER, MAIN, UPLOADER)
+ORDER = (CACHE_OWNER, DOWNLOADER, MAIN, UPLOADER)
 
 
 @dataclass
@@ -39,6 +39,8 @@ def _started(pod: dict[str, Any]) -> list[str]:
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in status.get(key) or []:
             state = cs.get("state") or {}
+            if cs["name"] == CACHE_OWNER and (state.get("terminated") or {}).get("exitCode") == 0:
+                continue  # silent when it works: not worth a request per attempt
             if "running" in state or "terminated" in state:
                 names.append(cs["name"])
     return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))

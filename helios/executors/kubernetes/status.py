@@ -142,10 +142,11 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
             reason, message = "DeadlineExceeded", f"killed after exceeding timeoutSeconds={limit}"
         return Verdict("failed", reason, _short(message), code, **base)
 
-    init = _statuses(pod, "initContainerStatuses").get(DOWNLOADER, {})
-    init_end = (init.get("state") or {}).get("terminated")
-    if init_end and init_end.get("exitCode", 0) != 0:
-        return failed("InputsFailed", _helper_message(init_end, "the downloader"))
+    for name, init in _statuses(pod, "initContainerStatuses").items():
+        init_end = (init.get("state") or {}).get("terminated")
+        if init_end and init_end.get("exitCode", 0) != 0:
+            who = "the downloader" if name == DOWNLOADER else f"init container {name}"
+            return failed("InputsFailed", _helper_message(init_end, who))
 
     containers = _statuses(pod, "containerStatuses")
     main_state = containers.get(MAIN, {}).get("state") or {}

@@ -221,8 +221,15 @@ class Kubelet:
             return None
         mounts = [(volumes[m["name"]], m["mountPath"], bool(m.get("readOnly")))
                   for m in c.get("volumeMounts") or [] if m["name"] in volumes]
-        argv = sandbox.bwrap_argv(self.bwrap, command, mounts, c.get("workingDir") or "/",
-                                  name, c.get("securityContext") or {})
+        security = {**(pod["spec"].get("securityContext") or {}),
+                    **(c.get("securityContext") or {})}
+        try:
+            argv = sandbox.bwrap_argv(self.bwrap, command, mounts, c.get("workingDir") or "/",
+                                      name, security)
+        except LookupError as exc:
+            self._set_state(ns, name, key, c["name"], {"waiting": {
+                "reason": "CreateContainerConfigError", "message": str(exc)}})
+            return None
         started = now_rfc3339()
         cid = f"standin://{uuid.uuid4().hex}"
         proc = await asyncio.create_subprocess_exec(

@@ -76,9 +76,34 @@ def argv(container: dict[str, Any], env: Mapping[str, str], helios_image: bool) 
     return parts
 
 
+def _parents(paths: list[str]) -> list[str]:
+    """Folders to create (0755) before binding `paths`: bwrap would make them 0700, which
+    a non-root container user could not traverse."""
+    out: dict[str, None] = {}
+    for path in paths:
+        parts = Path(path).parts[1:-1]
+        for i in range(1, len(parts) + 1):
+            folder = "/" + "/".join(parts[:i])
+            if not any(folder == d or folder.startswith(d + "/") for d in (*SYSTEM_DIRS, "/tmp")):
+                out.setdefault(folder)
+    return list(out)
+
+
+def run_as(security: dict[str, Any]) -> tuple[int, int] | None:
+    """(uid, gid) from runAsUser/runAsGroup; None: the image's user (root here)."""
+    uid = security.get("runAsUser")
+    if uid is None:
+        if security.get("runAsNonRoot"):
+            raise LookupError("container has runAsNonRoot and image will run as root")
+        return None
+    return int(uid), int(security.get("runAsGroup", uid))
+
+
 def bwrap_argv(bwrap: str, command: list[str], mounts: list[tuple[Path, str, bool]],
                workdir: str, hostname: str, security: dict[str, Any]) -> list[str]:
-    """`mounts`: (host folder, mountPath, read-only)."""
+    """`mounts`: (host folder, mountPath, read-only). `security`: the container's
+    securityContext: runAsUser/runAsGroup (via setpriv inside the sandbox, so file
+    ownership is real), capabilities drop/add."""
     out = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
            "--unshare-uts", "--hostname", hostname[:63]]
     for folder in SYSTEM_DIRS:
@@ -86,6 +111,9 @@ def bwrap_argv(bwrap: str, command: list[str], mounts: list[tuple[Path, str, boo
             out += ["--symlink", os.readlink(folder), folder]
         else:
             out += ["--ro-bind-try", folder, folder]
+    targets = [*PYTHON_DIRS, *(path for _, path, _ in mounts)]
+    for folder in _parents(targets):
+        out += ["--perms", "0755", "--dir", folder]
     for folder in PYTHON_DIRS:
         out += ["--ro-bind", folder, folder]
     out += ["--proc", "/proc", "--dev", "/dev"]
@@ -94,10 +122,15 @@ def bwrap_argv(bwrap: str, command: list[str], mounts: list[tuple[Path, str, boo
     for host, path, read_only in sorted(mounts, key=lambda m: m[1]):
         out += ["--ro-bind" if read_only else "--bind", str(host), path]
     out += ["--chdir", workdir]
+    user = run_as(security)
     caps = security.get("capabilities") or {}
-    if os.geteuid() == 0:  # bwrap keeps capabilities only for a real root
+    if os.geteuid() == 0 and (user is None or user[0] == 0):
+        # Root keeps capabilities in bwrap unless told; a non-root user loses them anyway.
         if "ALL" in (caps.get("drop") or []):
             out += ["--cap-drop", "ALL"]
         for cap in caps.get("add") or []:
             out += ["--cap-add", f"CAP_{cap}"]
+    if user is not None and user[0] != 0:
+        command = ["/usr/bin/setpriv", f"--reuid={user[0]}", f"--regid={user[1]}",
+                   "--clear-groups", "--", *command]
     return [*out, "--", *command]
