@@ -79,9 +79,10 @@ class EventConsumer:
             refresh = refresh or applied.outcome is not Outcome.EVICTED
             victims += applied.victims
             stored.append(msg)
+        for victim in victims:
+            log.info("run fell out of the window; deleting its keys",
+                     extra=log_fields(dagId=victim, dagName=items[0][1].dag_name))
         if victims:
-            log.info("runs evicted from the window: %s", ",".join(victims),
-                     extra=log_fields(dagId=dag_id))
             try:
                 await self.store.sweep(victims)
             except Exception:
