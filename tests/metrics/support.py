@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
-from helios import subjects
+from helios import bus, subjects
 from helios.health import Health
 from helios.messages import CacheStats, RunEvent, TaskEvent, Timings
 from helios.runtime import StopEvent
@@ -99,6 +100,26 @@ async def publish_raw(js: JetStreamContext, event: TaskEvent | RunEvent, msg_id:
     subject = (subjects.run_event(event.dag_id) if isinstance(event, RunEvent)
                else subjects.task_event(event.dag_id, event.task))
     await js.publish(subject, event.to_bytes(), headers={"Nats-Msg-Id": msg_id})
+
+
+async def publish_all(js: JetStreamContext, events: list[TaskEvent | RunEvent]) -> None:
+    for event in events:
+        subject = (subjects.run_event(event.dag_id) if isinstance(event, RunEvent)
+                   else subjects.task_event(event.dag_id, event.task))
+        await bus.publish(js, subject, event)
+
+
+def all_events(specs: list[RunSpec]) -> list[TaskEvent | RunEvent]:
+    return [e for spec in reversed(specs) for e in run_events(spec)]  # oldest run first
+
+
+def metrics_path(name: str = "pipe", limit: int | None = None) -> str:
+    query = "" if limit is None else f"?limit={limit}"
+    return f"/api/v1/dags/{name}/metrics{query}"
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def wait_until(
