@@ -127,6 +127,28 @@ async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> JetStream
 Handler = Callable[[Msg], Awaitable[None]]
 
 
+async def push_subscribe(
+    js: JetStreamContext, consumer: Consumer, cb: Handler
+) -> JetStreamContext.PushSubscription:
+    """A durable push consumer bound as a queue group: messages arrive the moment they
+    are stored (no fetch round trip on the dispatch path), replicas share the work, and
+    `max_ack_pending` is the back-pressure: the server holds back what we have not acked.
+    `cb` must not block for long; it runs once per message, in order."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=consumer.ack_wait_s,
+        max_deliver=consumer.max_deliver,
+        max_ack_pending=consumer.max_ack_pending,
+        filter_subject=consumer.filter_subject,
+    )
+    return await js.subscribe(
+        consumer.filter_subject, queue=consumer.durable, stream=consumer.stream,
+        config=config, manual_ack=True, cb=cb,
+        pending_msgs_limit=max(1024, consumer.max_ack_pending * 2),
+    )
+
+
 async def settle(msg: Msg, work: Awaitable[None]) -> None:
     """Run one message's handler and ack/nak/term it according to the outcome."""
     meta = msg.metadata

@@ -64,3 +64,8 @@ def run_pattern(dag_id: str) -> str:
 def services() -> str:
     """Hash: "{service}/{instance}" -> JSON heartbeat (ready, checks, at)."""
     return "helios:services"
+
+
+def outbox(dag_id: str) -> str:
+    """The scheduler's effects of a stored decision not yet confirmed as sent."""
+    return f"dag:{dag_id}:outbox"

@@ -1,9 +1,12 @@
-"""The scheduler's I/O shell: decode messages, load state, decide, publish, launch, store.
+"""The scheduler's I/O shell: decode messages, load state, decide, store, send, ack.
 
-Order of effects for one batch (each step idempotent, so a crash anywhere is safe):
-publish transitions (deduplicated by `Nats-Msg-Id`) -> launch attempts (idempotent by
-job name) -> set retry timers -> store the new state in one transaction -> ack.
-A redelivered batch re-derives the same decisions from the stored state.
+A transactional outbox makes a batch's effects exactly-once in effect: the new state
+and the list of effects (events to publish, attempts to launch, timers, a cancel) are
+written in one Redis transaction; then the effects are sent, each idempotent
+(`Nats-Msg-Id` dedupe, deterministic job names); then the outbox is cleared and the
+messages acked. A crash anywhere leaves either nothing or an outbox that the next
+evaluation of the run sends first. Readers (the API, SSE clients) therefore never see an
+event before the state it announces.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
 from helios import subjects
-from helios.bus import publish
 from helios.executors.base import Executor, job_name
 from helios.logs import log_fields
 from helios.messages import (
     CacheStats,
     CancelRequest,
     Command,
+    Message,
     OutputArtifact,
     RetryRequest,
     RunEvent,
@@ -102,6 +105,11 @@ class Engine:
                 await msg.ack()
 
     async def _evaluate(self, dag_id: str, items: list[Command | TaskReport]) -> None:
+        leftover = await self.store.pending_effects(dag_id)
+        if leftover:
+            log.warning("sending the effects of an interrupted evaluation",
+                        extra=log_fields(dagId=dag_id))
+            await self._send(dag_id, leftover)
         view, run = await self.store.load(dag_id)
         plan = Plan()
         run_changes: list[RunState] = []
@@ -125,47 +133,67 @@ class Engine:
         dag_name = run.get("dagName", view.dag.dag_name)
         dispatches = await self._dispatches(dag_id, dag_name, view, plan, use_cache, outputs)
         # Feed order: the run starts, its tasks move, the run ends.
+        effects: list[dict[str, Any]] = []
         run_fields: dict[str, Any] = {}
         for state in run_changes:
             if state == RunState.RUNNING:
-                started_at = await self._publish_run(dag_id, dag_name, view, state, run,
-                                                     run_fields, started_at, use_cache)
+                started_at = self._run_effect(effects, dag_id, dag_name, view, state, run,
+                                              run_fields, started_at, use_cache)
         for t in plan.transitions:
-            await publish(self.js, subjects.task_event(dag_id, t.task), _task_event(
-                dag_id, dag_name, t, use_cache and view.dag.task(t.task).cache,
-                len(view.dag.task(t.task).inputs)), timeout=self.timeout)
+            event = _task_event(dag_id, dag_name, t, use_cache and view.dag.task(t.task).cache,
+                                len(view.dag.task(t.task).inputs))
+            effects.append(_publish(subjects.task_event(dag_id, t.task), event))
         for state in run_changes:
             if state.terminal:
-                await self._publish_run(dag_id, dag_name, view, state, run, run_fields,
-                                        started_at, use_cache)
-        for dispatch in dispatches:
-            await self.executor.launch(dispatch)
-            LAUNCHES.inc()
-            if dispatch.inputs or reports:
-                self._observe_latency(dispatch, reports)
+                self._run_effect(effects, dag_id, dag_name, view, state, run, run_fields,
+                                 started_at, use_cache)
+        effects += [{"kind": "launch", "dispatch": d.model_dump(mode="json", by_alias=True)}
+                    for d in dispatches]
         if plan.cancel_executor:
-            await self.executor.cancel_run(dag_id)
+            effects.append({"kind": "cancel"})
         for timer in plan.timers:
-            await publish(self.js, subjects.wake(dag_id), Wake(
+            effects.append(_publish(subjects.wake(dag_id), Wake(
                 dagId=dag_id, task=timer.task, attempt=timer.attempt,
-                fireAt=time.time() + timer.delay_s), timeout=self.timeout)
-        await self.store.store(dag_id, plan.transitions, run_fields, outputs)
+                fireAt=time.time() + timer.delay_s)))
+        await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects)
+        await self._send(dag_id, effects, reports)
 
-    async def _publish_run(self, dag_id: str, dag_name: str, view: RunView, state: RunState,
-                           run: dict[str, str], run_fields: dict[str, Any], started_at: float,
-                           use_cache: bool) -> float:
-        """Publish one run transition and fold it into the run hash; returns startedAt."""
+    async def _send(self, dag_id: str, effects: list[dict[str, Any]],
+                    reports: dict[str, TaskReport] | None = None) -> None:
+        for effect in effects:
+            kind = effect["kind"]
+            if kind == "publish":
+                ack = await self.js.publish(effect["subject"], effect["data"].encode(),
+                                            timeout=self.timeout,
+                                            headers={"Nats-Msg-Id": effect["id"]})
+                del ack
+            elif kind == "launch":
+                dispatch = TaskDispatch.model_validate(effect["dispatch"])
+                await self.executor.launch(dispatch)
+                LAUNCHES.inc()
+                if reports:
+                    self._observe_latency(dispatch, reports)
+            elif kind == "cancel":
+                await self.executor.cancel_run(dag_id)
+        if effects:
+            await self.store.effects_sent(dag_id)
+
+    @staticmethod
+    def _run_effect(effects: list[dict[str, Any]], dag_id: str, dag_name: str, view: RunView,
+                    state: RunState, run: dict[str, str], run_fields: dict[str, Any],
+                    started_at: float, use_cache: bool) -> float:
+        """Queue one run transition and fold it into the run hash; returns startedAt."""
         now = time.time()
         run_fields.update(state=state.value, generation=view.generation)
         if "startedAt" not in run and "startedAt" not in run_fields:
             run_fields["startedAt"] = started_at = now
         ended = now if state.terminal else None
         run_fields["endedAt"] = ended if ended is not None else ""
-        await publish(self.js, subjects.run_event(dag_id), RunEvent(
+        effects.append(_publish(subjects.run_event(dag_id), RunEvent(
             dagId=dag_id, dagName=dag_name, state=state, at=now, useCache=use_cache,
             taskCount=len(view.dag.tasks), startedAt=started_at, endedAt=ended,
             generation=view.generation,
-        ), timeout=self.timeout)
+        )))
         return started_at
 
     def _decide(self, view: RunView, item: Command | TaskReport) -> Plan:
@@ -211,6 +239,11 @@ class Engine:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
         if deps:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
+
+
+def _publish(subject: str, message: Message) -> dict[str, Any]:
+    return {"kind": "publish", "subject": subject, "id": message.msg_id,
+            "data": message.to_bytes().decode()}
 
 
 class _Deferred(Exception):

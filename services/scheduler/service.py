@@ -9,11 +9,11 @@ import uuid
 from nats.aio.msg import Msg
 
 from helios import subjects
-from helios.bus import Consumer, connect, ensure_consumer, ensure_streams, pull_forever
+from helios.bus import Consumer, connect, ensure_streams, push_subscribe
 from helios.bus import close as close_nats
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
-from helios.runtime import StopEvent, cancel_all, guard
+from helios.runtime import StopEvent, guard
 from helios.settings import Settings
 from helios.store import open_redis
 from helios.subjects import Streams
@@ -51,26 +51,24 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             engine = Engine(js, RunStore(redis), executor, policy, settings.nats.request_timeout_s)
             queues: RunQueues[Msg] = RunQueues(engine.handle, settings.scheduler.max_runs_in_flight)
 
-            async def route(batch: list[Msg]) -> None:
-                for msg in batch:
-                    queues.put(run_id_of(msg.subject), msg)
+            async def route(msg: Msg) -> None:
+                queues.put(run_id_of(msg.subject), msg)
 
-            loops = []
-            for consumer in (
-                Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>"),
-                Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>"),
-            ):
-                sub = await ensure_consumer(js, consumer)
-                loops.append(guard(
-                    pull_forever(sub, route, batch=consumer.batch, stop=stop),
-                    f"pull:{consumer.durable}", stop,
-                ))
+            subs = [
+                await push_subscribe(js, consumer, route)
+                for consumer in (
+                    Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>"),
+                    Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>"),
+                )
+            ]
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
             health.ready.set()
             log.info("scheduler ready", extra={"executor": settings.executor})
             await stop.wait()
             health.draining = True
-            await cancel_all(loops)
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             await beat
             for msg in await queues.drain(settings.drain_timeout_s):
                 with contextlib.suppress(Exception):

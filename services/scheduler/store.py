@@ -87,10 +87,21 @@ class RunStore:
             ))
         return resolved
 
+    async def pending_effects(self, dag_id: str) -> list[dict[str, Any]]:
+        raw = await self.redis.get(keys.outbox(dag_id))
+        return orjson.loads(raw) if raw else []
+
+    async def effects_sent(self, dag_id: str) -> None:
+        await self.redis.delete(keys.outbox(dag_id))
+
     async def store(self, dag_id: str, transitions: list[Transition],
-                    run_fields: dict[str, Any], outputs: dict[str, list[OutputArtifact]]) -> None:
-        """Write a plan's effects in one MULTI/EXEC: readers never see half a plan."""
+                    run_fields: dict[str, Any], outputs: dict[str, list[OutputArtifact]],
+                    effects: list[dict[str, Any]]) -> None:
+        """Write a plan's state and its outbox in one MULTI/EXEC: readers never see half
+        a plan, and the effects survive a crash before they are sent."""
         async with self.redis.pipeline(transaction=True) as pipe:
+            if effects:
+                pipe.set(keys.outbox(dag_id), orjson.dumps(effects))
             for t in transitions:
                 pipe.set(keys.task_status(dag_id, t.task), t.state.value)
                 pipe.set(keys.task_attempts(dag_id, t.task), t.attempt)

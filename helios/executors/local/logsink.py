@@ -46,11 +46,12 @@ class AttemptLog:
         await tasklogs.append_lines(self.redis, self.dag_id, self.task, batch)
 
     async def close(self) -> None:
+        """Stop the flusher (it may be pausing between batches) and write the rest now."""
         self._closed = True
-        self._wake.set()
-        if self._flusher:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._flusher, 5.0)
+        if self._flusher and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._flusher
         await self.flush()
 
     @property

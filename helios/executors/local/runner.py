@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from helios import keys, subjects, tasklogs
-from helios.bus import Consumer, ensure_consumer, ensure_streams
+from helios.bus import Consumer, ensure_streams, push_subscribe
 from helios.executors.base import ReportSink
 from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
 from helios.executors.local.logsink import AttemptLog
@@ -50,55 +50,33 @@ class LocalRunner:
             node=settings.local.node_name, sandbox=settings.local.sandbox,
             keep_workspace=settings.local.keep_workspaces,
         )
-        self.slots = asyncio.Semaphore(settings.local.max_parallel)
         self.running: dict[str, dict[str, Attempt]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.consumer = Consumer(
             stream=Streams(replicas=settings.nats.stream_replicas).dispatch,
             durable="local-runner", filter_subject=f"{subjects.PREFIX}.dispatch.>",
-            ack_wait_s=3 * HEARTBEAT_S, max_deliver=-1, batch=settings.local.max_parallel,
-            max_ack_pending=settings.local.max_parallel,
+            ack_wait_s=3 * HEARTBEAT_S, max_deliver=-1, max_ack_pending=settings.local.max_parallel,
         )
 
     async def run(self, sink: ReportSink, stop: asyncio.Event, ready: asyncio.Event) -> None:
         await ensure_streams(self.js, Streams(replicas=self.settings.nats.stream_replicas))
-        sub = await ensure_consumer(self.js, self.consumer)
+
+        async def on_dispatch(msg: Msg) -> None:
+            # max_ack_pending == max_parallel: the server never sends more than we can run.
+            task = guard(self._handle(msg, sink), f"attempt:{msg.subject}")
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        sub = await push_subscribe(self.js, self.consumer, on_dispatch)
         cancels = await self.nc.subscribe(subjects.CANCEL_RUN_ALL, cb=self._on_cancel)
         ready.set()
         try:
-            while not stop.is_set():
-                free = self._free_slots()
-                if free == 0:
-                    await self._wait_for_slot(stop)
-                    continue
-                try:
-                    msgs = await sub.fetch(free, timeout=1.0)
-                except TimeoutError:
-                    continue
-                except Exception as exc:  # nats.errors.TimeoutError is not asyncio's
-                    if type(exc).__name__ == "TimeoutError":
-                        continue
-                    raise
-                for msg in msgs:
-                    await self.slots.acquire()
-                    task = guard(self._handle(msg, sink), f"attempt:{msg.subject}")
-                    self.tasks.add(task)
-                    task.add_done_callback(self._finished)
+            await stop.wait()
         finally:
-            await cancels.unsubscribe()
+            for subscription in (sub, cancels):
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
             await self._drain()
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self.slots.release()
-
-    def _free_slots(self) -> int:
-        return self.settings.local.max_parallel - len(self.tasks)
-
-    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
-        if self.tasks:
-            await asyncio.wait([*self.tasks, asyncio.ensure_future(stop.wait())],
-                               return_when=asyncio.FIRST_COMPLETED, timeout=1.0)
 
     async def _drain(self) -> None:
         """On shutdown, in-flight attempts get the drain budget, then are killed."""
@@ -169,15 +147,18 @@ class LocalRunner:
                 await sink(attempt.report("running"))
 
             outcome = await attempt.run(started)
-            await logs.close()
-            with contextlib.suppress(Exception):
-                await tasklogs.archive_attempt(
-                    self.ctx.s3, self.ctx.bucket, d.dag_id, d.task.name, d.attempt, logs.text
-                )
+            await logs.close()  # every line is in Redis before the report goes out
             if attempt.timings.finished_at is None:
                 attempt.timings.finished_at = time.time()
             await sink(attempt.report("succeeded" if outcome.ok else "failed", outcome))
             await msg.ack()
+            # The object copy of the log is off the critical path of the next task.
+            try:
+                await tasklogs.archive_attempt(
+                    self.ctx.s3, self.ctx.bucket, d.dag_id, d.task.name, d.attempt, logs.text
+                )
+            except Exception as exc:
+                log.warning("could not archive the attempt's log: %s", exc, extra=extra)
             log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.reason}",
                      extra=extra)
         finally:
