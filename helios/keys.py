@@ -69,3 +69,9 @@ def services() -> str:
 def outbox(dag_id: str) -> str:
     """The scheduler's effects of a stored decision not yet confirmed as sent."""
     return f"dag:{dag_id}:outbox"
+
+
+def memo_last(dag_name: str, task: str) -> str:
+    """JSON fingerprint parts of the last successful memoizable attempt of a task name,
+    so a task that runs again can say which part changed."""
+    return f"memo:last:{dag_name}:{task}"

@@ -194,10 +194,11 @@ class TaskEvent(Message):
     inputs: int = Field(default=0, description="How many inputs the attempt placed.")
     cache: CacheStats = Field(default_factory=CacheStats)
     timings: Timings = Field(default_factory=Timings)
+    generation: int = Field(default=0, description="The run's retry generation.")
 
     @property
     def msg_id(self) -> str:
-        return f"task:{self.dag_id}:{self.task}:{self.attempt}:{self.state}"
+        return f"task:{self.dag_id}:{self.generation}:{self.task}:{self.attempt}:{self.state}"
 
 
 class RunEvent(Message):

@@ -141,3 +141,18 @@ async def wait_run(session: aiohttp.ClientSession, api: str, dag_id: str,
     await follow(session, api, dag_id, timeout_s=timeout_s)
     async with session.get(f"{api}/api/v1/dags/{dag_id}") as resp:
         return await resp.json()
+
+
+async def metrics_when(session: aiohttp.ClientSession, api: str, dag_name: str,
+                       ready: Callable[[dict[str, Any]], bool], timeout_s: float = 20.0,
+                       limit: int = 10) -> dict[str, Any]:
+    """Poll the metrics endpoint until `ready(body)`: metrics are written just after the
+    events that feed them, so a client that has just seen a run end may be early."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            async with session.get(f"{api}/api/v1/dags/{dag_name}/metrics",
+                                   params={"limit": str(limit)}) as resp:
+                body = await resp.json()
+                if resp.status == 200 and ready(body):
+                    return body
+            await asyncio.sleep(0.05)

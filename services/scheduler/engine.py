@@ -41,6 +41,7 @@ from helios.messages import (
 from helios.states import RunState, TaskState
 from services.scheduler import decide
 from services.scheduler.decide import Plan, Policy, RunView
+from services.scheduler.memo import MemoStore
 from services.scheduler.store import RunStore, UnknownRun
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Engine:
         self.executor = executor
         self.policy = policy
         self.timeout = publish_timeout_s
+        self.memo = MemoStore(store.redis)
 
     async def handle(self, dag_id: str, msgs: list[Msg]) -> None:
         """Process one run's batch and settle every message in it."""
@@ -131,7 +133,11 @@ class Engine:
         started_at = float(run.get("startedAt") or time.time())
         use_cache = run.get("useCache", "true") == "true"
         dag_name = run.get("dagName", view.dag.dag_name)
-        dispatches = await self._dispatches(dag_id, dag_name, view, plan, use_cache, outputs)
+        dispatches = await self._dispatches(dag_id, dag_name, view, plan.launch, use_cache,
+                                            outputs)
+        if use_cache and any(d.task.memoize for d in dispatches):
+            dispatches = await self._memoize(dag_id, dag_name, view, plan, dispatches, outputs,
+                                             run_changes, use_cache)
         # Feed order: the run starts, its tasks move, the run ends.
         effects: list[dict[str, Any]] = []
         run_fields: dict[str, Any] = {}
@@ -141,7 +147,7 @@ class Engine:
                                               run_fields, started_at, use_cache)
         for t in plan.transitions:
             event = _task_event(dag_id, dag_name, t, use_cache and view.dag.task(t.task).cache,
-                                len(view.dag.task(t.task).inputs))
+                                len(view.dag.task(t.task).inputs), view.generation)
             effects.append(_publish(subjects.task_event(dag_id, t.task), event))
         for state in run_changes:
             if state.terminal:
@@ -157,6 +163,7 @@ class Engine:
                 fireAt=time.time() + timer.delay_s)))
         await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects)
         await self._send(dag_id, effects, reports)
+        await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
 
     async def _send(self, dag_id: str, effects: list[dict[str, Any]],
                     reports: dict[str, TaskReport] | None = None) -> None:
@@ -214,17 +221,18 @@ class Engine:
             return decide.on_retry(view, self.policy)
         raise TypeError(type(item))
 
-    async def _dispatches(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,
-                          use_cache: bool, fresh: dict[str, list[OutputArtifact]]) -> list[TaskDispatch]:
-        if not plan.launch:
+    async def _dispatches(self, dag_id: str, dag_name: str, view: RunView,
+                          launch: list[tuple[str, int]], use_cache: bool,
+                          fresh: dict[str, list[OutputArtifact]]) -> list[TaskDispatch]:
+        if not launch:
             return []
-        producers = {i.from_task for name, _ in plan.launch for i in view.dag.task(name).inputs}
+        producers = {i.from_task for name, _ in launch for i in view.dag.task(name).inputs}
         stored = await self.store.outputs_of(dag_id, producers - set(fresh))
         for task, files in fresh.items():
             stored[task] = {o.name: o for o in files}
         now = time.time()
         out = []
-        for name, attempt in dict.fromkeys(plan.launch):
+        for name, attempt in dict.fromkeys(launch):
             task = view.dag.task(name)
             out.append(TaskDispatch(
                 dagId=dag_id, dagName=dag_name, task=task, attempt=attempt,
@@ -233,6 +241,56 @@ class Engine:
                 dispatchedAt=now,
             ))
         return out
+
+    async def _memoize(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,
+                       dispatches: list[TaskDispatch], outputs: dict[str, list[OutputArtifact]],
+                       run_changes: list[RunState], use_cache: bool) -> list[TaskDispatch]:
+        """Succeed memoizable tasks whose fingerprint matches an earlier success, and
+        follow on to what that unblocks (which may be memoized in turn)."""
+        keep: list[TaskDispatch] = []
+        pending = list(dispatches)
+        while pending:
+            d = pending.pop(0)
+            if not d.task.memoize:
+                keep.append(d)
+                continue
+            fp = self.memo.fingerprint(d.task, d.inputs)
+            found = await self.memo.lookup(dag_name, d.task.name, fp)
+            queued = _last_transition(plan, d.task.name)
+            if isinstance(found, str):
+                if queued is not None:
+                    queued.detail.update(memoKey=fp.digest, memoParts=fp.parts,
+                                         memoReason=f"ran: {found}")
+                keep.append(d)
+                continue
+            plan.launch.remove((d.task.name, d.attempt))
+            report = TaskReport(dagId=dag_id, task=d.task.name, attempt=d.attempt,
+                                phase="succeeded", at=time.time(), outputs=found.outputs)
+            step = decide.on_report(view, report, self.policy)
+            for t in step.transitions:
+                if t.task == d.task.name and t.state == TaskState.SUCCEEDED:
+                    t.detail.update(memoized=True, memoReason=f"reused {found.source}",
+                                    message=f"memoized: outputs of {found.source}")
+            outputs[d.task.name] = found.outputs
+            if step.run_state is not None:
+                run_changes.append(step.run_state)
+            _merge(plan, step)
+            pending += await self._dispatches(dag_id, dag_name, view, step.launch, use_cache,
+                                              outputs)
+        return keep
+
+    async def _remember_memoizable(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,
+                                   outputs: dict[str, list[OutputArtifact]]) -> None:
+        """Record the fingerprints of memoizable tasks that just ran successfully."""
+        for t in plan.transitions:
+            task = view.dag.task(t.task)
+            if (t.state != TaskState.SUCCEEDED or not task.memoize or t.detail.get("memoized")
+                    or t.task not in outputs):
+                continue
+            key, parts = await self.store.memo_key(dag_id, t.task)
+            if key:
+                await self.memo.record(dag_name, t.task, dag_id, t.attempt, key, parts,
+                                       outputs[t.task])
 
     @staticmethod
     def _observe_latency(dispatch: TaskDispatch, reports: dict[str, TaskReport]) -> None:
@@ -256,6 +314,10 @@ def _decode(msg: Msg) -> Command | TaskReport:
     return COMMANDS.validate_json(msg.data)
 
 
+def _last_transition(plan: Plan, task: str) -> decide.Transition | None:
+    return next((t for t in reversed(plan.transitions) if t.task == task), None)
+
+
 def _merge(into: Plan, step: Plan) -> None:
     into.transitions += step.transitions
     into.launch += step.launch
@@ -266,12 +328,12 @@ def _merge(into: Plan, step: Plan) -> None:
 
 
 def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: bool,
-                inputs: int) -> TaskEvent:
+                inputs: int, generation: int) -> TaskEvent:
     d = t.detail
     return TaskEvent(
         dagId=dag_id, dagName=dag_name, task=t.task, state=t.state, attempt=t.attempt,
         at=time.time(), node=d.get("node"), exitCode=d.get("exitCode"), reason=d.get("reason"),
         message=d.get("message"), memoized=bool(d.get("memoized")), useCache=use_cache,
         inputs=inputs, cache=CacheStats.model_validate(d.get("cache") or {}),
-        timings=Timings.model_validate(d.get("timings") or {}),
+        timings=Timings.model_validate(d.get("timings") or {}), generation=generation,
     )

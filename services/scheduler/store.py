@@ -87,6 +87,11 @@ class RunStore:
             ))
         return resolved
 
+    async def memo_key(self, dag_id: str, task: str) -> tuple[str | None, dict[str, str]]:
+        """The fingerprint recorded when a memoizable task was queued."""
+        key, parts = await self.redis.hmget(keys.task_detail(dag_id, task), "memoKey", "memoParts")
+        return (orjson.loads(key) if key else None), (orjson.loads(parts) if parts else {})
+
     async def pending_effects(self, dag_id: str) -> list[dict[str, Any]]:
         raw = await self.redis.get(keys.outbox(dag_id))
         return orjson.loads(raw) if raw else []
@@ -108,6 +113,8 @@ class RunStore:
                 detail = {**t.detail, "state": t.state.value, "attempt": t.attempt,
                           "updatedAt": time.time()}
                 fields = {k: orjson.dumps(v).decode() for k, v in detail.items()}
+                if t.state in (TaskState.PENDING, TaskState.QUEUED):
+                    pipe.delete(keys.task_detail(dag_id, t.task))  # a new attempt starts clean
                 pipe.hset(keys.task_detail(dag_id, t.task), mapping=fields)
             for task, files in outputs.items():
                 if files:

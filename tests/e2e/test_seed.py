@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.stack import Stack, submit, wait_run
+from tests.stack import Stack, metrics_when, submit, wait_run
 
 SEED = resources.files("helios").joinpath("examples/cache-test.yaml").read_text()
 
@@ -34,9 +34,9 @@ async def test_seed_twice_miss_then_hit(stack: Stack, http: aiohttp.ClientSessio
     assert any(line.startswith("[HELIOS] Cache hit input.txt") for line in logs), logs
     assert "test data" in logs
 
-    async with http.get(f"{api}/api/v1/dags/cache-test/metrics", params={"limit": "10"}) as r:
-        assert r.status == 200
-        metrics = await r.json()
+    metrics = await metrics_when(
+        http, api, "cache-test",
+        lambda body: len(body["runs"]) == 2 and all(r["endTime"] for r in body["runs"]))
     runs = metrics["runs"]
     assert [r["dagId"] for r in runs] == [second["dagId"], first["dagId"]]  # newest first
     assert [r["cacheHit"] for r in runs] == ["Hit", "Miss"]
@@ -55,6 +55,7 @@ async def test_no_cache_run_bypasses_the_cache(stack: Stack, http: aiohttp.Clien
     await wait_run(http, api, run["dagId"])
     logs = await task_logs(http, api, run["dagId"], "process-data")
     assert not any("Cache hit" in line or "Cache miss" in line for line in logs), logs
-    async with http.get(f"{api}/api/v1/dags/cache-test/metrics") as r:
-        newest = (await r.json())["runs"][0]
-    assert newest["dagId"] == run["dagId"] and newest["cacheHit"] == "N/A"
+    metrics = await metrics_when(
+        http, api, "cache-test",
+        lambda body: body["runs"][0]["dagId"] == run["dagId"] and body["runs"][0]["endTime"])
+    assert metrics["runs"][0]["cacheHit"] == "N/A"
