@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from helios import objects, tasklogs
+from helios import keys, objects, tasklogs
 from helios.executors.kubernetes.executor import KubernetesExecutor
 from helios.messages import InputArtifact
 from helios.s3 import open_s3
@@ -127,3 +128,96 @@ async def test_outputs_then_inputs_through_the_node_cache(k8s: Settings, cluster
     assert tasklogs.ATTEMPT_BANNER.format(attempt=2) in lines
     cache_a = cluster.node_dir("node-a") / "var/helios/cache"
     assert any(p.is_file() for p in cache_a.rglob("*"))
+
+
+async def test_restart_reconciles_jobs_that_finished_meanwhile(k8s: Settings,
+                                                               cluster: Cluster) -> None:
+    d = dispatch({"name": "offline", "command": ["/bin/sh", "-c", "echo done while away"]})
+    await launch(k8s, d)  # no watcher runs while the Job runs and finishes
+    await cluster.wait_for(lambda: bool(cluster.jobs()[0]["status"].get("succeeded")))
+    sink = Recorder()
+    async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink):
+        done = await sink.terminal("offline")
+        assert sink.phases("offline") == ["running", "succeeded"]
+        assert await tasklogs.read_lines(redis, "run-1", "offline") == ["done while away"]
+        await cluster.wait_for(lambda: not cluster.jobs())
+    assert done.phase == "succeeded"
+
+
+async def test_a_restart_between_report_and_delete_reports_nothing_twice(
+        k8s: Settings, cluster: Cluster) -> None:
+    d = dispatch({"name": "once", "command": ["/bin/sh", "-c", "echo only once"]})
+    first = Recorder()
+    async with stores(k8s) as (redis, s3):
+        # The first watcher reports and archives, but its Job delete keeps failing:
+        # the restart finds a finished Job whose attempt was already settled.
+        cluster.api.fail("DELETE", "/jobs/", 500, times=1000)
+        async with running_source(k8s, redis, s3, first):
+            await launch(k8s, d)
+            await first.terminal("once")
+        cluster.api.knobs.faults.clear()
+        second = Recorder()
+        async with running_source(k8s, redis, s3, second):
+            await cluster.wait_for(lambda: not cluster.jobs())
+        assert second.reports == []
+        assert first.phases("once") == ["running", "succeeded"]
+        assert await tasklogs.read_lines(redis, "run-1", "once") == ["only once"]
+
+
+async def test_deadline_exceeded_fails_with_the_logs_so_far(k8s: Settings,
+                                                             cluster: Cluster) -> None:
+    sink = Recorder()
+    d = dispatch({"name": "slow", "timeoutSeconds": 1, "outputs": ["never.txt"],
+                  "command": ["/bin/sh", "-c", "echo started; exec sleep 30"]})
+    async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink):
+        await launch(k8s, d)
+        done = await sink.terminal("slow")
+        lines = await tasklogs.read_lines(redis, "run-1", "slow")
+        await cluster.wait_for(lambda: not cluster.jobs() and not cluster.pods())
+    assert (done.phase, done.reason) == ("failed", "DeadlineExceeded")
+    assert done.message == "killed after exceeding timeoutSeconds=1"
+    assert "started" in lines
+
+
+async def test_image_pull_failure_fails_after_the_pending_timeout(k8s: Settings,
+                                                                   cluster: Cluster) -> None:
+    cluster.kubelet.bad_images.add("registry.example/missing:1")
+    sink = Recorder()
+    d = dispatch({"name": "pull", "image": "registry.example/missing:1",
+                  "command": ["/bin/true"]})
+    started = time.monotonic()
+    async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink):
+        await launch(k8s, d)
+        done = await sink.terminal("pull")
+        await cluster.wait_for(lambda: not cluster.jobs() and not cluster.pods())
+    assert done.phase == "failed" and done.reason in ("ImagePullBackOff", "ErrImagePull")
+    assert "registry.example/missing:1" in (done.message or "")
+    assert time.monotonic() - started >= k8s.k8s.pending_timeout_s - 0.5
+    assert sink.phases("pull") == ["failed"]  # it never ran
+
+
+async def test_unschedulable_fails_after_the_pending_timeout(k8s: Settings,
+                                                              cluster: Cluster) -> None:
+    sink = Recorder()
+    d = dispatch({"name": "nowhere", "command": ["/bin/true"],
+                  "nodeSelector": {"kubernetes.io/hostname": "no-such-node"}})
+    async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink):
+        await launch(k8s, d)
+        done = await sink.terminal("nowhere")
+    assert (done.phase, done.reason) == ("failed", "Unschedulable")
+    assert "didn't match Pod's node affinity/selector" in (done.message or "")
+
+
+async def test_a_job_deleted_by_a_cancel_reports_cancelled(k8s: Settings,
+                                                            cluster: Cluster) -> None:
+    sink = Recorder()
+    d = dispatch({"name": "long", "command": ["/bin/sh", "-c", "echo begun; exec sleep 30"]})
+    async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink):
+        await launch(k8s, d)
+        await sink.wait_for(lambda r: r.phase == "running")
+        await redis.hset(keys.run("run-1"), "state", "CANCELLED")
+        async with kube_api(k8s) as api:
+            await KubernetesExecutor(api, k8s).cancel_run("run-1")
+        done = await sink.terminal("long")
+        await cluster.wait_for(lambda: not cluster.pods())
+    assert (done.phase, done.reason) == ("failed", "Cancelled")

@@ -98,6 +98,7 @@ class KubernetesExecutor:
         self.slots = JobSlots(api, settings.k8s.max_parallel_jobs,
                               settings.k8s.max_parallel_jobs_per_run)
         self.slot_wait_s = slot_wait_s
+        self.retry_s = RETRY_S
         # Runs cancelled lately: a launch still waiting for a slot must not start them.
         self._cancelled: OrderedDict[str, None] = OrderedDict()
 
@@ -139,9 +140,8 @@ class KubernetesExecutor:
     async def close(self) -> None:
         return None
 
-    @staticmethod
-    async def _with_retries(call: Any, *args: Any) -> Any:
-        for pause in (*RETRY_S, None):
+    async def _with_retries(self, call: Any, *args: Any) -> Any:
+        for pause in (*self.retry_s, None):
             try:
                 return await call(*args)
             except KubeError as exc:

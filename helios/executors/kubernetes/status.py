@@ -137,9 +137,12 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
         else None
 
     def failed(reason: str, message: str | None, code: int | None = None) -> Verdict:
-        if deadline:  # the deadline is the cause of whatever the kill left behind
+        # A deadline or a delete is the cause of whatever the kill left behind.
+        if deadline:
             limit = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
             reason, message = "DeadlineExceeded", f"killed after exceeding timeoutSeconds={limit}"
+        elif deleted:
+            reason, message = "JobDeleted", "the Job was deleted before it finished"
         return Verdict("failed", reason, _short(message), code, **base)
 
     for name, init in _statuses(pod, "initContainerStatuses").items():
