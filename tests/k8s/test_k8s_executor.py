@@ -69,7 +69,7 @@ async def test_cancel_deletes_the_runs_jobs_and_their_pods(cluster: Cluster,
         await executor.launch(dispatch({**SLEEP, "name": "late"}, dag_id="run-a"))
     assert [j["metadata"]["labels"]["helios.dev/run-id"] for j in cluster.jobs()] == ["run-b"]
     await cluster.wait_for(lambda: len(cluster.pods()) == 1)
-    [(_, path, query)] = [r for r in cluster.api.requests if r[0] == "DELETE"][:1]
+    query = next(q for m, _, q in cluster.api.requests if m == "DELETE")
     assert query["propagationPolicy"] == "Background"
 
 

@@ -177,9 +177,10 @@ class Controllers:
         uid = obj["metadata"]["uid"]
         pods = self._pods_of(ns, uid)
         if policy == "Foreground" and pods:
-            marked = self.store.update("jobs", ns, name, lambda j: (
-                j["metadata"].setdefault("deletionTimestamp", now_rfc3339()),
-                j["metadata"].setdefault("finalizers", ["foregroundDeletion"])))
+            def mark(j: Obj) -> None:
+                j["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+                j["metadata"].setdefault("finalizers", ["foregroundDeletion"])
+            marked = self.store.update("jobs", ns, name, mark)
             for pod in pods:
                 self.delete_pod(ns, pod["metadata"]["name"])
             return marked or obj

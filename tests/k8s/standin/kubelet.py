@@ -143,9 +143,10 @@ class Kubelet:
                 st["initContainerStatuses"] = [waiting(c, "PodInitializing") for c in inits]
             st["containerStatuses"] = [waiting(c, "PodInitializing" if inits
                                                else "ContainerCreating") for c in containers]
-        self.store.update("pods", ns, name, lambda p: (p["spec"].__setitem__("nodeName",
-                                                                              node.name),
-                                                        bound(p["status"])))
+        def bind(p: Obj) -> None:
+            p["spec"]["nodeName"] = node.name
+            bound(p["status"])
+        self.store.update("pods", ns, name, bind)
         volumes = self._volumes(pod, node)
         for c in inits:
             code = await self._container(ns, name, c, volumes, "initContainerStatuses")

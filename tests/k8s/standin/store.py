@@ -55,33 +55,37 @@ _REQ = re.compile(r"""\s*(?:
 )\s*(?:,|$)""", re.X)
 
 
-def parse_selector(text: str | None) -> list[Callable[[dict[str, str]], bool]]:
-    reqs: list[Callable[[dict[str, str]], bool]] = []
+Requirement = Callable[[dict[str, str]], bool]
+
+
+def _requirement(m: re.Match[str]) -> Requirement:
+    if m["notexists"]:
+        key = m["nk"]
+        return lambda lb: key not in lb
+    if m["setop"]:
+        key, negate = m["sk"], m["op"] == "notin"
+        values = {v.strip() for v in m["vals"].split(",") if v.strip()}
+        return lambda lb: (lb.get(key) in values) != negate
+    if m["eq"]:
+        key, value, negate = m["ek"], m["ev"], m["eop"] == "!="
+        return lambda lb: (lb.get(key) == value) != negate
+    key = m["xk"]
+    return lambda lb: key in lb
+
+
+def parse_selector(text: str | None) -> list[Requirement]:
+    reqs: list[Requirement] = []
     pos, text = 0, (text or "").strip()
     while pos < len(text):
         m = _REQ.match(text, pos)
         if not m or m.end() == pos:
             raise ApiError(400, "BadRequest", f"unable to parse requirement: {text[pos:]!r}")
         pos = m.end()
-        if m["notexists"]:
-            reqs.append(lambda lb, k=m["nk"]: k not in lb)
-        elif m["setop"]:
-            vals = {v.strip() for v in m["vals"].split(",") if v.strip()}
-            if m["op"] == "in":
-                reqs.append(lambda lb, k=m["sk"], vs=vals: lb.get(k) in vs)
-            else:
-                reqs.append(lambda lb, k=m["sk"], vs=vals: lb.get(k) not in vs)
-        elif m["eq"]:
-            if m["eop"] == "!=":
-                reqs.append(lambda lb, k=m["ek"], v=m["ev"]: lb.get(k) != v)
-            else:
-                reqs.append(lambda lb, k=m["ek"], v=m["ev"]: lb.get(k) == v)
-        else:
-            reqs.append(lambda lb, k=m["xk"]: k in lb)
+        reqs.append(_requirement(m))
     return reqs
 
 
-def matches(obj: Obj, selector: list[Callable[[dict[str, str]], bool]]) -> bool:
+def matches(obj: Obj, selector: list[Requirement]) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return all(req(labels) for req in selector)
 
