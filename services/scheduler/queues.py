@@ -11,9 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from prometheus_client import Gauge
+
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
+
+QUEUED = Gauge("helios_scheduler_queued_messages", "Messages waiting for their run's worker")
+ACTIVE = Gauge("helios_scheduler_active_runs", "Runs being evaluated right now")
 
 
 class RunQueues(Generic[M]):
@@ -25,6 +30,7 @@ class RunQueues(Generic[M]):
 
     def put(self, key: str, item: M) -> None:
         self.pending.setdefault(key, []).append(item)
+        QUEUED.inc()
         if key not in self.workers:
             self.workers[key] = asyncio.create_task(self._work(key), name=f"run:{key}")
 
@@ -32,11 +38,15 @@ class RunQueues(Generic[M]):
         try:
             async with self.limit:
                 while batch := self.pending.pop(key, None):
+                    QUEUED.dec(len(batch))
+                    ACTIVE.inc()
                     try:
                         await self.handler(key, batch)
                     except Exception:
                         # The handler settles its own messages; this is a bug guard.
                         log.exception("run worker failed", extra={"dagId": key})
+                    finally:
+                        ACTIVE.dec()
         finally:
             self.workers.pop(key, None)
 
@@ -44,6 +54,7 @@ class RunQueues(Generic[M]):
         """Wait for in-flight batches; returns what was queued but never started."""
         dropped = [item for items in self.pending.values() for item in items]
         self.pending.clear()
+        QUEUED.dec(len(dropped))
         workers = list(self.workers.values())
         if workers:
             _, late = await asyncio.wait(workers, timeout=timeout_s)

@@ -46,8 +46,7 @@ class AttemptContext:
 
     s3: Any
     bucket: str
-    cache_root: Path
-    cache_max_bytes: int
+    cache: NodeCache  # one per node: its in-process locks must be shared by attempts
     work_dir: Path
     node: str
     sandbox: str
@@ -97,9 +96,7 @@ class Attempt:
                 shutil.rmtree(self.workspace, ignore_errors=True)
 
     async def _run(self, artifacts: Path, on_started: Any) -> Outcome:
-        cache = None
-        if self.d.use_cache:
-            cache = NodeCache(self.ctx.cache_root, self.ctx.cache_max_bytes)
+        cache = self.ctx.cache if self.d.use_cache else None
         try:
             stats = await place_inputs(
                 self.d.inputs, artifacts, s3=self.ctx.s3, bucket=self.ctx.bucket,
@@ -141,7 +138,7 @@ class Attempt:
             "HELIOS_ATTEMPT": str(self.d.attempt),
             "HELIOS_ARTIFACTS_DIR": ARTIFACTS if sandboxed else str(artifacts),
             "HELIOS_CACHE_ENABLED": "true" if self.d.use_cache else "false",
-            "HELIOS_CACHE_DIR": str(self.ctx.cache_root),
+            "HELIOS_CACHE_DIR": str(self.ctx.cache.root),
             "HELIOS_INPUT_ARTIFACTS": orjson.dumps(
                 [i.model_dump(by_alias=True) for i in self.d.inputs]
             ).decode(),

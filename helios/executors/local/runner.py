@@ -18,8 +18,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from prometheus_client import Gauge
 
 from helios import keys, subjects, tasklogs
+from helios.artifacts.cache import NodeCache
 from helios.bus import Consumer, ensure_streams, push_subscribe
 from helios.executors.base import ReportSink
 from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
@@ -33,6 +35,8 @@ from helios.subjects import Streams
 
 log = logging.getLogger(__name__)
 
+RUNNING = Gauge("helios_local_attempts_running", "Attempts running on this node")
+
 CLAIM_TTL_S = 7 * 24 * 3600
 HEARTBEAT_S = 10.0
 
@@ -45,8 +49,9 @@ class LocalRunner:
         self.redis = redis
         self.instance = uuid.uuid4().hex
         self.ctx = AttemptContext(
-            s3=s3, bucket=settings.s3.bucket, cache_root=settings.cache.dir,
-            cache_max_bytes=settings.cache.max_bytes, work_dir=settings.local.work_dir,
+            s3=s3, bucket=settings.s3.bucket,
+            cache=NodeCache(settings.cache.dir, settings.cache.max_bytes),
+            work_dir=settings.local.work_dir,
             node=settings.local.node_name, sandbox=settings.local.sandbox,
             keep_workspace=settings.local.keep_workspaces,
         )
@@ -138,6 +143,7 @@ class LocalRunner:
         logs = AttemptLog(self.redis, d.dag_id, d.task.name)
         attempt = Attempt(self.ctx, d, logs)
         self.running.setdefault(d.dag_id, {})[d.task.name] = attempt
+        RUNNING.inc()
         heartbeat = asyncio.create_task(_heartbeat(msg), name=f"heartbeat:{d.job_name}")
         logs.start()
         if d.attempt > 1:
@@ -162,6 +168,7 @@ class LocalRunner:
             log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.reason}",
                      extra=extra)
         finally:
+            RUNNING.dec()
             heartbeat.cancel()
             await logs.close()
             attempts = self.running.get(d.dag_id, {})
