@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,7 @@ def test_waiter_reads_complete_statuses_only(tmp_path: Path) -> None:
 def test_waiter_skips_the_upload_after_a_failed_command(tmp_path: Path) -> None:
     (tmp_path / "exitcode").write_text("3\n")
     out = subprocess.run(
-        [waiter.sys.executable, "-m", "helios.executors.kubernetes.waiter"],
+        [sys.executable, "-m", "helios.executors.kubernetes.waiter"],
         env={"HELIOS_EXIT_CODE_FILE": str(tmp_path / "exitcode"), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0

@@ -7,8 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from helios import keys, objects, tasklogs
 from helios.executors.kubernetes.executor import KubernetesExecutor
 from helios.messages import InputArtifact
@@ -73,9 +71,8 @@ async def test_failure_reports_exit_code(k8s: Settings, cluster: Cluster) -> Non
     assert done.message == "command exited with code 3"
 
 
-@pytest.mark.parametrize("how", ["event", "http"])
-async def test_410_gone_relists_and_misses_nothing(k8s: Settings, cluster: Cluster,
-                                                    how: str) -> None:
+async def test_410_gone_relists_and_misses_nothing(k8s: Settings, cluster: Cluster) -> None:
+    # HTTP 410 here; the ERROR-event form in test_k8s_watch and the end-to-end test.
     sink = Recorder()
     async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink) as source:
         cluster.api.mute()  # the watch hears nothing while the Job runs...
@@ -83,7 +80,7 @@ async def test_410_gone_relists_and_misses_nothing(k8s: Settings, cluster: Clust
         await cluster.wait_for(lambda: bool(cluster.jobs())
                                and bool(cluster.jobs()[0]["status"].get("succeeded")))
         cluster.api.knobs.muted = False
-        cluster.api.expire(how)  # ...and then its resourceVersion is compacted away
+        cluster.api.expire("http")  # ...and then its resourceVersion is compacted away
         done = await sink.terminal("quiet")
         assert done.phase == "succeeded"
         assert all(w.lists >= 2 for w in source.watches)
@@ -113,15 +110,12 @@ async def test_outputs_then_inputs_through_the_node_cache(k8s: Settings, cluster
         first = await sink.terminal("use", 1)
         await launch(k8s, use(2))
         second = await sink.terminal("use", 2)
-        cluster.kubelet.nodes["node-a"].cordoned = True
-        await launch(k8s, use(3))
-        third = await sink.terminal("use", 3)
         lines = await tasklogs.read_lines(redis, "run-1", "use")
-    assert [r.phase for r in (first, second, third)] == ["succeeded"] * 3
-    assert (first.node, second.node, third.node) == ("node-a", "node-a", "node-b")
+    # (The end-to-end test also moves to a second node, whose cache is cold.)
+    assert [r.phase for r in (first, second)] == ["succeeded"] * 2
+    assert (first.node, second.node) == ("node-a", "node-a")
     assert (first.cache.misses, first.cache.hits) == (1, 0)
     assert (second.cache.misses, second.cache.hits) == (0, 1)
-    assert (third.cache.misses, third.cache.hits) == (1, 0)
     assert "test data" in lines
     assert any(ln.startswith("[HELIOS] Cache miss input.txt") for ln in lines)
     assert any(ln.startswith("[HELIOS] Cache hit input.txt") for ln in lines)
@@ -179,8 +173,14 @@ async def test_deadline_exceeded_fails_with_the_logs_so_far(k8s: Settings,
     assert "started" in lines
 
 
+def impatient(settings: Settings) -> Settings:
+    return settings.model_copy(update={"k8s": settings.k8s.model_copy(
+        update={"pending_timeout_s": 1.0})})
+
+
 async def test_image_pull_failure_fails_after_the_pending_timeout(k8s: Settings,
                                                                    cluster: Cluster) -> None:
+    k8s = impatient(k8s)
     cluster.kubelet.bad_images.add("registry.example/missing:1")
     sink = Recorder()
     d = dispatch({"name": "pull", "image": "registry.example/missing:1",
@@ -198,6 +198,7 @@ async def test_image_pull_failure_fails_after_the_pending_timeout(k8s: Settings,
 
 async def test_unschedulable_fails_after_the_pending_timeout(k8s: Settings,
                                                               cluster: Cluster) -> None:
+    k8s = impatient(k8s)
     sink = Recorder()
     d = dispatch({"name": "nowhere", "command": ["/bin/true"],
                   "nodeSelector": {"kubernetes.io/hostname": "no-such-node"}})

@@ -3,8 +3,9 @@
 `python -m helios.executors.kubernetes.waiter` waits for the exit status that the
 wrapper script of `jobs.py` writes to `HELIOS_EXIT_CODE_FILE`, then:
 
-- status 0: becomes `python -m helios.uploader` (exec, so the uploader's output and exit
-  code are this container's);
+- status 0: runs the uploader (`helios.uploader`'s entry point, imported while the
+  user's command still runs, so the upload starts without an interpreter's start-up);
+  its output and exit code are this container's;
 - any other status: exits 0 without uploading: the user container's own exit code is
   what the task reports, and a second failing container would only blur it.
 
@@ -15,11 +16,10 @@ writing it, the watcher fails the attempt from the container status and deletes 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-POLL_S = (0.05, 0.1, 0.2, 0.5)  # then every 0.5 s: a short task should not wait long
+POLL_S = (0.02, 0.05, 0.1, 0.2)  # then every 0.2 s: a stat of a local file is cheap
 
 
 def read_status(path: Path) -> int | None:
@@ -46,13 +46,13 @@ def wait_status(path: Path) -> int:
 
 def main() -> int:
     path = Path(os.environ.get("HELIOS_EXIT_CODE_FILE", "/var/run/helios/exitcode"))
+    from helios.artifacts.cli import uploader_main  # the slow imports, done while waiting
+
     status = wait_status(path)
     if status != 0:
         print(f"[HELIOS] command exited with status {status}; outputs not uploaded", flush=True)
         return 0
-    argv = [sys.executable, "-m", "helios.uploader"]
-    os.execv(argv[0], argv)
-    return 127  # not reached
+    return uploader_main()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def write_kubeconfig(path: Path, url: str, namespace: str) -> Path:
 
 @contextlib.asynccontextmanager
 async def standin_cluster(tmp: Path, nodes: Iterable[str] = ("node-a", "node-b"),
-                          task_image: str = "helios:test", linger_s: float = 1.0
+                          task_image: str = "helios:test", linger_s: float = 0.5
                           ) -> AsyncIterator[Cluster]:
     await asyncio.to_thread(tmp.mkdir, parents=True, exist_ok=True)
     store = Store()

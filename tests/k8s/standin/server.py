@@ -50,6 +50,7 @@ class ApiServer:
         self.logs = logs  # (namespace, pod, container) -> text, from the kubelet
         self.knobs = Knobs()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.list_versions: list[str] = []  # the resourceVersion of each list answered
         self.deletions: dict[str, str] = {}  # uid -> propagationPolicy of its delete
         self.on_delete: Any = None  # set by the cluster: (resource, ns, name, policy) -> obj
         self._streams: set[web.StreamResponse] = set()
@@ -126,6 +127,7 @@ class ApiServer:
             if request.query.get("watch") in TRUE:
                 return await self._watch(request, resource, ns)
             items = self.store.list(resource, ns, request.query.get("labelSelector"))
+            self.list_versions.append(str(self.store.rv))
             api_version, kind = KINDS[resource]
             return web.json_response({"kind": f"{kind}List", "apiVersion": api_version,
                                       "metadata": {"resourceVersion": str(self.store.rv)},
