@@ -77,6 +77,7 @@ class Kind:
     name: str
 
 
+LOG_LIMIT_BYTES = 16 * 1024 * 1024  # per container: a runaway log must not sink the watcher
 JOBS = Kind("batch", "list_namespaced_job", "jobs")
 PODS = Kind("core", "list_namespaced_pod", "pods")
 
@@ -149,11 +150,14 @@ class KubeApi:
                 return None
             raise
 
-    async def read_log(self, pod: str, container: str) -> str | None:
-        """A container's whole log; None when the pod is gone or the container never ran."""
+    async def read_log(self, pod: str, container: str, limit_bytes: int = LOG_LIMIT_BYTES
+                       ) -> str | None:
+        """A container's log (its first `limit_bytes`); None when the pod is gone or the
+        container never ran."""
         try:
             text = await self._call(self.core, "read_namespaced_pod_log", pod,
-                                    self.namespace, container=container)
+                                    self.namespace, container=container,
+                                    limit_bytes=limit_bytes)
         except KubeError as exc:
             if exc.code in (400, 404):  # 400: "container ... is waiting to start"
                 return None

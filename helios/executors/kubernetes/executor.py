@@ -73,6 +73,8 @@ class JobSlots:
 
     async def acquire(self, name: str, run: str, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
+        if self._refreshed == float("-inf"):
+            await self.refresh()  # a restarted scheduler starts from the cluster's count
         while name not in self.active and not self._fits(run):
             if time.monotonic() - self._refreshed >= self.refresh_s:
                 await self.refresh()

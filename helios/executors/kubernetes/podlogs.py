@@ -14,7 +14,7 @@ from typing import Any
 
 from helios import tasklogs
 from helios.artifacts.loglines import LogSummary
-from helios.executors.kubernetes.client import KubeApi
+from helios.executors.kubernetes.client import LOG_LIMIT_BYTES, KubeApi
 from helios.executors.kubernetes.jobs import CACHE_OWNER, DOWNLOADER, MAIN, UPLOADER
 
 HELPERS = (DOWNLOADER, UPLOADER)
@@ -76,6 +76,9 @@ def assemble(pod: dict[str, Any] | None, read: dict[str, str], snapshot: dict[st
                               "its pod was deleted before it could be read")
             continue
         lines = text.splitlines()
+        if len(text.encode()) >= LOG_LIMIT_BYTES:
+            lines.append(f"[HELIOS] the log of container {container} was cut at "
+                         f"{LOG_LIMIT_BYTES // 2**20} MiB")
         logs.lines.extend(lines)
         if container in HELPERS:
             for line in lines:

@@ -208,7 +208,8 @@ class KubernetesTaskSource:
         if last is None:
             return  # pods of a Job we never saw: not ours to judge
         ident = AttemptId.from_object(last)
-        if ident is None:
+        if ident is None:  # labelled like ours, but not made by Helios: leave it alone
+            self._forget_if_gone(name)
             return
         pod = pick_pod(list(self.pods.get(name, {}).values()))
         verdict = self._judge(last, pod, deleted)

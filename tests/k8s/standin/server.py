@@ -180,6 +180,9 @@ class ApiServer:
         if text is None:
             raise ApiError(400, "BadRequest", f'container "{container}" in pod "{m["name"]}" '
                            "is waiting to start: PodInitializing")
+        limit = request.query.get("limitBytes")
+        if limit:
+            text = text.encode()[:int(limit)].decode(errors="ignore")
         return web.Response(text=text, content_type="text/plain")
 
     # --- watch --------------------------------------------------------------------
