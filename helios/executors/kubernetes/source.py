@@ -214,7 +214,10 @@ class KubernetesTaskSource:
         pod = pick_pod(list(self.pods.get(name, {}).values()))
         verdict = self._judge(last, pod, deleted)
         if verdict.terminating and not verdict.terminal and pod is not None:
-            self.snapshots[name] = await read_pod(self.api, pod)
+            seen = self.snapshots.setdefault(name, {})
+            for container, text in (await read_pod(self.api, pod)).items():
+                if len(text) >= len(seen.get(container, "")):
+                    seen[container] = text
         if verdict.phase == "pending":
             if verdict.stuck_since is not None:
                 due = verdict.stuck_since + self.settings.k8s.pending_timeout_s - time.time()
@@ -242,10 +245,13 @@ class KubernetesTaskSource:
             read = await read_pod(self.api, pod) if pod is not None else {}
             logs = assemble(pod, read, self.snapshots.get(name, {}), ident.attempt)
             report = await self._final_report(ident, verdict, logs.summary, logs.complete, job)
-            await tasklogs.archive_attempt(self.s3, self.settings.s3.bucket, ident.dag_id,
-                                           ident.task, ident.attempt, logs.text)
-            await self.ledger.append_logs_once(ident.dag_id, ident.task, ident.attempt,
-                                               logs.lines)
+            # The object first, then the lines with their marker: once the marker is set
+            # both are safe, and a later pass (maybe with the pod gone) must not overwrite.
+            if not await self.ledger.done(ident.dag_id, ident.task, ident.attempt, "logs"):
+                await tasklogs.archive_attempt(self.s3, self.settings.s3.bucket, ident.dag_id,
+                                               ident.task, ident.attempt, logs.text)
+                await self.ledger.append_logs_once(ident.dag_id, ident.task, ident.attempt,
+                                                   logs.lines)
             await self._report_once(sink, ident, "terminal", verdict, report)
             log.info("attempt %s%s", report.phase,
                      f": {report.reason}" if report.reason else "", extra=fields)
