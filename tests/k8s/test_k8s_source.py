@@ -219,3 +219,21 @@ async def test_a_job_deleted_by_a_cancel_reports_cancelled(k8s: Settings,
         done = await sink.terminal("long")
         await cluster.wait_for(lambda: not cluster.pods())
     assert (done.phase, done.reason) == ("failed", "Cancelled")
+
+
+async def test_a_job_relisted_before_its_pod_is_settled_with_the_pods_logs(
+        k8s: Settings, cluster: Cluster) -> None:
+    sink = Recorder()
+    async with stores(k8s) as (redis, s3), running_source(k8s, redis, s3, sink):
+        cluster.api.mute()  # the watches miss the whole attempt
+        await launch(k8s, dispatch({"name": "race", "command": ["/bin/sh", "-c", "echo mine"]}))
+        await cluster.wait_for(lambda: bool(cluster.jobs())
+                               and bool(cluster.jobs()[0]["status"].get("succeeded")))
+        cluster.api.knobs.muted = False
+        # The pods' re-list keeps failing, so the Job is judged before its pod is cached.
+        cluster.api.fail("GET", "/pods", 500, times=10_000, query_part="app%3Dhelios-task")
+        cluster.api.expire("event")
+        done = await sink.terminal("race")
+        assert done.phase == "succeeded"
+        assert await tasklogs.read_lines(redis, "run-1", "race") == ["mine"]
+        cluster.api.knobs.faults.clear()

@@ -238,9 +238,14 @@ class KubernetesTaskSource:
                       pod: dict[str, Any] | None, deleted: bool, sink: ReportSink) -> None:
         fields = log_fields(dagId=ident.dag_id, task=ident.task, attempt=ident.attempt, job=name)
         if not await self.ledger.done(ident.dag_id, ident.task, ident.attempt, "terminal"):
-            # Re-read the pod before acting on it: the cache may trail the Job's events.
+            # Re-read the pod before acting on it: the cache may trail the Job's events,
+            # or not know the pod at all yet (the pods' re-list after a 410 may come later
+            # than the Jobs'); settling without it would lose its logs.
             if pod is not None:
                 pod = await self.api.get_pod(_name(pod)) or pod
+            else:
+                items, _ = await self.api.list(PODS, f"{L_JOB}={name}")
+                pod = pick_pod(items)
             verdict = self._judge(job, pod, deleted)
             read = await read_pod(self.api, pod) if pod is not None else {}
             logs = assemble(pod, read, self.snapshots.get(name, {}), ident.attempt)

@@ -34,6 +34,7 @@ class Fault:
     code: int
     times: int = 1
     retry_after: int | None = None
+    query_part: str = ""  # and, when set, whose query string contains this
 
 
 @dataclass
@@ -74,8 +75,9 @@ class ApiServer:
         self.store.kick()
 
     def fail(self, method: str, path_part: str, code: int, times: int = 1,
-             retry_after: int | None = None) -> None:
-        self.knobs.faults.append(Fault(method, path_part, code, times, retry_after))
+             retry_after: int | None = None, query_part: str = "") -> None:
+        self.knobs.faults.append(Fault(method, path_part, code, times, retry_after,
+                                       query_part))
 
     def count(self, method: str, path_part: str, watch: bool | None = None) -> int:
         return sum(1 for m, p, q in self.requests if m == method and path_part in p
@@ -104,7 +106,8 @@ class ApiServer:
             return _status(ApiError(401, "Unauthorized", "Unauthorized"))
         for fault in self.knobs.faults:
             if fault.times > 0 and fault.method == request.method \
-                    and fault.path_part in request.path:
+                    and fault.path_part in request.path \
+                    and fault.query_part in request.query_string:
                 fault.times -= 1
                 err = ApiError(fault.code, "InjectedFault", "injected by the test",
                                **({"retryAfterSeconds": fault.retry_after}
