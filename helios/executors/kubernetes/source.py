@@ -152,7 +152,7 @@ class KubernetesTaskSource:
                     await asyncio.wait([*(w for w in waits if not w.done()), *loops],
                                        return_when=asyncio.FIRST_COMPLETED)
                     if any(t.done() for t in loops):
-                        return  # a watch loop crashed: its guard already said why
+                        raise RuntimeError("a watch loop crashed before the first list")
             finally:
                 for w in waits:
                     w.cancel()
@@ -161,7 +161,15 @@ class KubernetesTaskSource:
             workers = [guard(self._work(sink), f"k8s-worker-{i}") for i in range(self.workers)]
             ready.set()
             log.info("watching Jobs and pods", extra={"jobs": len(self.jobs)})
-            await stop.wait()
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+            if not stop.is_set():
+                # A watch loop only ends on `stop`; anything else is a bug, and a watcher
+                # that silently stopped watching is worse than one that restarts.
+                raise RuntimeError("a watch loop ended unexpectedly")
         finally:
             await cancel_all(loops)
             await self._drain(workers)
