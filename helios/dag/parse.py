@@ -18,6 +18,7 @@ class DagError(ValueError):
     """The document is not a runnable DAG; `errors` locate every problem found."""
 
     def __init__(self, title: str, errors: list[FieldError]):
+        errors = [FieldError(e.loc[:200], e.msg[:500]) for e in errors[:100]]  # bounded echo
         self.title = title
         self.errors = errors
         detail = "; ".join(f"{e.loc}: {e.msg}" if e.loc else e.msg for e in errors[:10])
