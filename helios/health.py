@@ -71,9 +71,11 @@ class Health:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
+async def serve_http(app: web.Application, host: str, port: int,
+                     **handler_args: Any) -> AsyncIterator[int]:
     """Run `app` until the block exits; yields the bound port (useful with port 0)."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0,
+                           **handler_args)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

@@ -89,11 +89,21 @@ def parse_dag_document(body: bytes, content_type: str = "application/json") -> D
         if media in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
             data = yaml.load(body, Loader=_SafeNoAliasLoader)
         else:
-            data = json.loads(body)
+            data = json.loads(body, object_pairs_hook=_unique_keys)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         kind = "YAML" if media.endswith("yaml") else "JSON"
         raise DagError(f"malformed {kind}", [FieldError("", _short(str(exc)))]) from None
     return parse_dag(data)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object must not repeat a key: the last one silently winning hides typos."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key[:60]!r}")
+        out[key] = value
+    return out
 
 
 def _short(text: str) -> str:
@@ -110,3 +120,13 @@ class _SafeNoAliasLoader(yaml.SafeLoader):
                 None, None, "YAML aliases are not allowed", event.start_mark
             )
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key[:60]!r}", key_node.start_mark)
+            seen.add(key) if isinstance(key, str) else None
+        return super().construct_mapping(node, deep=deep)

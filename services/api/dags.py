@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+import zlib
 
 import orjson
 from aiohttp import web
@@ -17,8 +19,24 @@ from services.api.context import ctx
 from services.api.problems import Problem, problem_response
 from services.api.runs import TASK_NAME, check_dag_id, load_dag, run_status
 
+log = logging.getLogger(__name__)
+
 JSON_TYPES = ("application/json", "")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _decompress(data: bytes, encoding: str) -> bytearray:
+    """gzip/deflate, stopping one byte past the document limit (never a zip bomb)."""
+    # 47 = auto-detect a gzip or zlib header; raw deflate (-15) is what some clients send.
+    for wbits in ((47,) if encoding == "gzip" else (47, -15)):
+        engine = zlib.decompressobj(wbits)
+        try:
+            out = engine.decompress(data, MAX_DOCUMENT_BYTES + 1)
+        except zlib.error:
+            continue
+        if len(out) > MAX_DOCUMENT_BYTES or engine.eof:
+            return bytearray(out)
+    raise Problem(400, "Bad Request", f"the body is not valid {encoding} data")
 
 
 def _bool_query(request: web.Request, name: str) -> bool | None:
@@ -38,13 +56,22 @@ async def submit(request: web.Request) -> web.Response:
     if media not in JSON_TYPES + YAML_TYPES:
         raise Problem(415, "Unsupported Media Type",
                       "send the DAG as application/json or application/yaml")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "deflate"):
+        raise Problem(415, "Unsupported Media Type",
+                      f"Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate)")
     # Read one byte past the limit ourselves: the size error is a precise 400, not a 413.
     body = bytearray()
-    while len(body) <= MAX_DOCUMENT_BYTES:
-        chunk = await request.content.read(MAX_DOCUMENT_BYTES + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
+    try:
+        while len(body) <= MAX_DOCUMENT_BYTES:
+            chunk = await request.content.read(MAX_DOCUMENT_BYTES + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+    except web.RequestPayloadError as exc:
+        raise Problem(400, "Bad Request", f"unreadable request body: {exc}"[:300]) from None
+    if encoding != "identity":
+        body = _decompress(bytes(body), encoding)
     try:
         dag = parse_dag_document(bytes(body), media or "application/json")
     except DagError as exc:
@@ -65,9 +92,17 @@ async def submit(request: web.Request) -> web.Response:
         })
         await pipe.execute()
     # Stored first, published second: the scheduler never sees a run it cannot read.
-    await publish(c.js, subjects.submit(dag_id), Submission(
-        dagId=dag_id, dagName=dag.dag_name, useCache=dag.use_cache, submittedAt=now,
-    ), timeout=c.settings.nats.request_timeout_s)
+    # If the publish fails, the stored run is removed again: nothing half-submitted stays.
+    try:
+        await publish(c.js, subjects.submit(dag_id), Submission(
+            dagId=dag_id, dagName=dag.dag_name, useCache=dag.use_cache, submittedAt=now,
+        ), timeout=c.settings.nats.request_timeout_s)
+    except Exception as exc:
+        await c.redis.delete(keys.definition(dag_id), keys.use_cache(dag_id), keys.run(dag_id))
+        log.warning("submission not published: %s", exc, extra={"dagId": dag_id})
+        raise Problem(503, "Service Unavailable",
+                      "the message bus did not accept the submission; nothing was stored, retry"
+                      ) from None
     return web.json_response(
         {"dagId": dag_id, "dagName": dag.dag_name, "status": RunState.RUNNING.value,
          "useCache": dag.use_cache, "taskCount": len(dag.tasks)},

@@ -34,8 +34,8 @@ def _last_event_id(request: web.Request) -> int:
         value = int(raw)
     except ValueError:
         raise Problem(400, "Bad Request", "Last-Event-ID must be an event id (an integer)") from None
-    if value < 0:
-        raise Problem(400, "Bad Request", "Last-Event-ID must not be negative")
+    if not 0 <= value < 2**63:
+        raise Problem(400, "Bad Request", "Last-Event-ID must be an event id in 0..2^63-1")
     return value
 
 

@@ -35,7 +35,9 @@ async def serve(settings: Settings, stop: StopEvent, health: Health,
             health.add_check("nats", js.account_info)
             context = ApiContext(settings, nc, js, redis, s3, http, health)
             app = make_app(context, health)
-            async with serve_http(app, settings.http.host, settings.http.port) as port:
+            # Bodies are decompressed by the handler, bounded: a zip bomb stops at 1 MiB.
+            async with serve_http(app, settings.http.host, settings.http.port,
+                                  auto_decompress=False) as port:
                 if bound is not None and not bound.done():
                     bound.set_result(port)
                 beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")

@@ -8,10 +8,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from helios.health import read_heartbeats
 from services.api.context import ctx
 from services.api.problems import Problem
+from services.api.runs import TASK_NAME as DAG_NAME
 
 SERVICES = ("api", "scheduler", "watcher", "metrics")
 
@@ -57,7 +59,11 @@ async def system_status(request: web.Request) -> web.Response:
 async def dag_metrics(request: web.Request) -> web.StreamResponse:
     """Served by the metrics service; proxied so one base URL serves the whole API."""
     c = ctx(request)
-    url = f"{c.settings.metrics_url.rstrip('/')}{request.rel_url}"
+    name = request.match_info["dag_name"]
+    if not DAG_NAME.match(name):
+        raise Problem(400, "Bad Request", "dagName must be a DNS-1123 label")
+    url = URL(c.settings.metrics_url).with_path(f"/api/v1/dags/{name}/metrics").with_query(
+        request.query)
     try:
         async with c.http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as upstream:
             body = await upstream.read()

@@ -23,7 +23,7 @@ from helios.artifacts.cache import NodeCache
 from helios.artifacts.downloader import place_inputs
 from helios.artifacts.uploader import MissingOutputs, upload_outputs
 from helios.executors.local.logsink import AttemptLog
-from helios.executors.local.sandbox import ARTIFACTS, bwrap_argv, task_env
+from helios.executors.local.sandbox import ARTIFACTS, bwrap_argv, launcher_env, task_env
 from helios.logs import log_fields
 from helios.messages import CacheStats, OutputArtifact, TaskDispatch, TaskReport, Timings
 
@@ -147,12 +147,14 @@ class Attempt:
 
     async def _execute(self, artifacts: Path, on_started: Any) -> tuple[int | None, str | None]:
         argv = [*self.d.task.command, *self.d.task.args]
+        env = self._env(artifacts)
         if self.ctx.sandbox == "bwrap":
-            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", artifacts, argv)
+            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", artifacts, argv, env=env)
+            env = launcher_env()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self._env(artifacts),
+                stderr=asyncio.subprocess.PIPE, env=env,
                 cwd=artifacts, start_new_session=True,
             )
         except OSError as exc:

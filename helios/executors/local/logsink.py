@@ -22,6 +22,7 @@ class AttemptLog:
         self.lines: list[str] = []
         self._pending: list[str] = []
         self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
         self._closed = False
         self._flusher: asyncio.Task[None] | None = None
 
@@ -38,20 +39,22 @@ class AttemptLog:
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
-            if not self._closed:
-                await asyncio.sleep(self.flush_s)
+            # Pause between batches, but end the pause at once when the attempt ends.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.flush_s)
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
         await tasklogs.append_lines(self.redis, self.dag_id, self.task, batch)
 
     async def close(self) -> None:
-        """Stop the flusher (it may be pausing between batches) and write the rest now."""
+        """Let the flusher finish its batch (never cut an RPUSH short), then write the rest."""
         self._closed = True
-        if self._flusher and not self._flusher.done():
-            self._flusher.cancel()
-            with contextlib.suppress(BaseException):
-                await self._flusher
+        self._closing.set()
+        self._wake.set()
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flusher, 10.0)
         await self.flush()
 
     @property

@@ -20,8 +20,13 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def bwrap_argv(
-    bwrap: str, workspace: Path, argv: Sequence[str], *, extra_ro: Sequence[str] = ()
+    bwrap: str, workspace: Path, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+    extra_ro: Sequence[str] = (),
 ) -> list[str]:
+    """The sandbox command line. The task's environment goes in as `--setenv` pairs
+    after `--clearenv`: bwrap itself must start with `launcher_env()` only, or a
+    user-chosen LD_PRELOAD would be honoured by the loader on the host, before any
+    sandbox exists."""
     out = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
            "--unshare-uts", "--hostname", "helios-task"]
     for folder in (*SYSTEM_DIRS, *extra_ro):
@@ -34,7 +39,16 @@ def bwrap_argv(
     if os.geteuid() == 0:
         # Root on the host stays root in the sandbox, but with no capabilities at all.
         out += ["--cap-drop", "ALL"]
+    if env is not None:
+        out.append("--clearenv")
+        for key, value in env.items():
+            out += ["--setenv", key, value]
     return [*out, "--", *argv]
+
+
+def launcher_env() -> dict[str, str]:
+    """The environment of the bwrap process itself: fixed, nothing from the user."""
+    return {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
 
 
 def task_env(user_env: Mapping[str, str], helios_env: Mapping[str, str]) -> dict[str, str]:
