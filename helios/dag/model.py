@@ -185,5 +185,15 @@ class Dag(Strict):
     def task(self, name: str) -> Task:
         return self.by_name[name]
 
+    @cached_property
+    def children(self) -> dict[str, list[str]]:
+        """Task name -> the tasks that depend on it directly (computed once per DAG)."""
+        out: dict[str, list[str]] = {t.name: [] for t in self.tasks}
+        for task in self.tasks:
+            for dep in task.dependencies:
+                if dep in out:
+                    out[dep].append(task.name)
+        return out
+
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_defaults=False, mode="json")

@@ -76,7 +76,9 @@ class EventConsumer:
                 continue
             prom.observe(event, applied)
             log.debug("event %s (%s)", applied.outcome, event.state, extra=extra)
-            refresh = refresh or applied.outcome is not Outcome.EVICTED
+            # Only run events and terminal task states change what the metrics say;
+            # skipping the O(tasks) recompute for QUEUED/RUNNING keeps big runs cheap.
+            refresh = refresh or (applied.outcome is not Outcome.EVICTED and _decisive(event))
             victims += applied.victims
             stored.append(msg)
         for victim in victims:
@@ -103,3 +105,7 @@ class EventConsumer:
                 log.debug("metrics refreshed: %s", metrics.status, extra=log_fields(dagId=dag_id))
         for msg in stored:
             await msg.ack()
+
+
+def _decisive(event: TaskEvent | RunEvent) -> bool:
+    return isinstance(event, RunEvent) or event.state.terminal

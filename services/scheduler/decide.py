@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from helios.dag.graph import downstream
 from helios.dag.model import Dag
 from helios.messages import TaskReport
 from helios.states import RunState, TaskState
@@ -95,7 +94,7 @@ def _schedule(ev: _Eval, policy: Policy) -> None:
     view = ev.view
     if view.state.terminal:
         return
-    children = downstream(view.dag)
+    children = view.dag.children
     failed = [n for n, t in view.tasks.items() if t.state in (T.FAILED, T.UPSTREAM_FAILED)]
     while failed:
         name = failed.pop()

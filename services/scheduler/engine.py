@@ -11,6 +11,7 @@ event before the state it announces.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -167,14 +168,20 @@ class Engine:
 
     async def _send(self, dag_id: str, effects: list[dict[str, Any]],
                     reports: dict[str, TaskReport] | None = None) -> None:
+        """Send effects in order. Consecutive publishes go out together and their acks
+        are awaited together: nats-py writes each PUB to the socket in call order, so
+        the stream stores them in that order, at the cost of one round trip."""
+        batch: list[Any] = []
         for effect in effects:
             kind = effect["kind"]
             if kind == "publish":
-                ack = await self.js.publish(effect["subject"], effect["data"].encode(),
-                                            timeout=self.timeout,
-                                            headers={"Nats-Msg-Id": effect["id"]})
-                del ack
-            elif kind == "launch":
+                batch.append(self.js.publish(effect["subject"], effect["data"].encode(),
+                                             timeout=self.timeout,
+                                             headers={"Nats-Msg-Id": effect["id"]}))
+                continue
+            await _gather_in_order(batch)
+            batch = []
+            if kind == "launch":
                 dispatch = TaskDispatch.model_validate(effect["dispatch"])
                 await self.executor.launch(dispatch)
                 LAUNCHES.inc()
@@ -182,6 +189,7 @@ class Engine:
                     self._observe_latency(dispatch, reports)
             elif kind == "cancel":
                 await self.executor.cancel_run(dag_id)
+        await _gather_in_order(batch)
         if effects:
             await self.store.effects_sent(dag_id)
 
@@ -297,6 +305,13 @@ class Engine:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
         if deps:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
+
+
+async def _gather_in_order(publishes: list[Any]) -> None:
+    """Start each publish in list order (tasks start in creation order and each writes its
+    PUB before its first suspension), then wait for every ack; any failure raises."""
+    if publishes:
+        await asyncio.gather(*publishes)
 
 
 def _publish(subject: str, message: Message) -> dict[str, Any]:
