@@ -37,16 +37,21 @@ class StopEvent(asyncio.Event):
 Serve = Callable[[Settings, StopEvent, Health], Awaitable[None]]
 
 
-def run(service: str, serve: Serve) -> None:
-    """Entry point of `python -m services.<name>`: exits 0 after a clean SIGTERM drain."""
+def run(service: str, serve: Serve, *, fast_loop: Callable[[Settings], bool] = lambda _: True
+        ) -> None:
+    """Entry point of `python -m services.<name>`: exits 0 after a clean SIGTERM drain.
+
+    uvloop speeds up network-bound services; `fast_loop` can decline it (its subprocess
+    spawning measured slower here than asyncio's: 12-14 ms against 9 ms per bwrap)."""
     settings = load_settings()
     logs.configure(service, settings.log_level, settings.log_format)
-    try:
-        import uvloop
+    if fast_loop(settings):
+        try:
+            import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
+            uvloop.install()
+        except ImportError:
+            pass
     code = asyncio.run(_main(service, serve, settings))
     raise SystemExit(code)
 
