@@ -86,7 +86,7 @@ class Engine:
         if not items:
             return
         try:
-            await self._evaluate(dag_id, [item for _, item in items])
+            await self._evaluate_or_forget(dag_id, [item for _, item in items])
         except UnknownRun:
             log.error("messages for an unknown run dropped", extra=log_fields(dagId=dag_id))
             DECISIONS.labels("unknown").inc()
@@ -106,6 +106,13 @@ class Engine:
             DECISIONS.labels("ok").inc()
             for msg, _ in items:
                 await msg.ack()
+
+    async def _evaluate_or_forget(self, dag_id: str, items: list[Command | TaskReport]) -> None:
+        try:
+            await self._evaluate(dag_id, items)
+        except BaseException:
+            self.store.forget(dag_id)  # the in-memory view may hold half a decision
+            raise
 
     async def _evaluate(self, dag_id: str, items: list[Command | TaskReport]) -> None:
         leftover = await self.store.pending_effects(dag_id)

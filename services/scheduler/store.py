@@ -27,6 +27,7 @@ class RunStore:
         # Definitions never change after submission: parse each once.
         self._dags: OrderedDict[str, Dag] = OrderedDict()
         self._dag_cache_size = dag_cache_size
+        self._views: OrderedDict[str, tuple[RunView, dict[str, str]]] = OrderedDict()
 
     async def dag(self, dag_id: str) -> Dag:
         dag = self._dags.get(dag_id)
@@ -43,7 +44,25 @@ class RunStore:
         return dag
 
     async def load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
-        """The run's current state, and its run hash (dagName, useCache, ...)."""
+        """The run's current state, and its run hash (dagName, useCache, ...).
+
+        The scheduler is the only writer of task states, so the state it stored last is
+        kept in memory and handed out again; `forget()` drops it whenever an evaluation
+        fails part-way, and the next load re-reads Redis."""
+        cached = self._views.get(dag_id)
+        if cached is not None:
+            self._views.move_to_end(dag_id)
+            return cached
+        view_run = await self._read(dag_id)
+        self._views[dag_id] = view_run
+        if len(self._views) > self._dag_cache_size:
+            self._views.popitem(last=False)
+        return view_run
+
+    def forget(self, dag_id: str) -> None:
+        self._views.pop(dag_id, None)
+
+    async def _read(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
         dag = await self.dag(dag_id)
         names = [t.name for t in dag.tasks]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -120,9 +139,13 @@ class RunStore:
                 if files:
                     pipe.hset(keys.task_outputs(dag_id, task),
                               mapping={o.name: o.model_dump_json() for o in files})
-            if run_fields:
-                pipe.hset(keys.run(dag_id), mapping={k: _plain(v) for k, v in run_fields.items()})
+            plain = {k: _plain(v) for k, v in run_fields.items()}
+            if plain:
+                pipe.hset(keys.run(dag_id), mapping=plain)
             await pipe.execute()
+        cached = self._views.get(dag_id)
+        if cached is not None:
+            cached[1].update(plain)
 
 
 def _plain(value: Any) -> str:

@@ -24,6 +24,7 @@ from helios import keys, subjects, tasklogs
 from helios.artifacts.cache import NodeCache
 from helios.bus import Consumer, ensure_streams, push_subscribe
 from helios.executors.base import ReportSink
+from helios.executors.local.archiver import LogArchiver
 from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
 from helios.executors.local.logsink import AttemptLog
 from helios.logs import log_fields
@@ -56,6 +57,7 @@ class LocalRunner:
             keep_workspace=settings.local.keep_workspaces,
         )
         self.running: dict[str, dict[str, Attempt]] = {}
+        self.archiver = LogArchiver(s3, settings.s3.bucket)
         self.tasks: set[asyncio.Task[None]] = set()
         self.consumer = Consumer(
             stream=Streams(replicas=settings.nats.stream_replicas).dispatch,
@@ -74,6 +76,8 @@ class LocalRunner:
 
         sub = await push_subscribe(self.js, self.consumer, on_dispatch)
         cancels = await self.nc.subscribe(subjects.CANCEL_RUN_ALL, cb=self._on_cancel)
+        archive_stop = asyncio.Event()
+        archiving = guard(self.archiver.run(archive_stop), "log-archiver")
         ready.set()
         try:
             await stop.wait()
@@ -82,6 +86,9 @@ class LocalRunner:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
             await self._drain()
+            archive_stop.set()  # after the drain: the last attempts' logs go out too
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(archiving, 10.0)
 
     async def _drain(self) -> None:
         """On shutdown, in-flight attempts get the drain budget, then are killed."""
@@ -158,13 +165,7 @@ class LocalRunner:
                 attempt.timings.finished_at = time.time()
             await sink(attempt.report("succeeded" if outcome.ok else "failed", outcome))
             await msg.ack()
-            # The object copy of the log is off the critical path of the next task.
-            try:
-                await tasklogs.archive_attempt(
-                    self.ctx.s3, self.ctx.bucket, d.dag_id, d.task.name, d.attempt, logs.text
-                )
-            except Exception as exc:
-                log.warning("could not archive the attempt's log: %s", exc, extra=extra)
+            self.archiver.submit(d.dag_id, d.task.name, d.attempt, logs.text)
             log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.reason}",
                      extra=extra)
         finally:
