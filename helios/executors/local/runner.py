@@ -116,35 +116,37 @@ class LocalRunner:
             await msg.term()
             return
         extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name, attempt=dispatch.attempt)
-        claim_key = keys.attempt_claim(dispatch.dag_id, dispatch.task.name, dispatch.attempt)
-        claimed = await self.redis.set(claim_key, self.instance, nx=True, ex=CLAIM_TTL_S)
+        claimed, owner, wanted = await self._claim(dispatch)
         if not claimed:
-            owner = await self.redis.get(claim_key)
             if owner != self.instance:
                 # Its runner died with its processes (they die with their parent).
                 log.warning("attempt claimed by a lost runner; reporting it lost", extra=extra)
-                attempt = Attempt(self.ctx, dispatch, AttemptLog(self.redis, dispatch.dag_id, dispatch.task.name))
-                await sink(attempt.report("failed", Outcome(
+                logs = AttemptLog(self.redis, dispatch.dag_id, dispatch.task.name)
+                await sink(Attempt(self.ctx, dispatch, logs).report("failed", Outcome(
                     ok=False, reason="ExecutorLost",
                     message="the runner of this attempt stopped before it finished")))
             await msg.ack()
             return
-        if not await self._still_wanted(dispatch):
+        if not wanted:
             log.info("attempt no longer wanted; skipping", extra=extra)
             await msg.ack()
             return
         await self._run_attempt(msg, dispatch, sink, extra)
 
-    async def _still_wanted(self, d: TaskDispatch) -> bool:
-        """False once the run or task was cancelled. The state may still read PENDING:
-        the scheduler dispatches before it stores the QUEUED transition."""
+    async def _claim(self, d: TaskDispatch) -> tuple[bool, str | None, bool]:
+        """One round trip: claim the attempt (SET NX), see who holds it, and whether it
+        is still wanted (neither the run nor the task was cancelled meanwhile)."""
+        claim_key = keys.attempt_claim(d.dag_id, d.task.name, d.attempt)
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(claim_key, self.instance, nx=True, ex=CLAIM_TTL_S)
+            pipe.get(claim_key)
             pipe.get(keys.task_status(d.dag_id, d.task.name))
             pipe.hget(keys.run(d.dag_id), "state")
-            state, run = await pipe.execute()
-        return run != RunState.CANCELLED and state not in (
+            claimed, owner, state, run = await pipe.execute()
+        wanted = run != RunState.CANCELLED and state not in (
             TaskState.CANCELLED, TaskState.UPSTREAM_FAILED
         )
+        return bool(claimed), owner, wanted
 
     async def _run_attempt(self, msg: Msg, d: TaskDispatch, sink: ReportSink, extra: dict[str, Any]) -> None:
         logs = AttemptLog(self.redis, d.dag_id, d.task.name)
