@@ -82,7 +82,7 @@ async def standin_cluster(tmp: Path, nodes: Iterable[str] = ("node-a", "node-b")
     controllers = Controllers(store)
     kubelet = Kubelet(store, tmp / "nodes", [Node(n) for n in nodes], task_image,
                       linger_s=linger_s)
-    api = ApiServer(store, kubelet.logs)
+    api = ApiServer(store, kubelet)
     api.on_delete = controllers.delete
     runner = web.AppRunner(api.app(), handle_signals=False, shutdown_timeout=0.05)
     await runner.setup()

@@ -69,7 +69,7 @@ class Kubelet:
         self.bwrap = bwrap
         self.linger_s = linger_s
         self.bad_images: set[str] = set()
-        self.logs: dict[tuple[str, str, str], str] = {}
+        self.logs: dict[tuple[str, str, str], Path] = {}  # (ns, pod, container) -> file
         self.procs: dict[tuple[str, str], dict[str, asyncio.subprocess.Process]] = {}
         self.runs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -169,8 +169,10 @@ class Kubelet:
         self._update(ns, name, mutate)
 
     def _volumes(self, pod: Obj, node: Node) -> dict[str, Path]:
+        """Volume name -> its folder on the node (plus "/logs", the containers' logs)."""
         base = self.root / node.name
-        out: dict[str, Path] = {}
+        out: dict[str, Path] = {"/logs": base / "pods" / pod["metadata"]["uid"] / "logs"}
+        out["/logs"].mkdir(parents=True, exist_ok=True)
         for vol in pod["spec"].get("volumes") or []:
             if "emptyDir" in vol:
                 path = base / "pods" / pod["metadata"]["uid"] / "volumes" / vol["name"]
@@ -233,19 +235,22 @@ class Kubelet:
             return None
         started = now_rfc3339()
         cid = f"standin://{uuid.uuid4().hex}"
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        # Output goes to a file, as the kubelet's log files: readable while it runs, and
+        # no pipe whose end a killed sandbox could leave dangling.
+        log_file = volumes["/logs"] / f"{c['name']}.log"
+        with log_file.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         self.procs.setdefault((ns, name), {})[c["name"]] = proc
-        self.logs[(ns, name, c["name"])] = ""
+        if (ns, name) in self.terminating:  # deleted while it was starting
+            self._kill(proc, signal.SIGTERM)
+        self.logs[(ns, name, c["name"])] = log_file
         self._set_state(ns, name, key, c["name"], {"running": {"startedAt": started}},
                         started=True, ready=True, containerID=cid)
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            self.logs[(ns, name, c["name"])] += line.decode(errors="replace")
         code = await proc.wait()
         code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number
-        text = self.logs[(ns, name, c["name"])]
+        text = self.log_text(ns, name, c["name"]) or ""
         terminated: Obj = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                            "startedAt": started, "finishedAt": now_rfc3339(),
                            "containerID": cid}
@@ -255,6 +260,11 @@ class Kubelet:
         self._set_state(ns, name, key, c["name"], {"terminated": terminated},
                         started=False, ready=False)
         return code
+
+    def log_text(self, ns: str, pod: str, container: str) -> str | None:
+        """What `pods/{pod}/log?container=` serves; None for a container not started."""
+        path = self.logs.get((ns, pod, container))
+        return path.read_bytes().decode(errors="replace") if path is not None else None
 
     def _secrets(self, ns: str) -> dict[str, dict[str, str]]:
         import base64
@@ -268,17 +278,24 @@ class Kubelet:
 
     # --- deletion -----------------------------------------------------------------
 
+    @staticmethod
+    def _kill(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+        """Signal the container's whole process group, even once bwrap itself is gone: its
+        pid-namespace init ignores SIGTERM and may outlive it if killed while starting."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
     async def _terminate(self, ns: str, name: str) -> None:
         for proc in self.procs.get((ns, name), {}).values():
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+            self._kill(proc, signal.SIGTERM)
         run = self.runs.get((ns, name))
         if run is not None and not run.done():
             # A pod stuck Pending (image pull, no node) has nothing left to wait for.
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(run), 5.0)
             run.cancel()
+        for proc in self.procs.get((ns, name), {}).values():
+            self._kill(proc, signal.SIGKILL)  # stragglers
         await asyncio.sleep(self.linger_s)
         self.store.remove("pods", ns, name)
         self.procs.pop((ns, name), None)
@@ -288,11 +305,13 @@ class Kubelet:
             del self.logs[key]
 
     async def close(self) -> None:
-        for procs in self.procs.values():
-            for proc in procs.values():
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+        for per_pod in self.procs.values():
+            for proc in per_pod.values():
+                self._kill(proc, signal.SIGKILL)
+        # Let the readers see EOF and reap them, so no transport outlives the loop; only
+        # what still waits (a pod stuck Pending, a linger) is cancelled.
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=1.0)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -104,7 +104,10 @@ def bwrap_argv(bwrap: str, command: list[str], mounts: list[tuple[Path, str, boo
     """`mounts`: (host folder, mountPath, read-only). `security`: the container's
     securityContext: runAsUser/runAsGroup (via setpriv inside the sandbox, so file
     ownership is real), capabilities drop/add."""
-    out = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
+    # No --new-session: the sandboxed process must stay in bwrap's process group, so a
+    # kill of that group reaches it even before bwrap has armed --die-with-parent (no
+    # tty is attached, so the terminal-injection risk --new-session guards against is moot).
+    out = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
            "--unshare-uts", "--hostname", hostname[:63]]
     for folder in SYSTEM_DIRS:
         if os.path.islink(folder):

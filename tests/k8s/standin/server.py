@@ -48,7 +48,7 @@ class Knobs:
 class ApiServer:
     def __init__(self, store: Store, logs: Any) -> None:
         self.store = store
-        self.logs = logs  # (namespace, pod, container) -> text, from the kubelet
+        self.logs = logs  # the kubelet: .log_text(namespace, pod, container)
         self.knobs = Knobs()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.list_versions: list[str] = []  # the resourceVersion of each list answered
@@ -179,7 +179,7 @@ class ApiServer:
         if container not in names:
             raise ApiError(400, "BadRequest",
                            f"container {container} is not valid for pod {m['name']}")
-        text = self.logs.get((m["ns"], m["name"], container))
+        text = self.logs.log_text(m["ns"], m["name"], container)
         if text is None:
             raise ApiError(400, "BadRequest", f'container "{container}" in pod "{m["name"]}" '
                            "is waiting to start: PodInitializing")
