@@ -219,6 +219,9 @@ async def open_api(settings: KubernetesSettings) -> AsyncIterator[KubeApi]:
     else:
         await config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg,
                                       persist_config=False)
+    # Two watches hold a connection each for good; log reads and deletes of many
+    # finishing attempts need the rest (the library's default is 5 per CPU).
+    cfg.connection_pool_maxsize = 32
     api_client = client.ApiClient(configuration=cfg)
     try:
         yield KubeApi(api_client, settings.namespace, settings.api_qps)
