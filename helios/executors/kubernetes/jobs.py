@@ -23,9 +23,12 @@ and a "wait" container that saves the outputs once that status appears):
   unwrapped.
 - container `uploader` (Helios's image, `python -m helios.executors.kubernetes.waiter`):
   the "wait" container. It reads `/artifacts` and the exit-status file read-only, waits
-  for the status, and on 0 execs `python -m helios.uploader` (sha256 and size of each
-  output; a missing output or a failed upload makes it exit non-zero); on any other
-  status it exits 0 without uploading, so the pod reports only the user's failure.
+  for the status, and on 0 runs the uploader (`helios.uploader`'s entry point, imported
+  while the user's command runs: sha256 and size of each output; a missing output or a
+  failed upload makes it exit non-zero); on any other status it exits 0 without
+  uploading, so the pod reports only the user's failure. If `main` dies without writing
+  a status (killed), the watcher fails the attempt from `main`'s status and deletes the
+  Job, which ends the waiting uploader.
   Why not copy a helper binary into the user's container like Argo does: Helios's
   helpers are Python, and a user image must not need Python. Why not a native sidecar
   (an init container with restartPolicy Always): sidecars are terminated when the main
