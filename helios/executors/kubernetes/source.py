@@ -76,6 +76,7 @@ class KubernetesTaskSource:
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}  # Job name -> pod name -> pod
         self.snapshots: dict[str, dict[str, str]] = {}  # logs read from a terminating pod
         self.settled: OrderedDict[str, None] = OrderedDict()  # done here; bounded
+        self.running: OrderedDict[tuple[str, str, int], None] = OrderedDict()  # reported
         self.failures: dict[str, int] = {}
         self.busy = 0
         self.idle = asyncio.Event()  # set while no worker holds a key
@@ -315,6 +316,8 @@ class KubernetesTaskSource:
     async def _report_once(self, sink: ReportSink, ident: AttemptId, step: str, v: Verdict,
                            report: TaskReport | None = None) -> None:
         d, t, a = ident.dag_id, ident.task, ident.attempt
+        if step == "running" and (d, t, a) in self.running:
+            return  # known here: spare Redis a round trip per pod event
         if await self.ledger.done(d, t, a, "terminal"):
             return  # nothing follows a terminal report, not even a late `running`
         if step == "running" and await self.ledger.done(d, t, a, "running"):
@@ -324,3 +327,7 @@ class KubernetesTaskSource:
                                 node=v.node, timings=v.timings)
         await sink(report)
         await self.ledger.mark(d, t, a, "terminal" if step == "terminal" else "running")
+        if step == "running":
+            self.running[(d, t, a)] = None
+            while len(self.running) > 50_000:
+                self.running.popitem(last=False)
