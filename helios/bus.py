@@ -64,7 +64,7 @@ async def close(nc: NATS, timeout_s: float = 5.0) -> None:
     if nc.is_closed:
         return
     with contextlib.suppress(Exception):
-        await nc.flush(timeout=timeout_s)
+        await nc.flush(timeout=int(timeout_s))
     with contextlib.suppress(Exception):
         await asyncio.wait_for(nc.close(), timeout_s)
 

@@ -68,19 +68,21 @@ class Streams:
     run_history_s: float = 7 * 24 * 3600.0
 
     def configs(self) -> list[StreamConfig]:
-        common = {"num_replicas": self.replicas, "storage": StorageType.FILE,
-                  "duplicate_window": self.duplicate_window_s}
+        def stream(name: str, subject: str, retention: RetentionPolicy,
+                   max_age: float | None = None) -> StreamConfig:
+            return StreamConfig(
+                name=name, subjects=[subject], retention=retention, max_age=max_age,
+                num_replicas=self.replicas, storage=StorageType.FILE,
+                duplicate_window=self.duplicate_window_s,
+                # Old runs age out of the replay log; a new write never fails for space.
+                discard=DiscardPolicy.OLD,
+            )
+
         return [
-            StreamConfig(name=self.commands, subjects=[f"{PREFIX}.cmd.>"],
-                         retention=RetentionPolicy.LIMITS, max_age=self.run_history_s, **common),
-            StreamConfig(name=self.dispatch, subjects=[f"{PREFIX}.dispatch.>"],
-                         retention=RetentionPolicy.WORK_QUEUE, **common),
-            StreamConfig(name=self.reports, subjects=[f"{PREFIX}.exec.>"],
-                         retention=RetentionPolicy.LIMITS, max_age=self.run_history_s, **common),
-            # The run feed is the SSE replay log: old runs age out, new writes never fail.
-            StreamConfig(name=self.runs, subjects=[f"{PREFIX}.run.>"],
-                         retention=RetentionPolicy.LIMITS, max_age=self.run_history_s,
-                         discard=DiscardPolicy.OLD, **common),
+            stream(self.commands, f"{PREFIX}.cmd.>", RetentionPolicy.LIMITS, self.run_history_s),
+            stream(self.dispatch, f"{PREFIX}.dispatch.>", RetentionPolicy.WORK_QUEUE),
+            stream(self.reports, f"{PREFIX}.exec.>", RetentionPolicy.LIMITS, self.run_history_s),
+            stream(self.runs, f"{PREFIX}.run.>", RetentionPolicy.LIMITS, self.run_history_s),
         ]
 
 

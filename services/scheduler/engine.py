@@ -243,8 +243,8 @@ class Engine:
             return []
         producers = {i.from_task for name, _ in launch for i in view.dag.task(name).inputs}
         stored = await self.store.outputs_of(dag_id, producers - set(fresh))
-        for task, files in fresh.items():
-            stored[task] = {o.name: o for o in files}
+        for producer, files in fresh.items():
+            stored[producer] = {o.name: o for o in files}
         now = time.time()
         out = []
         for name, attempt in dict.fromkeys(launch):
