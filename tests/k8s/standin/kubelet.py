@@ -308,10 +308,11 @@ class Kubelet:
         for per_pod in self.procs.values():
             for proc in per_pod.values():
                 self._kill(proc, signal.SIGKILL)
-        # Let the readers see EOF and reap them, so no transport outlives the loop; only
-        # what still waits (a pod stuck Pending, a linger) is cancelled.
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=1.0)
+        # Let the pods' runs reap their killed processes, so no transport outlives the
+        # loop; what only waits (a linger, a pod stuck Pending) is cancelled right away.
+        runs = [t for t in self.runs.values() if not t.done()]
+        if runs:
+            await asyncio.wait(runs, timeout=1.0)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
