@@ -49,6 +49,7 @@ class ListWatch:
         self.resource_version: str | None = None
         self.lists = 0  # how many lists so far (tests and logs)
         self._moved = asyncio.Event()  # replaced by a fresh one at every new version
+        self._heard = False  # the current stream delivered an event or bookmark
 
     def _advance(self, version: str) -> None:
         self.resource_version = version
@@ -68,9 +69,10 @@ class ListWatch:
         return steps[min(failures, len(steps) - 1)]
 
     async def run(self, on_list: OnList, on_event: OnEvent, stop: asyncio.Event) -> None:
-        failures = 0
+        failures = 0  # in a row, without an event in between: the backoff step
         while not stop.is_set():
             pause: float = 0.0
+            self._heard = False
             try:
                 if self.resource_version is None:
                     items, version = await self.api.list(self.kind, self.selector)
@@ -79,17 +81,24 @@ class ListWatch:
                     await on_list(items)
                 await self._stream(on_event, stop)
                 failures = 0  # a clean end: the server's timeout; resume at once
-            except Relist:
-                log.info("watch %s: resourceVersion expired, re-listing", self.kind.name)
-                self.resource_version = None
-            except KubeError as exc:
-                if exc.code == 410:
-                    self.resource_version = None
-                    continue
-                pause = self._pause(failures, exc.retry_after if exc.code == 429 else None)
+            except (Relist, KubeError) as exc:
+                if self._heard:
+                    failures = 0
+                gone = isinstance(exc, Relist) or exc.code == 410
+                hint = exc.retry_after if isinstance(exc, KubeError) and exc.code == 429 \
+                    else None
+                # A 410 right after a list is odd: re-list at once the first time only.
+                pause = 0.0 if gone and not failures else self._pause(failures, hint)
                 failures += 1
-                log.warning("watch %s failed (%s); retrying in %.1fs", self.kind.name, exc, pause)
+                if gone:
+                    log.info("watch %s: resourceVersion expired, re-listing", self.kind.name)
+                    self.resource_version = None
+                else:
+                    log.warning("watch %s failed (%s); retrying in %.1fs", self.kind.name,
+                                exc, pause)
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                if self._heard:
+                    failures = 0
                 pause = self._pause(failures)
                 failures += 1
                 log.warning("watch %s broke (%s: %s); reconnecting in %.1fs",
@@ -114,6 +123,7 @@ class ListWatch:
                     if code == 410:
                         raise Relist()
                     raise KubeError.from_status(code or 500, obj)
+                self._heard = True
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if version:
                     self._advance(str(version))
