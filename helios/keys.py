@@ -43,6 +43,12 @@ def attempt_claim(dag_id: str, task: str, attempt: int) -> str:
     return f"dag:{dag_id}:task:{task}:attempt:{attempt}:claim"
 
 
+def attempt_watch(dag_id: str, task: str, attempt: int) -> str:
+    """Hash: which steps (running, terminal, logs) the Kubernetes watcher has done for an
+    attempt, so a restarted watcher neither reports nor archives anything twice."""
+    return f"dag:{dag_id}:task:{task}:attempt:{attempt}:watch"
+
+
 def metrics(dag_id: str) -> str:
     return f"dag:{dag_id}:metrics"
 

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
 from helios import subjects
+from helios.bus import Transient
 from helios.executors.base import Executor, job_name
 from helios.logs import log_fields
 from helios.messages import (
@@ -92,6 +93,11 @@ class Engine:
             DECISIONS.labels("unknown").inc()
             for msg, _ in items:
                 await msg.term()
+        except Transient as exc:
+            log.info("transient: %s; retrying in %.1fs", exc, exc.delay, extra=log_fields(dagId=dag_id))
+            DECISIONS.labels("transient").inc()
+            for msg, _ in items:
+                await msg.nak(delay=exc.delay)
         except _Deferred as exc:
             log.info("deferring: %s", exc, extra=log_fields(dagId=dag_id))
             DECISIONS.labels("deferred").inc()

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from helios.bus import Transient
 from helios.executors.kubernetes.client import JOBS, KubeApi, KubeError
 from helios.executors.kubernetes.jobs import build_job
 from helios.executors.kubernetes.labels import L_RUN, SELECTOR, label_value, run_selector
@@ -33,8 +34,11 @@ RETRY_S = (0.2, 1.0, 3.0)  # pauses between attempts of a transient create/delet
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
 
-class CapacityExceeded(RuntimeError):
+class CapacityExceeded(Transient):
     """No Job slot freed up within `slot_wait_s`: the caller should try again later."""
+
+    def __init__(self, reason: str, delay: float = 5.0):
+        super().__init__(reason, delay)
 
 
 def finished(job: dict[str, Any]) -> bool:

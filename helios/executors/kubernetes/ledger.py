@@ -18,14 +18,14 @@ from typing import Literal
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from helios import tasklogs
+from helios import keys, tasklogs
 
 Step = Literal["running", "terminal", "logs"]
 TTL_S = 14 * 24 * 3600  # longer than any run stays in the metrics window
 
 
 def ledger_key(dag_id: str, task: str, attempt: int) -> str:
-    return f"dag:{dag_id}:task:{task}:attempt:{attempt}:watch"
+    return keys.attempt_watch(dag_id, task, attempt)
 
 
 class Ledger:
