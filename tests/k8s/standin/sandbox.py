@@ -114,16 +114,18 @@ def bwrap_argv(bwrap: str, command: list[str], mounts: list[tuple[Path, str, boo
             out += ["--symlink", os.readlink(folder), folder]
         else:
             out += ["--ro-bind-try", folder, folder]
-    targets = [*PYTHON_DIRS, *(path for _, path, _ in mounts)]
-    for folder in _parents(targets):
-        out += ["--perms", "0755", "--dir", folder]
-    for folder in PYTHON_DIRS:
-        out += ["--ro-bind", folder, folder]
-    out += ["--proc", "/proc", "--dev", "/dev"]
+    # Parents before children: a pod volume at /tmp (or the private tmpfs there) must be
+    # mounted before the Python folders that may live under it (a CI checkout in /tmp),
+    # or it would hide them.
     if not any(path == "/tmp" for _, path, _ in mounts):
         out += ["--tmpfs", "/tmp"]
-    for host, path, read_only in sorted(mounts, key=lambda m: m[1]):
+    binds = [(Path(folder), folder, True) for folder in PYTHON_DIRS] + list(mounts)
+    binds.sort(key=lambda m: (m[1].rstrip("/").count("/"), m[1]))
+    for folder in _parents([path for _, path, _ in binds]):
+        out += ["--perms", "0755", "--dir", folder]
+    for host, path, read_only in binds:
         out += ["--ro-bind" if read_only else "--bind", str(host), path]
+    out += ["--proc", "/proc", "--dev", "/dev"]
     out += ["--chdir", workdir]
     user = run_as(security)
     caps = security.get("capabilities") or {}
