@@ -181,28 +181,27 @@ class Engine:
 
     async def _send(self, dag_id: str, effects: list[dict[str, Any]],
                     reports: dict[str, TaskReport] | None = None) -> None:
-        """Send effects in order. Consecutive publishes go out together and their acks
-        are awaited together: nats-py writes each PUB to the socket in call order, so
-        the stream stores them in that order, at the cost of one round trip."""
-        batch: list[Any] = []
+        """Send every effect at once and wait for all of them: one round trip, not one per
+        effect. Publishes keep their order (nats-py writes each PUB to the socket in call
+        order, before its first suspension), which is all the feed needs; launches and
+        cancels are idempotent and need no order."""
+        sends: list[Any] = []
         for effect in effects:
             kind = effect["kind"]
             if kind == "publish":
-                batch.append(self.js.publish(effect["subject"], effect["data"].encode(),
+                sends.append(self.js.publish(effect["subject"], effect["data"].encode(),
                                              timeout=self.timeout,
                                              headers={"Nats-Msg-Id": effect["id"]}))
-                continue
-            await _gather_in_order(batch)
-            batch = []
-            if kind == "launch":
+            elif kind == "launch":
                 dispatch = TaskDispatch.model_validate(effect["dispatch"])
-                await self.executor.launch(dispatch)
+                sends.append(self.executor.launch(dispatch))
                 LAUNCHES.inc()
                 if reports:
                     self._observe_latency(dispatch, reports)
             elif kind == "cancel":
-                await self.executor.cancel_run(dag_id)
-        await _gather_in_order(batch)
+                sends.append(self.executor.cancel_run(dag_id))
+        if sends:
+            await asyncio.gather(*sends)
         if effects:
             await self.store.effects_sent(dag_id)
 
@@ -318,13 +317,6 @@ class Engine:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
         if deps:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
-
-
-async def _gather_in_order(publishes: list[Any]) -> None:
-    """Start each publish in list order (tasks start in creation order and each writes its
-    PUB before its first suspension), then wait for every ack; any failure raises."""
-    if publishes:
-        await asyncio.gather(*publishes)
 
 
 def _publish(subject: str, message: Message) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class RunStore:
         self._dags: OrderedDict[str, Dag] = OrderedDict()
         self._dag_cache_size = dag_cache_size
         self._views: OrderedDict[str, tuple[RunView, dict[str, str]]] = OrderedDict()
+        self._sent: OrderedDict[str, None] = OrderedDict()  # runs with an empty outbox
 
     async def dag(self, dag_id: str) -> Dag:
         dag = self._dags.get(dag_id)
@@ -112,11 +113,18 @@ class RunStore:
         return (orjson.loads(key) if key else None), (orjson.loads(parts) if parts else {})
 
     async def pending_effects(self, dag_id: str) -> list[dict[str, Any]]:
+        """An interrupted evaluation's effects. Skipped for runs whose outbox this process
+        emptied itself (the common case: no round trip)."""
+        if dag_id in self._sent:
+            return []
         raw = await self.redis.get(keys.outbox(dag_id))
         return orjson.loads(raw) if raw else []
 
     async def effects_sent(self, dag_id: str) -> None:
         await self.redis.delete(keys.outbox(dag_id))
+        self._sent[dag_id] = None
+        if len(self._sent) > self._dag_cache_size:
+            self._sent.popitem(last=False)
 
     async def store(self, dag_id: str, transitions: list[Transition],
                     run_fields: dict[str, Any], outputs: dict[str, list[OutputArtifact]],
@@ -125,6 +133,7 @@ class RunStore:
         a plan, and the effects survive a crash before they are sent."""
         async with self.redis.pipeline(transaction=True) as pipe:
             if effects:
+                self._sent.pop(dag_id, None)
                 pipe.set(keys.outbox(dag_id), orjson.dumps(effects))
             for t in transitions:
                 pipe.set(keys.task_status(dag_id, t.task), t.state.value)
