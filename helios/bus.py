@@ -98,7 +98,7 @@ async def publish(
 
 @dataclass(frozen=True)
 class Consumer:
-    """A durable pull consumer: where it reads and how patiently."""
+    """A durable consumer: where it reads and how patiently."""
 
     stream: str
     durable: str
@@ -109,9 +109,9 @@ class Consumer:
     max_ack_pending: int = 10_000
 
 
-async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> JetStreamContext.PullSubscription:
-    config = ConsumerConfig(
-        durable_name=consumer.durable,
+def consumer_config(consumer: Consumer, *, durable: bool) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=consumer.durable if durable else None,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=consumer.ack_wait_s,
@@ -119,8 +119,12 @@ async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> JetStream
         max_ack_pending=consumer.max_ack_pending,
         filter_subject=consumer.filter_subject,
     )
+
+
+async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> JetStreamContext.PullSubscription:
     return await js.pull_subscribe(
-        consumer.filter_subject, durable=consumer.durable, stream=consumer.stream, config=config
+        consumer.filter_subject, durable=consumer.durable, stream=consumer.stream,
+        config=consumer_config(consumer, durable=True),
     )
 
 
@@ -134,14 +138,8 @@ async def push_subscribe(
     are stored (no fetch round trip on the dispatch path), replicas share the work, and
     `max_ack_pending` is the back-pressure: the server holds back what we have not acked.
     `cb` must not block for long; it runs once per message, in order."""
-    config = ConsumerConfig(
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=consumer.ack_wait_s,
-        max_deliver=consumer.max_deliver,
-        max_ack_pending=consumer.max_ack_pending,
-        filter_subject=consumer.filter_subject,
-    )
+    # The queue name doubles as the durable name (nats-py sets it from `queue`).
+    config = consumer_config(consumer, durable=False)
     return await js.subscribe(
         consumer.filter_subject, queue=consumer.durable, stream=consumer.stream,
         config=config, manual_ack=True, cb=cb,

@@ -156,3 +156,21 @@ async def metrics_when(session: aiohttp.ClientSession, api: str, dag_name: str,
                 if resp.status == 200 and ready(body):
                     return body
             await asyncio.sleep(0.05)
+
+
+def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    """A task running a fixed shell script (the script is the test's, never user input)."""
+    return {"name": name, "image": "debian:12", "command": ["/bin/sh", "-c", script], **extra}
+
+
+def doc(name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "dagName": name, "tasks": list(tasks)}
+
+
+def by_name(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in status["tasks"]}
+
+
+async def task_logs(session: aiohttp.ClientSession, api: str, dag_id: str, task: str) -> list[str]:
+    async with session.get(f"{api}/api/v1/dags/{dag_id}/tasks/{task}/logs") as resp:
+        return list((await resp.json())["lines"])

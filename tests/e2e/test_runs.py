@@ -4,28 +4,10 @@ timeouts, cancel, and a scheduler restarted in the middle of a run."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 
-from tests.stack import Stack, follow, submit, wait_run
-
-
-def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "debian:12", "command": ["/bin/sh", "-c", script], **extra}
-
-
-def doc(name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "dagName": name, "tasks": list(tasks)}
-
-
-def by_name(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["name"]: t for t in status["tasks"]}
-
-
-async def logs(http: aiohttp.ClientSession, api: str, dag_id: str, task: str) -> list[str]:
-    async with http.get(f"{api}/api/v1/dags/{dag_id}/tasks/{task}/logs") as resp:
-        return (await resp.json())["lines"]
+from tests.stack import Stack, by_name, doc, follow, sh, submit, task_logs, wait_run
 
 
 async def test_diamond_passes_files(stack: Stack, http: aiohttp.ClientSession) -> None:
@@ -42,7 +24,7 @@ async def test_diamond_passes_files(stack: Stack, http: aiohttp.ClientSession) -
     run = await submit(http, stack.api_url, dag)
     status = await wait_run(http, stack.api_url, run["dagId"])
     assert status["status"] == "SUCCEEDED", status
-    out = await logs(http, stack.api_url, run["dagId"], "join")
+    out = await task_logs(http, stack.api_url, run["dagId"], "join")
     assert "SEED" in out and "dees" in out
     tasks = by_name(status)
     assert tasks["join"]["cache"]["misses"] == 2
@@ -67,7 +49,7 @@ async def test_failure_marks_descendants_and_independent_branch_succeeds(
     assert tasks["child"]["state"] == "UPSTREAM_FAILED"
     assert tasks["grandchild"]["state"] == "UPSTREAM_FAILED"
     assert tasks["independent"]["state"] == "SUCCEEDED"
-    assert "boom" in await logs(http, stack.api_url, run["dagId"], "bad")
+    assert "boom" in await task_logs(http, stack.api_url, run["dagId"], "bad")
 
 
 async def test_retry_succeeds_on_second_attempt(stack: Stack, http: aiohttp.ClientSession) -> None:

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
 
 import aiohttp
 import pytest
 
 from helios.settings import Settings
-from tests.stack import Stack, follow, metrics_when, running_stack, submit, wait_run
+from tests.stack import (
+    Stack,
+    by_name,
+    doc,
+    follow,
+    metrics_when,
+    running_stack,
+    sh,
+    submit,
+    task_logs,
+    wait_run,
+)
 
 from .standin import Cluster
 
@@ -30,28 +40,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "debian:12", "command": ["/bin/sh", "-c", script], **extra}
-
-
-def doc(name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "dagName": name, "tasks": list(tasks)}
-
-
-def by_name(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["name"]: t for t in status["tasks"]}
-
-
-async def logs(http: aiohttp.ClientSession, api: str, dag_id: str, task: str) -> list[str]:
-    async with http.get(f"{api}/api/v1/dags/{dag_id}/tasks/{task}/logs") as resp:
-        return list((await resp.json())["lines"])
-
-
 async def run_seed(stack: Stack, http: aiohttp.ClientSession) -> tuple[str, list[str]]:
     run = await submit(http, stack.api_url, SEED)
     status = await wait_run(http, stack.api_url, run["dagId"])
     assert status["status"] == "SUCCEEDED", status
-    return run["dagId"], await logs(http, stack.api_url, run["dagId"], "process-data")
+    return run["dagId"], await task_logs(http, stack.api_url, run["dagId"], "process-data")
 
 
 async def test_seed_miss_then_hit_on_one_node_then_miss_on_another(
@@ -91,10 +84,10 @@ async def test_failures_timeouts_and_missing_outputs(stack: Stack, http: aiohttp
     assert status["status"] == "FAILED"
     assert (tasks["bad"]["state"], tasks["bad"]["exitCode"]) == ("FAILED", 3)
     assert tasks["child"]["state"] == "UPSTREAM_FAILED"
-    assert "boom" in await logs(http, stack.api_url, run["dagId"], "bad")
+    assert "boom" in await task_logs(http, stack.api_url, run["dagId"], "bad")
     assert tasks["slow"]["reason"] == "DeadlineExceeded"
     assert "timeoutSeconds=1" in tasks["slow"]["message"]
-    assert "started" in await logs(http, stack.api_url, run["dagId"], "slow")
+    assert "started" in await task_logs(http, stack.api_url, run["dagId"], "slow")
     assert (tasks["liar"]["reason"], tasks["liar"]["exitCode"]) == ("MissingOutputs", 0)
     assert "promised.txt" in tasks["liar"]["message"]
 
@@ -128,8 +121,8 @@ async def test_watcher_restarted_mid_run(stack: Stack, http: aiohttp.ClientSessi
     status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=30)
     assert status["status"] == "SUCCEEDED", status
     assert all(t["attempts"] == 1 for t in status["tasks"])
-    assert (await logs(http, stack.api_url, run["dagId"], "first")).count("one") == 1
-    assert "1" in await logs(http, stack.api_url, run["dagId"], "second")
+    assert (await task_logs(http, stack.api_url, run["dagId"], "first")).count("one") == 1
+    assert "1" in await task_logs(http, stack.api_url, run["dagId"], "second")
 
 
 async def test_watch_gets_410_gone_mid_run(stack: Stack, http: aiohttp.ClientSession,
@@ -143,7 +136,7 @@ async def test_watch_gets_410_gone_mid_run(stack: Stack, http: aiohttp.ClientSes
     cluster.api.expire("event")  # its resume finds the resourceVersion compacted: 410
     status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=30)
     assert status["status"] == "SUCCEEDED", status
-    assert "quick" in await logs(http, stack.api_url, run["dagId"], "quick")
+    assert "quick" in await task_logs(http, stack.api_url, run["dagId"], "quick")
     relists = [q for m, p, q in cluster.api.requests
                if m == "GET" and p.endswith("/jobs") and "watch" not in q]
     assert len(relists) >= 2
