@@ -70,3 +70,24 @@ async def test_no_cache_run_skips_memoization(stack: Stack, http: aiohttp.Client
     await run(http, stack, pipeline())
     status, _ = await run(http, stack, copy.deepcopy(pipeline()), useCache="false")
     assert not task(status, "generate-rules")["memoized"]
+
+
+def consumer_pipeline(version: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "dagName": "memo-input", "tasks": [
+        {"name": "dataset", "image": "x", "env": {"VERSION": version},
+         "command": ["/bin/sh", "-c", 'echo "$VERSION" > /artifacts/data.txt'],
+         "outputs": ["data.txt"]},
+        {"name": "train", "image": "x", "memoize": True,
+         "command": ["/bin/sh", "-c", "wc -c < /artifacts/data.txt > /artifacts/model.txt"],
+         "inputs": [{"fromTask": "dataset", "name": "data.txt"}], "outputs": ["model.txt"]},
+    ]}
+
+
+async def test_changed_input_invalidates_memoization(stack: Stack, http: aiohttp.ClientSession) -> None:
+    first, _ = await run(http, stack, consumer_pipeline("v1"))
+    assert task(first, "train")["memoReason"] == "ran: no earlier successful attempt"
+    same, _ = await run(http, stack, consumer_pipeline("v1"))  # same bytes, new run
+    assert task(same, "train")["memoized"]
+    changed, _ = await run(http, stack, consumer_pipeline("v2-longer"))
+    train = task(changed, "train")
+    assert not train["memoized"] and train["memoReason"] == "ran: changed: input data.txt"
