@@ -24,8 +24,12 @@ setup() {
   # Reinstall only when the dependencies changed.
   local stamp=".venv/.helios-installed"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[test]"
+    echo "installing Helios and its embedded servers into .venv ..." >&2
+    if ! { .venv/bin/python -m pip install -q --upgrade pip \
+           && .venv/bin/python -m pip install -q -e ".[test]"; } >.venv/install.log 2>&1; then
+      cat .venv/install.log >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
 }

@@ -3,9 +3,11 @@ example twice (cache miss, then hit), prints the downloader's lines and the metr
 
 from __future__ import annotations
 
-import json
+import asyncio
+import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -17,6 +19,18 @@ from helios.devstack.stack import dev_stack
 SEED = "examples/cache-test.yaml"
 
 
+async def _settled_metrics(client: Client, name: str, dag_id: str) -> dict[str, Any]:
+    """Metrics are written just after a run's last event: wait (briefly) until they are."""
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = await client.metrics(name, 10)
+        runs = metrics.get("runs") or []
+        if (runs and runs[0].get("dagId") == dag_id and runs[0].get("endTime")) or (
+                time.monotonic() > deadline):
+            return metrics
+        await asyncio.sleep(0.1)
+
+
 async def run_demo(data_dir: Path, port: int, metrics_port: int, file: Path | None) -> int:
     if file is None:
         file = Path(str(resources.files("helios").joinpath(SEED)))
@@ -26,10 +40,10 @@ async def run_demo(data_dir: Path, port: int, metrics_port: int, file: Path | No
         print(f"ready in {stack.ready_s:.1f}s at {stack.api_url}\n", flush=True)
         client = Client(stack.api_url, http)
         ok = True
-        name = ""
+        name = last_id = ""
         for run in (1, 2):
             body = await client.submit_file(file)
-            name = body["dagName"]
+            name, last_id = body["dagName"], body["dagId"]
             print(f"== run {run}: {name} {body['dagId']}", flush=True)
             final = await follow(client, body["dagId"])
             ok &= final == "SUCCEEDED"
@@ -40,9 +54,8 @@ async def run_demo(data_dir: Path, port: int, metrics_port: int, file: Path | No
                 for line in lines:
                     print(f"     {line}")
             print(flush=True)
-        metrics = await client.metrics(name, 10)
+        metrics = await _settled_metrics(client, name, last_id)
         print(f"== metrics of {name} (GET /api/v1/dags/{name}/metrics?limit=10)")
         print(metrics_table(metrics))
-        print(json.dumps(metrics.get("summary", {}), indent=2))
     print("\nstopped the embedded stack", flush=True)
     return 0 if ok else 1
