@@ -94,6 +94,7 @@ def health_app(health: Health) -> web.Application:
 
 
 HEARTBEAT_S = 5.0
+FORGET_AFTER_S = 3600.0
 
 
 async def heartbeat(redis: Any, health: Health, instance: str, stop: asyncio.Event) -> None:
@@ -118,8 +119,14 @@ async def read_heartbeats(redis: Any, max_age_s: float = 3 * HEARTBEAT_S) -> lis
 
     now = time.time()
     out = []
-    for raw in (await redis.hgetall(keys.services())).values():
+    gone = []
+    for field, raw in (await redis.hgetall(keys.services())).items():
         beat = orjson.loads(raw)
+        if now - beat["at"] > FORGET_AFTER_S:
+            gone.append(field)  # an instance that crashed without saying goodbye
+            continue
         beat["stale"] = now - beat["at"] > max_age_s
         out.append(beat)
+    if gone:
+        await redis.hdel(keys.services(), *gone)
     return sorted(out, key=lambda b: (b["service"], b["instance"]))

@@ -46,10 +46,11 @@ class CancelRequest(Message):
     kind: Literal["cancel"] = "cancel"
     dag_id: str = Field(alias="dagId")
     requested_at: float = Field(alias="requestedAt")
+    generation: int = Field(default=0, description="The run generation being cancelled.")
 
     @property
     def msg_id(self) -> str:
-        return f"cancel:{self.dag_id}"
+        return f"cancel:{self.dag_id}:{self.generation}"
 
 
 class RetryRequest(Message):

@@ -69,6 +69,9 @@ class LocalExecutorSettings(_Env):
         "bwrap", description="bwrap: a private root with /artifacts; none: tests only."
     )
     keep_workspaces: bool = Field(False, description="Keep workspaces for debugging.")
+    network: Literal["host", "none"] = Field(
+        "host", description="Tasks' network: the host's, or none (a private namespace)."
+    )
 
 
 class KubernetesSettings(_Env):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import sys
 import sysconfig
@@ -20,8 +21,10 @@ from pathlib import Path
 from helios.devstack.procs import free_port, spawn, stop, wait_for_port
 
 HOST = "127.0.0.1"
-DEV_ACCESS_KEY = "helios-dev"  # local-only credentials of the embedded S3 server
-DEV_SECRET_KEY = "helios-dev-secret"
+
+
+def _secret() -> str:
+    return secrets.token_urlsafe(24)
 
 
 def _binary(name: str) -> str:
@@ -49,12 +52,16 @@ def valkey_binary() -> str:
 
 @dataclass
 class Endpoints:
+    """Where the servers listen, with the credentials they were started with. Every
+    start draws new ones: a task on this machine can reach loopback ports, so none of
+    the servers may accept a client that does not know them."""
+
     nats_url: str
     redis_url: str
     s3_url: str
     bucket: str = "helios-artifacts"
-    access_key: str = DEV_ACCESS_KEY
-    secret_key: str = DEV_SECRET_KEY
+    access_key: str = field(default_factory=lambda: "helios-" + secrets.token_hex(6))
+    secret_key: str = field(default_factory=_secret)
 
     def env(self) -> dict[str, str]:
         """The HELIOS_* settings that point a service at these servers."""
@@ -88,6 +95,12 @@ async def backing_servers(data_dir: Path, ports: Ports | None = None,
                           timeout_s: float = 30.0) -> AsyncIterator[Endpoints]:
     """NATS (JetStream), Valkey and SeaweedFS S3 under `data_dir`, stopped on exit."""
     ports = (ports or Ports()).fill()
+    nats_token, redis_password = _secret(), _secret()
+    ep = Endpoints(
+        nats_url=f"nats://{nats_token}@{HOST}:{ports.nats}",
+        redis_url=f"redis://:{redis_password}@{HOST}:{ports.redis}/0",
+        s3_url=f"http://{HOST}:{ports.s3}",
+    )
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     procs: list[asyncio.subprocess.Process] = []
@@ -95,14 +108,14 @@ async def backing_servers(data_dir: Path, ports: Ports | None = None,
         (data_dir / "nats").mkdir(exist_ok=True)
         nats = await spawn("nats", [
             _binary("nats-server"), "-js", "-sd", str(data_dir / "nats"), "-a", HOST,
-            "-p", str(ports.nats), "--no_advertise",
+            "-p", str(ports.nats), "--no_advertise", "--auth", nats_token,
         ], log_file=logs / "nats.log")
         procs.append(nats)
         (data_dir / "valkey").mkdir(exist_ok=True)
         valkey = await spawn("valkey", [
             valkey_binary(), "--bind", HOST, "--port", str(ports.redis), "--dir",
             str(data_dir / "valkey"), "--save", "", "--appendonly", "no",
-            "--protected-mode", "no",
+            "--requirepass", redis_password,
         ], log_file=logs / "valkey.log")
         procs.append(valkey)
         (data_dir / "s3").mkdir(exist_ok=True)
@@ -115,7 +128,7 @@ async def backing_servers(data_dir: Path, ports: Ports | None = None,
             f"-admin.port.grpc={w[8]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
         ], log_file=logs / "seaweedfs.log", env={
-            "AWS_ACCESS_KEY_ID": DEV_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": DEV_SECRET_KEY,
+            "AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
         }, cwd=data_dir / "s3")
         procs.append(weed)
         await asyncio.gather(
@@ -123,10 +136,6 @@ async def backing_servers(data_dir: Path, ports: Ports | None = None,
             wait_for_port(HOST, ports.redis, valkey, timeout_s),
             wait_for_port(HOST, ports.s3, weed, timeout_s),
         )
-        yield Endpoints(
-            nats_url=f"nats://{HOST}:{ports.nats}",
-            redis_url=f"redis://{HOST}:{ports.redis}/0",
-            s3_url=f"http://{HOST}:{ports.s3}",
-        )
+        yield ep
     finally:
         await asyncio.gather(*(stop(p) for p in reversed(procs)), return_exceptions=True)

@@ -7,6 +7,7 @@ import time
 import uuid
 import zlib
 
+import nats.errors
 import orjson
 from aiohttp import web
 
@@ -93,10 +94,19 @@ async def submit(request: web.Request) -> web.Response:
         await pipe.execute()
     # Stored first, published second: the scheduler never sees a run it cannot read.
     # If the publish fails, the stored run is removed again: nothing half-submitted stays.
+    submission = Submission(dagId=dag_id, dagName=dag.dag_name, useCache=dag.use_cache,
+                            submittedAt=now)
     try:
-        await publish(c.js, subjects.submit(dag_id), Submission(
-            dagId=dag_id, dagName=dag.dag_name, useCache=dag.use_cache, submittedAt=now,
-        ), timeout=c.settings.nats.request_timeout_s)
+        # A timeout may hide a stored message whose ack was lost: publishing again with
+        # the same Nats-Msg-Id is safe (deduplicated) and usually settles which it was.
+        for last in (False, False, True):
+            try:
+                await publish(c.js, subjects.submit(dag_id), submission,
+                              timeout=c.settings.nats.request_timeout_s)
+                break
+            except nats.errors.TimeoutError:
+                if last:
+                    raise
     except Exception as exc:
         await c.redis.delete(keys.definition(dag_id), keys.use_cache(dag_id), keys.run(dag_id))
         log.warning("submission not published: %s", exc, extra={"dagId": dag_id})
@@ -146,11 +156,13 @@ async def cancel(request: web.Request) -> web.Response:
     c = ctx(request)
     dag_id = check_dag_id(request.match_info["dag_id"])
     await load_dag(c.redis, dag_id)
-    state = await c.redis.hget(keys.run(dag_id), "state")
+    state, generation = await c.redis.hmget(keys.run(dag_id), "state", "generation")
     if state and RunState(state).terminal:
         raise Problem(409, "Conflict", f"run {dag_id} already ended ({state})")
-    await publish(c.js, subjects.cancel(dag_id), CancelRequest(dagId=dag_id, requestedAt=time.time()),
-                  timeout=c.settings.nats.request_timeout_s)
+    # One cancel per generation: a retried run can be cancelled again.
+    await publish(c.js, subjects.cancel(dag_id), CancelRequest(
+        dagId=dag_id, requestedAt=time.time(), generation=int(generation or 0),
+    ), timeout=c.settings.nats.request_timeout_s)
     return web.json_response({"dagId": dag_id, "status": "CANCELLING"}, status=202)
 
 

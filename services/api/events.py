@@ -16,10 +16,12 @@ import orjson
 from aiohttp import web
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from helios import keys, subjects
 from helios.states import RunState
-from services.api.context import ctx
+from helios.subjects import STREAMS
+from services.api.context import ApiContext, ctx
 from services.api.problems import Problem
 from services.api.runs import load_dag
 
@@ -44,6 +46,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     dag_id = request.match_info["dag_id"]
     await load_dag(c.redis, dag_id)  # 404 before the stream starts
     after = _last_event_id(request)
+    if after and await _already_over(c, dag_id, after):
+        # The client saw the end: 204 tells an EventSource to stop reconnecting.
+        return web.Response(status=204)
     config = ConsumerConfig(opt_start_seq=after + 1) if after else None
     sub = await c.js.subscribe(
         subjects.run_feed(dag_id), ordered_consumer=True,
@@ -55,9 +60,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # nginx: stream, don't buffer
     })
-    await response.prepare(request)
     shutdown = asyncio.ensure_future(c.shutting_down.wait())
     try:
+        await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
         while True:
             nxt = asyncio.ensure_future(sub.next_msg(timeout=HEARTBEAT_S))
@@ -68,6 +73,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 msg = nxt.result()
             except (TimeoutError, NatsTimeoutError):
+                if await _idle_and_over(c.redis, dag_id):
+                    break  # e.g. the run's events aged out of the stream: nothing will come
                 await response.write(b": keepalive\n\n")
                 continue
             seq = msg.metadata.sequence.stream
@@ -85,6 +92,24 @@ async def events(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response
+
+
+async def _already_over(c: ApiContext, dag_id: str, after: int) -> bool:
+    """True when the run has ended and `after` is at or past its last run event."""
+    state = await c.redis.hget(keys.run(dag_id), "state")
+    if not state or not RunState(state).terminal:
+        return False
+    try:
+        last = await c.js.get_last_msg(STREAMS.runs, subjects.run_event(dag_id))
+    except NotFoundError:
+        return True  # ended, and its events are gone from the stream
+    return after >= (last.seq or 0)
+
+
+async def _idle_and_over(redis, dag_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """A feed that heard nothing for a heartbeat while the run is over will hear nothing."""
+    state = await redis.hget(keys.run(dag_id), "state")
+    return bool(state) and RunState(state).terminal
 
 
 async def _is_final(redis, dag_id: str, event: dict) -> bool:  # type: ignore[no-untyped-def]

@@ -6,12 +6,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 import orjson
+import redis.exceptions
 from aiohttp import web
 
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
+
+# A backing store that does not answer is a 503 (retry later), not a 500.
+BACKEND_DOWN = (
+    ConnectionError, TimeoutError, redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError, nats.errors.TimeoutError, nats.errors.NoServersError,
+    nats.errors.ConnectionClosedError,
+)
 
 
 class Problem(Exception):
@@ -48,7 +57,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             raise
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else ""
         return problem_response(exc.status, exc.reason, detail, request.path)
-    except ConnectionError as exc:
+    except BACKEND_DOWN as exc:
         log.warning("backend unavailable: %s", exc)
         return problem_response(503, "Service Unavailable", "a backing store is unreachable; retry",
                                 request.path)

@@ -107,7 +107,7 @@ class Engine:
             log.exception("evaluation failed; redelivering", extra=log_fields(dagId=dag_id))
             DECISIONS.labels("error").inc()
             for msg, _ in items:
-                await msg.nak(delay=1.0)
+                await msg.nak(delay=_backoff(msg))
         else:
             DECISIONS.labels("ok").inc()
             for msg, _ in items:
@@ -278,9 +278,11 @@ class Engine:
             found = await self.memo.lookup(dag_name, d.task.name, fp)
             queued = _last_transition(plan, d.task.name)
             if isinstance(found, str):
+                memo = {"memoKey": fp.digest, "memoParts": fp.parts, "memoReason": f"ran: {found}"}
                 if queued is not None:
-                    queued.detail.update(memoKey=fp.digest, memoParts=fp.parts,
-                                         memoReason=f"ran: {found}")
+                    queued.detail.update(memo)
+                else:  # a retry launched by its timer: no transition to carry the fingerprint
+                    await self.store.set_detail(dag_id, d.task.name, memo)
                 keep.append(d)
                 continue
             plan.launch.remove((d.task.name, d.attempt))
@@ -317,6 +319,11 @@ class Engine:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
         if deps:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
+
+
+def _backoff(msg: Msg) -> float:
+    """0.5 s doubling per delivery, capped at 30 s: patient through an outage."""
+    return min(30.0, 0.5 * 2 ** min(msg.metadata.num_delivered - 1, 6))
 
 
 def _publish(subject: str, message: Message) -> dict[str, Any]:

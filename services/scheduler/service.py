@@ -57,8 +57,13 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             subs = [
                 await push_subscribe(js, consumer, route)
                 for consumer in (
-                    Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>"),
-                    Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>"),
+                    # Never give up on a submission or a report (an outage must not drop
+                    # a run); the engine backs off instead. A long ack wait keeps a
+                    # backlog queued behind busy runs from being redelivered meanwhile.
+                    Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>",
+                             ack_wait_s=120.0, max_deliver=-1),
+                    Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>",
+                             ack_wait_s=120.0, max_deliver=-1),
                 )
             ]
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")

@@ -112,6 +112,10 @@ class RunStore:
         key, parts = await self.redis.hmget(keys.task_detail(dag_id, task), "memoKey", "memoParts")
         return (orjson.loads(key) if key else None), (orjson.loads(parts) if parts else {})
 
+    async def set_detail(self, dag_id: str, task: str, fields: dict[str, Any]) -> None:
+        await self.redis.hset(keys.task_detail(dag_id, task),
+                              mapping={k: orjson.dumps(v).decode() for k, v in fields.items()})
+
     async def pending_effects(self, dag_id: str) -> list[dict[str, Any]]:
         """An interrupted evaluation's effects. Skipped for runs whose outbox this process
         emptied itself (the common case: no round trip)."""

@@ -128,6 +128,10 @@ async def test_sse_resume_with_last_event_id(stack: Stack, http: aiohttp.ClientS
     rest = await follow(http, stack.api_url, run["dagId"], last_event_id=ids[2])
     assert [e["_id"] for e in rest] == ids[3:]
     assert rest == everything[3:]
+    # A client that saw the terminal event and reconnects is told the feed is over.
+    async with http.get(f"{stack.api_url}/api/v1/dags/{run['dagId']}/events",
+                        headers={"Last-Event-ID": str(ids[-1])}) as resp:
+        assert resp.status == 204
 
 
 async def test_scheduler_restart_mid_run_completes_it(stack: Stack, http: aiohttp.ClientSession) -> None:

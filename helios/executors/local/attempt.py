@@ -51,6 +51,7 @@ class AttemptContext:
     node: str
     sandbox: str
     keep_workspace: bool = False
+    network: str = "host"
 
 
 class Attempt:
@@ -149,7 +150,8 @@ class Attempt:
         argv = [*self.d.task.command, *self.d.task.args]
         env = self._env(artifacts)
         if self.ctx.sandbox == "bwrap":
-            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", artifacts, argv, env=env)
+            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", artifacts, argv, env=env,
+                              network=self.ctx.network == "host")
             env = launcher_env()
         try:
             self.proc = await asyncio.create_subprocess_exec(

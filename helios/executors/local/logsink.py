@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import redis.asyncio as aioredis
 
 from helios import tasklogs
+
+log = logging.getLogger(__name__)
 
 
 class AttemptLog:
@@ -38,14 +41,21 @@ class AttemptLog:
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # kept for the next flush; the loop goes on
+                log.warning("log lines not stored yet: %s", exc)
             # Pause between batches, but end the pause at once when the attempt ends.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self.flush_s)
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
-        await tasklogs.append_lines(self.redis, self.dag_id, self.task, batch)
+        try:
+            await tasklogs.append_lines(self.redis, self.dag_id, self.task, batch)
+        except BaseException:
+            self._pending[:0] = batch  # not lost: first in line for the next flush
+            raise
 
     async def close(self) -> None:
         """Let the flusher finish its batch (never cut an RPUSH short), then write the rest."""

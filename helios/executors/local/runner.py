@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -28,7 +29,7 @@ from helios.executors.local.archiver import LogArchiver
 from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
 from helios.executors.local.logsink import AttemptLog
 from helios.logs import log_fields
-from helios.messages import CancelRun, TaskDispatch
+from helios.messages import CancelRun, TaskDispatch, TaskReport
 from helios.runtime import guard
 from helios.settings import Settings
 from helios.states import RunState, TaskState
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 RUNNING = Gauge("helios_local_attempts_running", "Attempts running on this node")
 
 CLAIM_TTL_S = 7 * 24 * 3600
+DAG_ID = re.compile(r"^[0-9a-f]{32}$")
 HEARTBEAT_S = 10.0
 
 
@@ -54,7 +56,7 @@ class LocalRunner:
             cache=NodeCache(settings.cache.dir, settings.cache.max_bytes),
             work_dir=settings.local.work_dir,
             node=settings.local.node_name, sandbox=settings.local.sandbox,
-            keep_workspace=settings.local.keep_workspaces,
+            keep_workspace=settings.local.keep_workspaces, network=settings.local.network,
         )
         self.running: dict[str, dict[str, Attempt]] = {}
         self.archiver = LogArchiver(s3, settings.s3.bucket)
@@ -116,15 +118,23 @@ class LocalRunner:
             await msg.term()
             return
         extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name, attempt=dispatch.attempt)
+        if not DAG_ID.match(dispatch.dag_id):
+            # The run id becomes part of a host path: only the API's own ids are accepted.
+            log.error("dispatch with a malformed run id dropped", extra=extra)
+            await msg.term()
+            return
         claimed, owner, wanted = await self._claim(dispatch)
         if not claimed:
-            if owner != self.instance:
-                # Its runner died with its processes (they die with their parent).
-                log.warning("attempt claimed by a lost runner; reporting it lost", extra=extra)
-                logs = AttemptLog(self.redis, dispatch.dag_id, dispatch.task.name)
-                await sink(Attempt(self.ctx, dispatch, logs).report("failed", Outcome(
-                    ok=False, reason="ExecutorLost",
-                    message="the runner of this attempt stopped before it finished")))
+            running = self.running.get(dispatch.dag_id, {}).get(dispatch.task.name)
+            if owner == self.instance and running is not None and running.d.attempt == dispatch.attempt:
+                return  # a redelivery of an attempt still running here: its handler acks
+            # Claimed, but nobody runs it: its runner died (its processes died with it) or
+            # this runner failed before reporting. Either way the attempt is lost: say so.
+            log.warning("attempt claimed but not running; reporting it lost", extra=extra)
+            logs = AttemptLog(self.redis, dispatch.dag_id, dispatch.task.name)
+            await sink(Attempt(self.ctx, dispatch, logs).report("failed", Outcome(
+                ok=False, reason="ExecutorLost",
+                message="the runner of this attempt stopped before it finished")))
             await msg.ack()
             return
         if not wanted:
@@ -141,11 +151,13 @@ class LocalRunner:
             pipe.set(claim_key, self.instance, nx=True, ex=CLAIM_TTL_S)
             pipe.get(claim_key)
             pipe.get(keys.task_status(d.dag_id, d.task.name))
+            pipe.get(keys.task_attempts(d.dag_id, d.task.name))
             pipe.hget(keys.run(d.dag_id), "state")
-            claimed, owner, state, run = await pipe.execute()
-        wanted = run != RunState.CANCELLED and state not in (
-            TaskState.CANCELLED, TaskState.UPSTREAM_FAILED
-        )
+            claimed, owner, state, attempt, run = await pipe.execute()
+        # Only the attempt the scheduler waits for: a stale dispatch of an older attempt
+        # (cancelled, then retried) must not run beside the new one.
+        wanted = (run != RunState.CANCELLED and state in (TaskState.QUEUED, TaskState.RUNNING)
+                  and int(attempt or 0) == d.attempt)
         return bool(claimed), owner, wanted
 
     async def _run_attempt(self, msg: Msg, d: TaskDispatch, sink: ReportSink, extra: dict[str, Any]) -> None:
@@ -159,25 +171,54 @@ class LocalRunner:
             logs.emit(tasklogs.ATTEMPT_BANNER.format(attempt=d.attempt))
         try:
             async def started() -> None:
-                await sink(attempt.report("running"))
+                try:
+                    await sink(attempt.report("running"))
+                except Exception as exc:  # the final report still comes; don't lose the process
+                    log.warning("could not report the attempt running: %s", exc, extra=extra)
 
             outcome = await attempt.run(started)
-            await logs.close()  # every line is in Redis before the report goes out
+            try:
+                await logs.close()  # every line is in Redis before the report goes out
+            except Exception as exc:
+                log.warning("could not store the last log lines: %s", exc, extra=extra)
             if attempt.timings.finished_at is None:
                 attempt.timings.finished_at = time.time()
-            await sink(attempt.report("succeeded" if outcome.ok else "failed", outcome))
+            await _deliver(sink, attempt.report("succeeded" if outcome.ok else "failed", outcome),
+                           extra)
             await msg.ack()
             self.archiver.submit(d.dag_id, d.task.name, d.attempt, logs.text)
             log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.reason}",
                      extra=extra)
+        except BaseException:
+            attempt.cancel()  # never leave a process behind that nobody reads or reports
+            raise
         finally:
             RUNNING.dec()
             heartbeat.cancel()
-            await logs.close()
+            with contextlib.suppress(Exception):
+                await logs.close()
             attempts = self.running.get(d.dag_id, {})
             attempts.pop(d.task.name, None)
             if not attempts:
                 self.running.pop(d.dag_id, None)
+
+
+REPORT_RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+async def _deliver(sink: ReportSink, report: TaskReport, extra: dict[str, Any]) -> None:
+    """The final report must get out: retry through a bus hiccup (the scheduler has no
+    other way to learn the outcome), then give up loudly; the unacked dispatch then
+    comes back and is reported lost."""
+    for delay in (*REPORT_RETRY_S, None):
+        try:
+            await sink(report)
+            return
+        except Exception as exc:
+            if delay is None:
+                raise
+            log.warning("report not delivered (%s); retrying in %.1fs", exc, delay, extra=extra)
+            await asyncio.sleep(delay)
 
 
 async def _heartbeat(msg: Msg) -> None:

@@ -21,7 +21,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def bwrap_argv(
     bwrap: str, workspace: Path, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-    extra_ro: Sequence[str] = (),
+    extra_ro: Sequence[str] = (), network: bool = True,
 ) -> list[str]:
     """The sandbox command line. The task's environment goes in as `--setenv` pairs
     after `--clearenv`: bwrap itself must start with `launcher_env()` only, or a
@@ -36,6 +36,8 @@ def bwrap_argv(
             out += ["--ro-bind-try", folder, folder]
     out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
             "--bind", str(workspace), ARTIFACTS, "--chdir", ARTIFACTS]
+    if not network:
+        out.append("--unshare-net")  # only a loopback of its own
     if os.geteuid() == 0:
         # Root on the host stays root in the sandbox, but with no capabilities at all.
         out += ["--cap-drop", "ALL"]
