@@ -20,9 +20,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from helios.logs import log_fields
 from helios.messages import Message
 from helios.settings import NatsSettings
 from helios.subjects import Streams
@@ -38,10 +37,6 @@ class Transient(Exception):
     def __init__(self, reason: str, delay: float = 1.0):
         super().__init__(reason)
         self.delay = delay
-
-
-class Poison(Exception):
-    """Raise from a handler for a message that can never be processed."""
 
 
 async def connect(settings: NatsSettings, name: str) -> NATS:
@@ -147,27 +142,6 @@ async def push_subscribe(
     )
 
 
-async def settle(msg: Msg, work: Awaitable[None]) -> None:
-    """Run one message's handler and ack/nak/term it according to the outcome."""
-    meta = msg.metadata
-    extra = log_fields(subject=msg.subject, seq=meta.sequence.stream, delivered=meta.num_delivered)
-    try:
-        await work
-    except Transient as exc:
-        log.info("transient failure, redelivering in %.1fs: %s", exc.delay, exc, extra=extra)
-        await msg.nak(delay=exc.delay)
-    except (Poison, ValidationError) as exc:
-        log.error("poison message dropped: %s", exc, extra=extra)
-        await msg.term()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("handler failed; redelivering", extra=extra)
-        await msg.nak(delay=min(30.0, 0.5 * 2 ** min(meta.num_delivered, 6)))
-    else:
-        await msg.ack()
-
-
 async def pull_forever(
     sub: JetStreamContext.PullSubscription,
     on_batch: Callable[[list[Msg]], Awaitable[None]],
@@ -202,7 +176,3 @@ async def pull_forever(
             await on_batch(msgs)
     finally:
         stopped.cancel()
-
-
-def decode(model: type[M], data: bytes) -> M:
-    return model.model_validate_json(data)

@@ -83,10 +83,6 @@ class Wake(Message):
 Command = Annotated[Submission | CancelRequest | RetryRequest | Wake, Field(discriminator="kind")]
 
 
-class CommandEnvelope(BaseModel):
-    command: Command
-
-
 # --- dispatch: scheduler -> executor -------------------------------------------------
 
 

@@ -80,12 +80,6 @@ def _check_input(dag: Dag, index: dict[str, int], i: int, j: int, task: Task) ->
     return []
 
 
-def resolve_artifact(dag: Dag, task: Task, input_index: int) -> str:
-    """The producer's output file that input `input_index` of `task` refers to."""
-    spec = task.inputs[input_index]
-    return spec.artifact or dag.task(spec.from_task).outputs[0]
-
-
 def find_cycle(dag: Dag) -> list[str] | None:
     """One dependency cycle as a closed path (`a -> b -> a`), or None. Iterative DFS."""
     deps = {t.name: t.dependencies for t in dag.tasks}
@@ -110,24 +104,3 @@ def find_cycle(dag: Dag) -> list[str] | None:
                 path.append(nxt)
                 stack.append(iter(deps[nxt]))
     return None
-
-
-def downstream(dag: Dag) -> dict[str, list[str]]:
-    """Task name -> the tasks that depend on it directly."""
-    out: dict[str, list[str]] = {t.name: [] for t in dag.tasks}
-    for task in dag.tasks:
-        for dep in task.dependencies:
-            out[dep].append(task.name)
-    return out
-
-
-def descendants(dag: Dag, name: str) -> set[str]:
-    children = downstream(dag)
-    seen: set[str] = set()
-    todo = list(children[name])
-    while todo:
-        cur = todo.pop()
-        if cur not in seen:
-            seen.add(cur)
-            todo.extend(children[cur])
-    return seen
