@@ -11,7 +11,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import nats
 from nats.aio.client import Client as NATS
@@ -20,15 +19,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
-from pydantic import BaseModel
 
 from helios.messages import Message
 from helios.settings import NatsSettings
 from helios.subjects import Streams
 
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class Transient(Exception):
