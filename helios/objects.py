@@ -9,3 +9,8 @@ def output(dag_id: str, task: str, file: str) -> str:
 
 def log(dag_id: str, task: str, attempt: int) -> str:
     return f"dags/{dag_id}/tasks/{task}/logs/{attempt}.log"
+
+
+def run_prefix(dag_id: str) -> str:
+    """Every object of one run."""
+    return f"dags/{dag_id}/"
