@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -35,18 +37,33 @@ class Transient(Exception):
         self.delay = delay
 
 
-async def connect(settings: NatsSettings, name: str) -> NATS:
-    """Connect, retrying for a while: in a cluster NATS may come up after us."""
-    return await nats.connect(
-        servers=[s.strip() for s in settings.url.split(",")],
-        name=name,
-        connect_timeout=settings.connect_timeout_s,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        allow_reconnect=True,
-        error_cb=_log_error,
-        disconnected_cb=_log_disconnect,
-    )
+CONNECT_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # then 2 s until the deadline
+
+
+async def connect(settings: NatsSettings, name: str, *, deadline_s: float = 60.0) -> NATS:
+    """Connect, retrying for a while: in a cluster (or `helios dev`) NATS may come up
+    after us. Once connected, the client reconnects forever by itself."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    for attempt in itertools.count():
+        try:
+            return await nats.connect(
+                servers=[s.strip() for s in settings.url.split(",")],
+                name=name,
+                connect_timeout=settings.connect_timeout_s,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                error_cb=_log_error,
+                disconnected_cb=_log_disconnect,
+            )
+        except (TimeoutError, NoServersError, OSError) as exc:
+            if loop.time() > give_up:
+                raise
+            delay = CONNECT_RETRY_S[min(attempt, len(CONNECT_RETRY_S) - 1)]
+            log.info("NATS not reachable yet (%s); retrying in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 async def close(nc: NATS, timeout_s: float = 5.0) -> None:

@@ -91,9 +91,13 @@ class Ports:
 
 
 @contextlib.asynccontextmanager
-async def backing_servers(data_dir: Path, ports: Ports | None = None,
-                          timeout_s: float = 30.0) -> AsyncIterator[Endpoints]:
-    """NATS (JetStream), Valkey and SeaweedFS S3 under `data_dir`, stopped on exit."""
+async def backing_servers(data_dir: Path, ports: Ports | None = None, timeout_s: float = 30.0,
+                          wait_for_s3: bool = True) -> AsyncIterator[Endpoints]:
+    """NATS (JetStream), Valkey and SeaweedFS S3 under `data_dir`, stopped on exit.
+
+    SeaweedFS takes about a second to listen; with `wait_for_s3=False` the block starts
+    as soon as NATS and Valkey listen, so callers can start their services meanwhile
+    (the S3 client retries on its own)."""
     ports = (ports or Ports()).fill()
     nats_token, redis_password = _secret(), _secret()
     ep = Endpoints(
@@ -134,7 +138,7 @@ async def backing_servers(data_dir: Path, ports: Ports | None = None,
         await asyncio.gather(
             wait_for_port(HOST, ports.nats, nats, timeout_s),
             wait_for_port(HOST, ports.redis, valkey, timeout_s),
-            wait_for_port(HOST, ports.s3, weed, timeout_s),
+            *([wait_for_port(HOST, ports.s3, weed, timeout_s)] if wait_for_s3 else []),
         )
         yield ep
     finally:

@@ -73,8 +73,9 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
                     timeout_s: float = 60.0) -> AsyncIterator[DevStack]:
     started = time.monotonic()
     data_dir = data_dir.resolve()
-    async with backing_servers(data_dir, ports) as ep:
-        await create_bucket(ep)
+    async with backing_servers(data_dir, ports, wait_for_s3=False) as ep:
+        # The services start while SeaweedFS is still coming up; the bucket is made then.
+        bucket = asyncio.ensure_future(create_bucket(ep))
         metrics_url = f"http://127.0.0.1:{metrics_port}"
         env = {
             **ep.env(),
@@ -98,10 +99,11 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
                     env={**env, "HELIOS_HTTP_PORT": str(port)},
                 )
             async with aiohttp.ClientSession() as session:
-                await asyncio.gather(*(
+                await asyncio.gather(bucket, *(
                     wait_ready(session, urls[n], procs[n], timeout_s) for n in SERVICES))
             yield DevStack(urls["api"], metrics_url, ep, data_dir, time.monotonic() - started)
         finally:
+            bucket.cancel()
             # API first (stop taking work), then the rest; each drains on SIGTERM.
             for name in reversed(SERVICES):
                 if name in procs:
