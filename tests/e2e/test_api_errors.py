@@ -129,3 +129,21 @@ async def test_system_status_and_probes(stack: Stack, http: aiohttp.ClientSessio
     names = {s["name"]: s["ok"] for s in body["services"]}
     assert set(names) == {"api", "scheduler", "watcher", "metrics"}
     assert names["api"] and names["scheduler"] and names["watcher"]
+
+
+async def test_prometheus_metrics_are_served(stack: Stack, http: aiohttp.ClientSession) -> None:
+    doc = json.dumps(dag()).encode()
+    status, body, _ = await post(http, stack, doc, "application/json")
+    assert status == 201
+    from tests.stack import wait_run
+
+    await wait_run(http, stack.api_url, body["dagId"])
+    async with http.get(f"{stack.api_url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    # One registry per process; the in-process stack shows every service's series.
+    for series in ("helios_scheduler_launches_total", "helios_dispatch_latency_seconds_bucket",
+                   "helios_watcher_reports_total", "helios_local_attempts_running",
+                   "helios_scheduler_queued_messages"):
+        assert series in text, series
+
