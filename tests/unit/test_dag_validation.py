@@ -74,6 +74,11 @@ def test_input_implies_dependency() -> None:
     (lambda d: d["tasks"][0].update(env={"1BAD": "1"}), "tasks[0].env", "not a valid variable name"),
     (lambda d: d.update(apiVersion="v2"), "apiVersion", "'v1'"),
     (lambda d: d.update(tasks=[]), "tasks", "at least 1"),
+    # Types are strict: a wrong type is an error, never silently converted.
+    (lambda d: d["tasks"][0].update(retries=True), "tasks[0].retries", "valid integer"),
+    (lambda d: d["tasks"][0].update(retries="3"), "tasks[0].retries", "valid integer"),
+    (lambda d: d["tasks"][0].update(cache="yes"), "tasks[0].cache", "valid boolean"),
+    (lambda d: d["tasks"][0].update(image=123), "tasks[0].image", "valid string"),
 ])
 def test_rejections_name_field_and_reason(mutate: Any, field: str, reason: str) -> None:
     doc = copy.deepcopy(base())
