@@ -28,6 +28,10 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 
+def is_dns_label(value: str) -> bool:
+    return len(value) <= 63 and re.match(DNS1123_LABEL, value) is not None
+
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
 Quantity = Annotated[str, StringConstraints(max_length=32, pattern=QUANTITY)]
 Arg = Annotated[str, StringConstraints(max_length=65536)]

@@ -12,6 +12,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from helios.definitions import Definitions
 from helios.health import Health
 from helios.settings import Settings
 
@@ -25,6 +26,7 @@ class ApiContext:
     s3: Any
     http: aiohttp.ClientSession
     health: Health
+    definitions: Definitions
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 import zlib
 
 import nats.errors
@@ -14,11 +13,12 @@ from aiohttp import web
 from helios import keys, subjects, tasklogs
 from helios.bus import publish
 from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError, parse_dag_document
+from helios.definitions import new_run_id
 from helios.messages import CancelRequest, RetryRequest, Submission
 from helios.states import RunState
 from services.api.context import ctx
 from services.api.problems import Problem, problem_response
-from services.api.runs import TASK_NAME, check_dag_id, load_dag, run_status
+from services.api.runs import check_dag_id, load_dag, run_status
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ async def submit(request: web.Request) -> web.Response:
     override = _bool_query(request, "useCache")
     if override is not None:
         dag = dag.model_copy(update={"use_cache": override})
-    dag_id = uuid.uuid4().hex
+    dag_id = new_run_id()
     now = time.time()
     use_cache = "true" if dag.use_cache else "false"
     async with c.redis.pipeline(transaction=True) as pipe:
@@ -121,7 +121,7 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(await run_status(ctx(request).redis, request.match_info["dag_id"]))
+    return web.json_response(await run_status(request, request.match_info["dag_id"]))
 
 
 def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -140,8 +140,8 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
 async def logs(request: web.Request) -> web.StreamResponse:
     c = ctx(request)
     dag_id, task = request.match_info["dag_id"], request.match_info["task"]
-    dag = await load_dag(c.redis, dag_id)
-    if not TASK_NAME.match(task) or task not in dag.by_name:
+    dag = await load_dag(request, dag_id)
+    if task not in dag.by_name:
         raise Problem(404, "Not Found", f"run {dag_id} has no task {task!r}")
     offset = _int_query(request, "offset", 0, 0, 10**9)
     limit = _int_query(request, "limit", 10_000, 1, 100_000)
@@ -155,7 +155,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def cancel(request: web.Request) -> web.Response:
     c = ctx(request)
     dag_id = check_dag_id(request.match_info["dag_id"])
-    await load_dag(c.redis, dag_id)
+    await load_dag(request, dag_id)
     state, generation = await c.redis.hmget(keys.run(dag_id), "state", "generation")
     if state and RunState(state).terminal:
         raise Problem(409, "Conflict", f"run {dag_id} already ended ({state})")
@@ -169,7 +169,7 @@ async def cancel(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     c = ctx(request)
     dag_id = check_dag_id(request.match_info["dag_id"])
-    await load_dag(c.redis, dag_id)
+    await load_dag(request, dag_id)
     state = await c.redis.hget(keys.run(dag_id), "state")
     if state in (None, RunState.RUNNING.value):
         raise Problem(409, "Conflict", f"run {dag_id} is still running")

@@ -44,7 +44,7 @@ def _last_event_id(request: web.Request) -> int:
 async def events(request: web.Request) -> web.StreamResponse:
     c = ctx(request)
     dag_id = request.match_info["dag_id"]
-    await load_dag(c.redis, dag_id)  # 404 before the stream starts
+    await load_dag(request, dag_id)  # 404 before the stream starts
     after = _last_event_id(request)
     if after and await _already_over(c, dag_id, after):
         # The client saw the end: 204 tells an EventSource to stop reconnecting.

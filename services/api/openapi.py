@@ -8,6 +8,7 @@ from typing import Any
 
 from helios import __version__
 from helios.dag.model import Dag
+from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
 
 
@@ -22,7 +23,7 @@ def _json(description: str, ref: str) -> dict[str, Any]:
 
 
 DAG_ID = {"name": "dagId", "in": "path", "required": True,
-          "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+          "schema": {"type": "string", "pattern": RUN_ID_PATTERN}}
 NOT_FOUND = _problem("No such run (or task)")
 
 

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import re
-from collections import OrderedDict
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
+from aiohttp import web
 
 from helios import keys
 from helios.dag.model import Dag
-from helios.dag.parse import parse_dag
+from helios.definitions import is_run_id
+from services.api.context import ctx
 from services.api.problems import Problem
-
-DAG_ID = re.compile(r"^[0-9a-f]{32}$")
-TASK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-_dags: OrderedDict[str, Dag] = OrderedDict()
 
 
 def check_dag_id(dag_id: str) -> str:
-    if not DAG_ID.match(dag_id):
+    if not is_run_id(dag_id):
         raise Problem(404, "Not Found", f"no run {dag_id!r} (run ids are 32 hex characters)")
     return dag_id
 
 
-async def load_dag(redis: aioredis.Redis, dag_id: str) -> Dag:
-    """The run's definition (parsed once per process: definitions never change)."""
-    check_dag_id(dag_id)
-    dag = _dags.get(dag_id)
+async def load_dag(request: web.Request, dag_id: str) -> Dag:
+    """The run's definition, or a 404."""
+    dag = await ctx(request).definitions.get(check_dag_id(dag_id))
     if dag is None:
-        raw = await redis.get(keys.definition(dag_id))
-        if raw is None:
-            raise Problem(404, "Not Found", f"no run {dag_id!r}")
-        dag = parse_dag(orjson.loads(raw))
-        _dags[dag_id] = dag
-        if len(_dags) > 256:
-            _dags.popitem(last=False)
+        raise Problem(404, "Not Found", f"no run {dag_id!r}")
     return dag
 
 
@@ -54,8 +41,9 @@ def _num(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-async def run_status(redis: aioredis.Redis, dag_id: str) -> dict[str, Any]:
-    dag = await load_dag(redis, dag_id)
+async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
+    redis = ctx(request).redis
+    dag = await load_dag(request, dag_id)
     names = [t.name for t in dag.tasks]
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.run(dag_id))

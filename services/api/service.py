@@ -10,6 +10,7 @@ import aiohttp
 
 from helios.bus import close as close_nats
 from helios.bus import connect, ensure_streams
+from helios.definitions import Definitions
 from helios.health import Health, heartbeat, serve_http
 from helios.runtime import StopEvent, guard
 from helios.s3 import open_s3
@@ -33,7 +34,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health,
         async with open_s3(settings.s3) as s3, aiohttp.ClientSession() as http:
             health.add_check("redis", redis.ping)
             health.add_check("nats", js.account_info)
-            context = ApiContext(settings, nc, js, redis, s3, http, health)
+            context = ApiContext(settings, nc, js, redis, s3, http, health, Definitions(redis))
             app = make_app(context, health)
             # Bodies are decompressed by the handler, bounded: a zip bomb stops at 1 MiB.
             async with serve_http(app, settings.http.host, settings.http.port,

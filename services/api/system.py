@@ -10,10 +10,10 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from helios.dag.model import is_dns_label
 from helios.health import read_heartbeats
 from services.api.context import ctx
 from services.api.problems import Problem
-from services.api.runs import TASK_NAME as DAG_NAME
 
 SERVICES = ("api", "scheduler", "watcher", "metrics")
 
@@ -60,7 +60,7 @@ async def dag_metrics(request: web.Request) -> web.StreamResponse:
     """Served by the metrics service; proxied so one base URL serves the whole API."""
     c = ctx(request)
     name = request.match_info["dag_name"]
-    if not DAG_NAME.match(name):
+    if not is_dns_label(name):
         raise Problem(400, "Bad Request", "dagName must be a DNS-1123 label")
     url = URL(c.settings.metrics_url).with_path(f"/api/v1/dags/{name}/metrics").with_query(
         request.query)

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from helios import keys
 from helios.dag.model import Dag
-from helios.dag.parse import parse_dag
+from helios.definitions import Definitions
 from helios.messages import InputArtifact, OutputArtifact
 from helios.states import RunState, TaskState
 from services.scheduler.decide import RunView, TaskView, Transition
@@ -24,24 +24,15 @@ class UnknownRun(LookupError):
 class RunStore:
     def __init__(self, redis: aioredis.Redis, dag_cache_size: int = 512):
         self.redis = redis
-        # Definitions never change after submission: parse each once.
-        self._dags: OrderedDict[str, Dag] = OrderedDict()
+        self._definitions = Definitions(redis, dag_cache_size)
         self._dag_cache_size = dag_cache_size
         self._views: OrderedDict[str, tuple[RunView, dict[str, str]]] = OrderedDict()
         self._sent: OrderedDict[str, None] = OrderedDict()  # runs with an empty outbox
 
     async def dag(self, dag_id: str) -> Dag:
-        dag = self._dags.get(dag_id)
+        dag = await self._definitions.get(dag_id)
         if dag is None:
-            raw = await self.redis.get(keys.definition(dag_id))
-            if raw is None:
-                raise UnknownRun(dag_id)
-            dag = parse_dag(orjson.loads(raw))
-            self._dags[dag_id] = dag
-            if len(self._dags) > self._dag_cache_size:
-                self._dags.popitem(last=False)
-        else:
-            self._dags.move_to_end(dag_id)
+            raise UnknownRun(dag_id)
         return dag
 
     async def load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
 from typing import Any
@@ -24,6 +23,7 @@ from prometheus_client import Gauge
 from helios import keys, subjects, tasklogs
 from helios.artifacts.cache import NodeCache
 from helios.bus import Consumer, ensure_streams, push_subscribe
+from helios.definitions import is_run_id
 from helios.executors.base import ReportSink
 from helios.executors.local.archiver import LogArchiver
 from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 RUNNING = Gauge("helios_local_attempts_running", "Attempts running on this node")
 
 CLAIM_TTL_S = 7 * 24 * 3600
-DAG_ID = re.compile(r"^[0-9a-f]{32}$")
 HEARTBEAT_S = 10.0
 
 
@@ -118,7 +117,7 @@ class LocalRunner:
             await msg.term()
             return
         extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name, attempt=dispatch.attempt)
-        if not DAG_ID.match(dispatch.dag_id):
+        if not is_run_id(dispatch.dag_id):
             # The run id becomes part of a host path: only the API's own ids are accepted.
             log.error("dispatch with a malformed run id dropped", extra=extra)
             await msg.term()
