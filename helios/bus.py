@@ -66,6 +66,15 @@ async def connect(settings: NatsSettings, name: str, *, deadline_s: float = 60.0
     raise AssertionError("unreachable")
 
 
+def connected_check(nc: NATS) -> Callable[[], Awaitable[None]]:
+    """A readiness check: the client holds a live connection to NATS."""
+    async def check() -> None:
+        if not nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+
+    return check
+
+
 async def close(nc: NATS, timeout_s: float = 5.0) -> None:
     """Flush what we published and acked, then close. The services drain their own
     in-flight work first; `nc.drain()` would wait on pull subscriptions' buffers."""

@@ -106,12 +106,8 @@ async def serve(
 
 
 def _add_checks(health: Health, nc: NATS, redis: aioredis.Redis) -> None:
-    async def nats_connected() -> None:
-        if not nc.is_connected:
-            raise ConnectionError("not connected to NATS")
-
     async def redis_ping() -> None:
         await redis.ping()
 
-    health.add_check("nats", nats_connected)
+    health.add_check("nats", bus.connected_check(nc))
     health.add_check("redis", redis_ping)

@@ -9,7 +9,7 @@ import uuid
 from nats.aio.msg import Msg
 
 from helios import subjects
-from helios.bus import Consumer, connect, ensure_streams, push_subscribe
+from helios.bus import Consumer, connect, connected_check, ensure_streams, push_subscribe
 from helios.bus import close as close_nats
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
@@ -37,7 +37,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
     try:
         js = nc.jetstream(timeout=settings.nats.request_timeout_s)
         await ensure_streams(js, streams)
-        health.add_check("nats", lambda: _nats_ok(nc))
+        health.add_check("nats", connected_check(nc))
         health.add_check("redis", redis.ping)
         policy = Policy(
             retry_backoff_s=settings.scheduler.retry_backoff_s,
@@ -81,8 +81,3 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
     finally:
         await close_nats(nc)
         await redis.aclose()
-
-
-async def _nats_ok(nc) -> None:  # type: ignore[no-untyped-def]
-    if not nc.is_connected:
-        raise ConnectionError("not connected to NATS")

@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from helios import subjects
 from helios.bus import close as close_nats
-from helios.bus import connect, ensure_streams, publish
+from helios.bus import connect, connected_check, ensure_streams, publish
 from helios.executors.factory import open_task_source
 from helios.health import Health, health_app, heartbeat, serve_http
 from helios.logs import log_fields
@@ -37,6 +37,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
     try:
         js = nc.jetstream(timeout=settings.nats.request_timeout_s)
         await ensure_streams(js, Streams(replicas=settings.nats.stream_replicas))
+        health.add_check("nats", connected_check(nc))
         health.add_check("redis", redis.ping)
 
         async def sink(report: TaskReport) -> None:
