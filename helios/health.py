@@ -12,6 +12,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from helios import keys
+
 Check = Callable[[], Awaitable[object]]
 
 
@@ -99,8 +101,6 @@ FORGET_AFTER_S = 3600.0
 
 async def heartbeat(redis: Any, health: Health, instance: str, stop: asyncio.Event) -> None:
     """Publish this instance's readiness to Redis for `GET /api/v1/system/status`."""
-    from helios import keys
-
     field = f"{health.service}/{instance}"
     while not stop.is_set():
         ok, checks = await health.report()
@@ -115,8 +115,6 @@ async def heartbeat(redis: Any, health: Health, instance: str, stop: asyncio.Eve
 
 
 async def read_heartbeats(redis: Any, max_age_s: float = 3 * HEARTBEAT_S) -> list[dict[str, Any]]:
-    from helios import keys
-
     now = time.time()
     out = []
     gone = []

@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import nats
 import pytest
 import redis.asyncio as aioredis
@@ -83,3 +84,10 @@ def _quiet_env() -> None:
     # Tests configure everything explicitly; a developer's HELIOS_* must not leak in.
     for key in [k for k in os.environ if k.startswith("HELIOS_")]:
         del os.environ[key]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to the services over real sockets."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,8 +120,6 @@ async def follow(session: aiohttp.ClientSession, api: str, dag_id: str,
             line = raw.decode().rstrip("\n")
             if not line:
                 if "data" in current:
-                    import json
-
                     event = json.loads(current["data"])
                     event["_id"] = int(current["id"])
                     events.append(event)

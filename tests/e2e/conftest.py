@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 
 from helios.settings import Settings
@@ -13,9 +12,3 @@ from tests.stack import Stack, running_stack
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
     async with running_stack(settings) as running:
         yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session

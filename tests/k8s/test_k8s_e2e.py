@@ -34,12 +34,6 @@ async def stack(k8s: Settings) -> AsyncIterator[Stack]:
         yield running
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def run_seed(stack: Stack, http: aiohttp.ClientSession) -> tuple[str, list[str]]:
     run = await submit(http, stack.api_url, SEED)
     status = await wait_run(http, stack.api_url, run["dagId"])

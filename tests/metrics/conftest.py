@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import nats
 import pytest
 import redis.asyncio as aioredis
@@ -29,9 +28,3 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     client = open_redis(settings.redis)
     yield client
     await client.aclose()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
