@@ -176,11 +176,12 @@ class Engine:
                 dagId=dag_id, task=timer.task, attempt=timer.attempt,
                 fireAt=time.time() + timer.delay_s)))
         await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects)
-        await self._send(dag_id, effects, reports)
+        await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
         await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
 
     async def _send(self, dag_id: str, effects: list[dict[str, Any]],
-                    reports: dict[str, TaskReport] | None = None) -> None:
+                    reports: dict[str, TaskReport] | None = None,
+                    built: dict[str, TaskDispatch] | None = None) -> None:
         """Send every effect at once and wait for all of them: one round trip, not one per
         effect. Publishes keep their order (nats-py writes each PUB to the socket in call
         order, before its first suspension), which is all the feed needs; launches and
@@ -193,7 +194,10 @@ class Engine:
                                              timeout=self.timeout,
                                              headers={"Nats-Msg-Id": effect["id"]}))
             elif kind == "launch":
-                dispatch = TaskDispatch.model_validate(effect["dispatch"])
+                # This evaluation's own dispatches are at hand; an outbox left by an
+                # interrupted one is decoded from its stored form.
+                dispatch = (built or {}).get(effect["dispatch"]["jobName"]) or (
+                    TaskDispatch.model_validate(effect["dispatch"]))
                 sends.append(self.executor.launch(dispatch))
                 LAUNCHES.inc()
                 if reports:
