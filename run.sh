@@ -50,6 +50,9 @@ case "${1:-}" in
     command -v kubectl >/dev/null || apt_install kubectl || true
     setup
     shift
+    # Lint and types first: a style or type error fails the run like a failing test.
+    .venv/bin/ruff check .
+    .venv/bin/mypy
     exec .venv/bin/python -m pytest -q "$@"
     ;;
   *)

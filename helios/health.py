@@ -26,6 +26,9 @@ class Health:
         self.checks: dict[str, Check] = {}
         self.ready = asyncio.Event()  # set once the service finished starting
         self.draining = False
+        # Why the service is no longer live (e.g. its consumer is gone); `/healthz` then
+        # answers 503 so an orchestrator restarts it.
+        self.dead: str | None = None
 
     def add_check(self, name: str, check: Check) -> None:
         self.checks[name] = check
@@ -50,6 +53,9 @@ class Health:
         return ok, results
 
     async def healthz(self, _: web.Request) -> web.Response:
+        if self.dead is not None:
+            return web.json_response(
+                {"status": "dead", "service": self.service, "reason": self.dead}, status=503)
         return web.json_response({"status": "ok", "service": self.service})
 
     async def readyz(self, _: web.Request) -> web.Response:
