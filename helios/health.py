@@ -87,8 +87,9 @@ async def serve_http(app: web.Application, host: str, port: int,
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
-    server = site._server
-    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+    # AbstractServer does not declare `sockets`; asyncio's Server (what we get) has it.
+    sockets = getattr(site._server, "sockets", None)
+    bound = int(sockets[0].getsockname()[1]) if sockets else port
     try:
         yield bound
     finally:
