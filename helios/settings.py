@@ -74,6 +74,13 @@ class LocalExecutorSettings(_Env):
     )
 
 
+# The capabilities Pod Security "baseline" (and deploy/extras/pod-guard) admits.
+BaselineCapability = Literal[
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+]
+
+
 class KubernetesSettings(_Env):
     model_config = SettingsConfigDict(env_prefix="HELIOS_K8S_")
 
@@ -89,6 +96,14 @@ class KubernetesSettings(_Env):
     )
     in_cluster: bool = Field(True, description="Use the in-cluster config, else kubeconfig.")
     kubeconfig: str | None = Field(None, description="Path of a kubeconfig (out of cluster).")
+    task_run_as_user: int | None = Field(
+        None, ge=1, le=2**31 - 1,
+        description="uid and gid of user containers (runAsNonRoot); unset: the image's USER.",
+    )
+    task_add_capabilities: list[BaselineCapability] = Field(
+        default_factory=list,
+        description="Capabilities given back to user containers (all are dropped); JSON list.",
+    )
 
 
 class SchedulerSettings(_Env):
