@@ -114,6 +114,20 @@ class SchedulerSettings(_Env):
     max_runs_in_flight: int = Field(256, ge=1, description="Runs evaluated concurrently.")
 
 
+class AuthSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_AUTH_")
+
+    tokens_file: Path | None = Field(
+        None, description="File of `scope token` lines (scope read or write); the API refuses "
+                          "to start without it unless HELIOS_AUTH_DISABLED is set."
+    )
+    public_reads: bool = Field(False, description="Reads (GET) need no token; writes still do.")
+    disabled: bool = Field(
+        False, description="No authentication at all: only on a machine nobody else reaches."
+    )
+    reload_s: float = Field(1.0, gt=0, description="How often the tokens file is checked for changes.")
+
+
 class Settings(_Env):
     """Everything any service reads; each service uses the parts it needs."""
 
@@ -134,12 +148,13 @@ class Settings(_Env):
     local: LocalExecutorSettings = Field(default_factory=LocalExecutorSettings)
     k8s: KubernetesSettings = Field(default_factory=KubernetesSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 _PARTS: dict[str, type[BaseSettings]] = {
     "nats": NatsSettings, "redis": RedisSettings, "s3": S3Settings, "cache": CacheSettings,
     "http": HttpSettings, "local": LocalExecutorSettings, "k8s": KubernetesSettings,
-    "scheduler": SchedulerSettings,
+    "scheduler": SchedulerSettings, "auth": AuthSettings,
 }
 
 
