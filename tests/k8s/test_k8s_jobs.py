@@ -25,6 +25,10 @@ SETTINGS = Settings(
 )
 INPUT = InputArtifact(name="input.txt", fromTask="gen", artifact="output.txt",
                       key="dags/run-1/tasks/gen/outputs/output.txt", sha256="ab" * 32, size=10)
+USER_SECURITY = {
+    "privileged": False, "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+}
 HELPER_SECURITY = {
     "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
     "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
@@ -67,6 +71,8 @@ def test_identity_labels_and_job_spec() -> None:
     assert pod["serviceAccountName"] == "helios-task"
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
+    assert pod["shareProcessNamespace"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
@@ -188,7 +194,7 @@ def test_user_container_fields() -> None:
     assert main["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"},
                                  "limits": {"memory": "2Gi"}}
     assert main["envFrom"] == [{"secretRef": {"name": "wandb"}}]
-    assert main["securityContext"] == {"privileged": False, "allowPrivilegeEscalation": False}
+    assert main["securityContext"] == USER_SECURITY
     assert pod["nodeSelector"] == {"kubernetes.io/hostname": "gpu-1"}
     assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["serviceAccountName"] == "trainer"
@@ -206,6 +212,110 @@ def test_no_container_is_privileged_or_escalates() -> None:
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
             assert "ALL" in sc["capabilities"]["drop"]
             assert c["resources"]["limits"]["memory"]
+
+
+# Every pod shape build_job makes: inputs or not, outputs or not, cache on or off.
+SHAPES = [
+    pytest.param(task, kw, id=name)
+    for name, task, kw in [
+        ("plain", {"name": "p", "command": ["x"]}, {}),
+        ("inputs", {"name": "i", "command": ["x"]}, {"inputs": [INPUT]}),
+        ("outputs", {"name": "o", "command": ["x"], "outputs": ["o"]}, {}),
+        ("both", {"name": "b", "command": ["x"], "outputs": ["o"]}, {"inputs": [INPUT]}),
+        ("no-cache", {"name": "n", "command": ["x"], "outputs": ["o"]},
+         {"inputs": [INPUT], "use_cache": False}),
+    ]
+]
+
+
+@pytest.mark.parametrize(("task", "kw"), SHAPES)
+def test_only_helios_helpers_touch_the_node_cache(task: dict[str, Any],
+                                                  kw: dict[str, Any]) -> None:
+    """The hostPath is mounted by `cache-owner` and `downloader` only; user code never
+    sees the cache, so it can neither read other runs' entries nor poison them."""
+    pod = build(task, **kw)["spec"]["template"]["spec"]
+    host_volumes = {v["name"] for v in pod["volumes"] if "hostPath" in v}
+    assert host_volumes <= {"helios-cache"}
+    for c in [*pod["initContainers"], *pod["containers"]]:
+        mounted = {m["name"] for m in c["volumeMounts"]}
+        if mounted & host_volumes:
+            assert c["name"] in ("cache-owner", "downloader"), c["name"]
+            assert c["image"] == SETTINGS.k8s.task_image
+    main = containers(build(task, **kw))["main"]
+    assert {m["name"] for m in main["volumeMounts"]} <= {"artifacts", "helios-run"}
+
+
+@pytest.mark.parametrize(("task", "kw"), SHAPES)
+def test_user_container_never_gets_s3_credentials(task: dict[str, Any],
+                                                  kw: dict[str, Any]) -> None:
+    pod = build(task, **kw)["spec"]["template"]["spec"]
+    main = containers(build(task, **kw))["main"]
+    assert not [e for e in main["env"] if e["name"].startswith("HELIOS_S3")]
+    assert not [e for e in main["env"] if "valueFrom" in e]
+    assert "envFrom" not in main
+    assert pod["shareProcessNamespace"] is False  # no peeking at the helpers' /proc
+    helpers = [c for c in [*pod["initContainers"], *pod["containers"]]
+               if c["name"] in ("downloader", "uploader")]
+    for c in helpers:  # the credentials are where they are needed, by reference only
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+                for e in c["env"] if "valueFrom" in e}
+        assert refs == {"HELIOS_S3_ACCESS_KEY_ID": "helios-s3",
+                        "HELIOS_S3_SECRET_ACCESS_KEY": "helios-s3"}
+
+
+@pytest.mark.parametrize(("task", "kw"), SHAPES)
+def test_helpers_are_non_root_and_nothing_escalates(task: dict[str, Any],
+                                                    kw: dict[str, Any]) -> None:
+    pod = build(task, **kw)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    for c in [*pod["initContainers"], *pod["containers"]]:
+        sc = c["securityContext"]
+        assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        if c["name"] in ("downloader", "uploader"):
+            assert sc == HELPER_SECURITY
+        elif c["name"] == "cache-owner":  # uid 0 with CHOWN only, for one chown
+            assert sc["capabilities"]["add"] == ["CHOWN"]
+            assert sc["readOnlyRootFilesystem"] is True
+        else:
+            assert c["name"] == "main" and sc == USER_SECURITY
+
+
+def test_user_container_runs_as_the_configured_user() -> None:
+    k8s = SETTINGS.k8s.model_copy(update={"task_run_as_user": 1000,
+                                          "task_add_capabilities": ["SETUID", "CHOWN"]})
+    cfg = SETTINGS.model_copy(update={"k8s": k8s})
+    job = jobs.build_job(dispatch({"name": "t", "command": ["x"], "outputs": ["o"]},
+                                  inputs=[INPUT]), cfg)
+    sc = containers(job)["main"]["securityContext"]
+    assert sc == {**USER_SECURITY, "runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True,
+                  "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETUID"]}}
+    assert containers(job)["uploader"]["securityContext"] == HELPER_SECURITY
+
+
+def test_capabilities_beyond_baseline_are_refused_by_the_settings() -> None:
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError):
+        KubernetesSettings(task_add_capabilities=["SYS_ADMIN"])
+    with pytest.raises(ValidationError):
+        KubernetesSettings(task_run_as_user=0)  # "non-root" means a uid other than 0
+
+
+def test_a_task_never_gets_helios_own_secrets_or_service_accounts() -> None:
+    task = {"name": "sneaky", "command": ["env"],
+            "envFromSecrets": ["wandb", "helios-s3", "helios-api-tokens"],
+            "serviceAccountName": "helios-scheduler"}
+    job = build(task)
+    main, pod = containers(job)["main"], job["spec"]["template"]["spec"]
+    assert main["envFrom"] == [{"secretRef": {"name": "wandb"}}]
+    assert pod["serviceAccountName"] == "helios-task"
+    assert pod["automountServiceAccountToken"] is False
+    refused = job["spec"]["template"]["metadata"]["annotations"]["helios.dev/refused"]
+    assert refused == ("envFromSecrets: helios-s3; envFromSecrets: helios-api-tokens; "
+                       "serviceAccountName: helios-scheduler")
+    assert jobs.reserved_references(dispatch({"name": "ok", "command": ["x"]}).task) == []
+    assert "helios.dev/refused" not in build()["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_manifest_validates_against_the_kubernetes_schema() -> None:

@@ -13,6 +13,17 @@ and a "wait" container that saves the outputs once that status appears):
   containers that mount the hostPath cache; both are left out when the attempt has no
   inputs, and the cache (volume and `cache-owner`) when caching is off.
 - container `main` (the user's image): the user's `command`/`args`/`env`/`resources`.
+  It never mounts the node cache and never gets the S3 credentials (those are only in
+  the helpers' environment, and the containers do not share a process namespace, so
+  `main` cannot read them from /proc either). Its security context: no privilege
+  escalation, every capability dropped (`HELIOS_K8S_TASK_ADD_CAPABILITIES` gives back
+  some of Pod Security baseline's, e.g. for images that run `apt-get` as root), the
+  runtime's default seccomp profile. `runAsNonRoot` is not forced by default: most
+  public images (`ubuntu:latest`, the seed example's) declare no USER, and the kubelet
+  refuses to start a container that must be non-root but names no numeric uid. A cluster
+  whose task images all work as any user sets `HELIOS_K8S_TASK_RUN_AS_USER` (uid and gid
+  of `main`, with `runAsNonRoot`). Root in `main` without capabilities can still write
+  only what it owns or what is world-writable (`/artifacts`), and nothing of the node.
   With declared outputs, the argv is wrapped by a FIXED shell script that never contains
   user data: `/bin/sh -c WRAPPER helios-task <command...> <args...>`. The user's strings
   arrive as positional parameters (`"$@"`), so nothing is ever parsed by a shell. The
@@ -46,9 +57,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from helios.dag.model import Task
 from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, AttemptId
 from helios.messages import TaskDispatch
-from helios.settings import Settings
+from helios.settings import KubernetesSettings, Settings
 
 CACHE_OWNER = "cache-owner"
 DOWNLOADER = "downloader"
@@ -61,6 +73,15 @@ RUN_DIR = "/var/run/helios"  # shared between `main` (rw) and `uploader` (ro)
 EXIT_CODE_FILE = f"{RUN_DIR}/exitcode"
 S3_SECRET = "helios-s3"  # holds HELIOS_S3_ACCESS_KEY_ID / HELIOS_S3_SECRET_ACCESS_KEY
 DEFAULT_SERVICE_ACCOUNT = "helios-task"
+API_TOKENS_SECRET = "helios-api-tokens"  # mounted by the api only (deploy/base/api.yaml)
+# Helios's own Secrets and ServiceAccounts, which a task must never name: the Secrets
+# hold the S3 credentials and the API tokens; a ServiceAccount can carry a cloud identity
+# (workload identity webhooks key on it, whatever automountServiceAccountToken says).
+RESERVED_SECRETS = frozenset({S3_SECRET, API_TOKENS_SECRET})
+RESERVED_SERVICE_ACCOUNTS = frozenset(
+    {"helios-api", "helios-metrics", "helios-scheduler", "helios-watcher", "helios-token-init"}
+)
+A_REFUSED = "helios.dev/refused"  # what build_job left out of a task's spec, and why
 HELPER_UID = 10001  # the Dockerfile's `helios` user
 
 V_ARTIFACTS = "artifacts"
@@ -208,7 +229,36 @@ def _resources(d: TaskDispatch) -> dict[str, Any]:
     return out
 
 
-def _main(d: TaskDispatch, ident: AttemptId, wrapped: bool) -> dict[str, Any]:
+def reserved_references(task: Task) -> list[str]:
+    """The task fields that name a Helios Secret or ServiceAccount (empty when none).
+
+    The submission validator should reject these with a 400; build_job leaves them out
+    whatever happens upstream, so a task never receives Helios's credentials.
+    """
+    refused = [f"envFromSecrets: {s}" for s in task.env_from_secrets if s in RESERVED_SECRETS]
+    if task.service_account_name in RESERVED_SERVICE_ACCOUNTS:
+        refused.append(f"serviceAccountName: {task.service_account_name}")
+    return refused
+
+
+def _user_security(k8s: KubernetesSettings) -> dict[str, Any]:
+    capabilities: dict[str, Any] = {"drop": ["ALL"]}
+    if k8s.task_add_capabilities:
+        capabilities["add"] = sorted(set(k8s.task_add_capabilities))
+    sc: dict[str, Any] = {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "capabilities": capabilities,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if k8s.task_run_as_user is not None:
+        uid = k8s.task_run_as_user
+        sc.update(runAsUser=uid, runAsGroup=uid, runAsNonRoot=True)
+    return sc
+
+
+def _main(d: TaskDispatch, ident: AttemptId, wrapped: bool,
+          k8s: KubernetesSettings) -> dict[str, Any]:
     task = d.task
     command = [literal(c) for c in task.command]
     if wrapped:
@@ -226,12 +276,12 @@ def _main(d: TaskDispatch, ident: AttemptId, wrapped: bool) -> dict[str, Any]:
         "env": _env({**task.env, **_identity_env(ident)}),
         "volumeMounts": mounts,
         "resources": _resources(d),
-        # User images may need root (ubuntu does); privilege escalation they never need.
-        "securityContext": {"privileged": False, "allowPrivilegeEscalation": False},
+        "securityContext": _user_security(k8s),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if task.env_from_secrets:
-        container["envFrom"] = [{"secretRef": {"name": s}} for s in task.env_from_secrets]
+    secrets = [s for s in task.env_from_secrets if s not in RESERVED_SECRETS]
+    if secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in secrets]
     return container
 
 
@@ -242,6 +292,12 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
     wrapped = bool(task.outputs)
     labels = ident.labels()
     annotations = {**ident.annotations(), A_OUTPUTS: json.dumps(list(task.outputs))}
+    refused = reserved_references(task)
+    if refused:
+        annotations[A_REFUSED] = "; ".join(refused)
+    account = task.service_account_name
+    if account is None or account in RESERVED_SERVICE_ACCOUNTS:
+        account = DEFAULT_SERVICE_ACCOUNT
 
     volumes: list[dict[str, Any]] = [{"name": V_ARTIFACTS, "emptyDir": {}},
                                      {"name": V_TMP, "emptyDir": {"sizeLimit": "256Mi"}}]
@@ -252,16 +308,20 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
             volumes.append({"name": V_CACHE, "hostPath": {"path": k8s.node_cache_dir,
                                                           "type": "DirectoryOrCreate"}})
         init.append(_downloader(d, settings, ident))
-    containers = [_main(d, ident, wrapped)]
+    containers = [_main(d, ident, wrapped, k8s)]
     if wrapped:
         containers.append(_uploader(d, settings, ident))
         volumes.append({"name": V_RUN, "emptyDir": {"sizeLimit": "1Mi"}})
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "serviceAccountName": task.service_account_name or DEFAULT_SERVICE_ACCOUNT,
+        "serviceAccountName": account,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # no Service env variables leaking into the task
+        # Each container its own PID namespace: `main` cannot read the helpers'
+        # /proc/<pid>/environ, where the S3 credentials are.
+        "shareProcessNamespace": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "initContainers": init,
         "containers": containers,
         "volumes": volumes,
