@@ -128,6 +128,14 @@ class AuthSettings(_Env):
     reload_s: float = Field(1.0, gt=0, description="How often the tokens file is checked for changes.")
 
 
+class RetentionSettings(_Env):
+    model_config = SettingsConfigDict(env_prefix="HELIOS_RETENTION_")
+
+    days: float = Field(30.0, gt=0, description="Delete runs that ended more than this ago.")
+    interval_s: float = Field(300.0, gt=0, description="Pause between retention passes.")
+    batch: int = Field(100, ge=1, le=10_000, description="Runs deleted per step of a pass.")
+
+
 class Settings(_Env):
     """Everything any service reads; each service uses the parts it needs."""
 
@@ -148,13 +156,14 @@ class Settings(_Env):
     local: LocalExecutorSettings = Field(default_factory=LocalExecutorSettings)
     k8s: KubernetesSettings = Field(default_factory=KubernetesSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 _PARTS: dict[str, type[BaseSettings]] = {
     "nats": NatsSettings, "redis": RedisSettings, "s3": S3Settings, "cache": CacheSettings,
     "http": HttpSettings, "local": LocalExecutorSettings, "k8s": KubernetesSettings,
-    "scheduler": SchedulerSettings, "auth": AuthSettings,
+    "scheduler": SchedulerSettings, "retention": RetentionSettings, "auth": AuthSettings,
 }
 
 
