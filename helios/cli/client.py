@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from helios.cli.feed import FeedError, FeedEvent, follow_feed
 
 
 class ApiError(Exception):
@@ -62,33 +64,19 @@ class Client:
     async def metrics(self, dag_name: str, limit: int = 10) -> dict[str, Any]:
         return await self._call("GET", f"/dags/{dag_name}/metrics", params={"limit": str(limit)})
 
-    async def events(self, dag_id: str, last_event_id: int | None = None) -> AsyncIterator[dict[str, Any]]:
-        """The run's SSE feed, resuming transparently if the connection drops."""
-        last = last_event_id
-        while True:
-            headers = {"Last-Event-ID": str(last)} if last is not None else {}
-            try:
-                async with self.session.get(
-                    f"{self.base}/dags/{dag_id}/events", headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
-                ) as resp:
-                    if resp.status >= 400:
-                        raise ApiError(resp.status, await resp.json(content_type=None))
-                    fields: dict[str, str] = {}
-                    async for raw in resp.content:
-                        line = raw.decode().rstrip("\r\n")
-                        if line.startswith(":"):
-                            continue
-                        if line:
-                            key, _, value = line.partition(":")
-                            fields[key] = value.removeprefix(" ")
-                            continue
-                        if "data" in fields:
-                            event = json.loads(fields["data"])
-                            last = int(fields.get("id", last or 0))
-                            yield event
-                        fields = {}
-                    return  # the server ended the feed after the terminal event
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-                    aiohttp.ClientConnectionError):
-                continue
+    async def feed(self, dag_id: str, last_event_id: int | None = None,
+                   on_note: Callable[[str], None] | None = None) -> AsyncIterator[FeedEvent]:
+        """The run's SSE feed with event ids, resumed through API restarts and dropped
+        connections until the run's terminal event (see `helios.cli.feed`)."""
+        try:
+            async for event in follow_feed(self.session, f"{self.base}/dags/{dag_id}/events",
+                                           last_event_id=last_event_id, on_note=on_note):
+                yield event
+        except FeedError as exc:
+            raise ApiError(exc.status, exc.body) from None
+
+    async def events(self, dag_id: str, last_event_id: int | None = None,
+                     on_note: Callable[[str], None] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The run's events (without their ids) until its terminal event."""
+        async for event in self.feed(dag_id, last_event_id, on_note):
+            yield event.data

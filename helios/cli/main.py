@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from helios.cli.client import ApiError, Client
+from helios.cli.feed import TERMINAL_RUN_STATES, TRANSIENT, backoff_s
 from helios.cli.render import Progress, metrics_table, status_table
 
 DEFAULT_API = "http://localhost:8080"
@@ -57,16 +58,43 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _note(text: str) -> None:
+    print(f"helios: {text}", file=sys.stderr, flush=True)
+
+
 async def follow(client: Client, dag_id: str, quiet: bool = False) -> str:
-    """Print the live feed; returns the run's final state."""
+    """Print the live feed until the run ends, riding through API restarts; returns the
+    run's final state."""
     progress = Progress()
-    final = "RUNNING"
-    async for event in client.events(dag_id):
+    final: str | None = None
+    async for event in client.events(dag_id, on_note=_note):
         if not quiet:
             progress.feed(event)
         if event.get("type") == "run":
             final = event["state"]
-    return final
+    if final in TERMINAL_RUN_STATES:
+        return final
+    # The API said the run is over without replaying its end (e.g. it aged out of the
+    # feed): its status says how it ended.
+    return str((await status_when_reachable(client, dag_id))["status"])
+
+
+async def status_when_reachable(client: Client, dag_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """The run's status, waiting out an API restart (a read is safe to repeat)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    failures = 0
+    while True:
+        try:
+            return await client.status(dag_id)
+        except ApiError as exc:
+            if exc.status < 500 or loop.time() > deadline:
+                raise
+        except TRANSIENT:
+            if loop.time() > deadline:
+                raise
+        failures += 1
+        await asyncio.sleep(backoff_s(failures))
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -96,7 +124,7 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
         return 0
     final = await follow(client, dag_id, quiet=not args.follow)
     if args.wait:
-        print(status_table(await client.status(dag_id)))
+        print(status_table(await status_when_reachable(client, dag_id)))
     return 0 if final == "SUCCEEDED" else 1
 
 

@@ -46,8 +46,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     dag_id = request.match_info["dag_id"]
     await load_dag(request, dag_id)  # 404 before the stream starts
     after = _last_event_id(request)
-    if after and await _already_over(c, dag_id, after):
-        # The client saw the end: 204 tells an EventSource to stop reconnecting.
+    if await _already_over(c, dag_id, after):
+        # The client saw the end (or the run's events aged out and nothing is left to
+        # replay): 204 tells an EventSource to stop reconnecting.
         return web.Response(status=204)
     config = ConsumerConfig(opt_start_seq=after + 1) if after else None
     sub = await c.js.subscribe(
@@ -61,6 +62,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",  # nginx: stream, don't buffer
     })
     shutdown = asyncio.ensure_future(c.shutting_down.wait())
+    sent = after
     try:
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
@@ -73,11 +75,14 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 msg = nxt.result()
             except (TimeoutError, NatsTimeoutError):
-                if await _idle_and_over(c.redis, dag_id):
-                    break  # e.g. the run's events aged out of the stream: nothing will come
+                if await _end_seq(c, dag_id) is not None or await _stalled(c, dag_id, sent):
+                    # The run's end is published but did not come through here (it aged
+                    # out, or this subscription lost its place across a NATS restart):
+                    # close, and the client's resume replays what it has not seen.
+                    break
                 await response.write(b": keepalive\n\n")
                 continue
-            seq = msg.metadata.sequence.stream
+            seq = sent = msg.metadata.sequence.stream
             event = orjson.loads(msg.data)
             kind = event.get("type", "task")
             await response.write(f"id: {seq}\nevent: {kind}\ndata: ".encode() + msg.data + b"\n\n")
@@ -95,21 +100,39 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _already_over(c: ApiContext, dag_id: str, after: int) -> bool:
-    """True when the run has ended and `after` is at or past its last run event."""
-    state = await c.redis.hget(keys.run(dag_id), "state")
-    if not state or not RunState(state).terminal:
-        return False
+    """True when the run has ended and `after` is at or past its terminal event."""
+    end = await _end_seq(c, dag_id)
+    return end is not None and after >= end
+
+
+async def _end_seq(c: ApiContext, dag_id: str) -> int | None:
+    """The stream sequence of the run's terminal event once the run has ended and that
+    event is published (0 if the run's events aged out of the stream); None otherwise.
+
+    The run state alone is not enough: the scheduler stores a run's end before it
+    publishes the event (its outbox), so a feed that ended on the state could end
+    before the terminal event, and a client resuming after it would never see it."""
+    state, generation = await c.redis.hmget(keys.run(dag_id), ["state", "generation"])
+    if not state or not RunState(str(state)).terminal:
+        return None
     try:
         last = await c.js.get_last_msg(STREAMS.runs, subjects.run_event(dag_id))
     except NotFoundError:
-        return True  # ended, and its events are gone from the stream
-    return after >= (last.seq or 0)
+        return 0  # ended, and its events are gone from the stream
+    event = orjson.loads(last.data or b"{}")
+    if not RunState(event.get("state")).terminal or int(event.get("generation", 0)) < int(generation or 0):
+        return None  # the end is stored, its event not yet sent
+    return last.seq or 0
 
 
-async def _idle_and_over(redis, dag_id: str) -> bool:  # type: ignore[no-untyped-def]
-    """A feed that heard nothing for a heartbeat while the run is over will hear nothing."""
-    state = await redis.hget(keys.run(dag_id), "state")
-    return bool(state) and RunState(state).terminal
+async def _stalled(c: ApiContext, dag_id: str, sent: int) -> bool:
+    """True when the stream holds an event of this run past the last one this feed sent:
+    the subscription stopped delivering (its consumer went away with a NATS restart)."""
+    try:
+        last = await c.js.get_last_msg(STREAMS.runs, subjects.run_feed(dag_id))
+    except Exception:  # no event yet, or a server too old for a wildcard lookup
+        return False
+    return (last.seq or 0) > sent
 
 
 async def _is_final(redis, dag_id: str, event: dict) -> bool:  # type: ignore[no-untyped-def]
