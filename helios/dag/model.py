@@ -11,10 +11,12 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -23,26 +25,83 @@ MAX_TASKS = 1000
 MAX_RETRIES = 20
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
+# Every pattern here is checked with `re.fullmatch` (never `re.match`: `$` also matches
+# before a trailing newline, so "FOO\n" would pass) and published as is in the OpenAPI
+# document, where JSON Schema anchors it with ^...$: one string, one meaning, so a
+# schema-driven client never gets a surprise 400. They avoid look-arounds, which
+# pydantic's regex engine lacks, and use escapes both Python and ECMA-262 read alike.
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Environment variable names as POSIX shells accept them; HELIOS_* is ours.
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RESERVED_ENV_PREFIX = "HELIOS_"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 
+# Characters a name must never carry (Unicode 14, as Python 3.11 ships it): controls (Cc),
+# format characters (Cf: bidi overrides U+202A-U+202E and isolates U+2066-U+2069, zero
+# widths, the BOM), line and paragraph separators (Zl, Zp) and lone surrogates (Cs). A
+# newline in an output name would let a task forge `[HELIOS]` lines in its log; a bidi
+# override makes a name read differently from what it is. A unit test checks the list
+# against the running Python's unicodedata.
+HIDDEN_CHARS: tuple[tuple[int, int], ...] = (
+    (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
+    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
+    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)
+
+
+def _char(cp: int) -> str:
+    # \uXXXX reads the same in Python, Rust and ECMA-262 regexes; astral characters are
+    # written literally (ECMA-262 would need \u{...}, Python \U........).
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+
+_HIDDEN = "".join(_char(a) if a == b else f"{_char(a)}-{_char(b)}" for a, b in HIDDEN_CHARS)
+# A file name: no '/' or '\\', no hidden character, no '..' anywhere, not '.', not a
+# leading '-'. Written without look-aheads: a first character that is neither '.' nor '-'
+# or a '.' followed by a plain one, then plain characters each optionally after one '.'.
+_PLAIN = f"[^/\\\\.{_HIDDEN}]"
+_FIRST = f"[^/\\\\.\\-{_HIDDEN}]"
+FILE_NAME = f"^(?:{_FIRST}|\\.{_PLAIN})(?:\\.?{_PLAIN})*\\.?$"
+MAX_FILE_NAME = 255
+NO_NUL = r"^[^\u0000]*$"
+# command[0] is the program: some character other than ASCII whitespace, no NUL.
+PROGRAM = r"^[^\u0000]*[^\u0000\t\n\v\f\r ][^\u0000]*$"
+
+_DNS1123_RE = re.compile(DNS1123_LABEL)
+_ENV_NAME_RE = re.compile(ENV_NAME)
+_FILE_NAME_RE = re.compile(FILE_NAME)
+_HIDDEN_RE = re.compile(f"[{_HIDDEN}]")
+_PROGRAM_RE = re.compile(PROGRAM)
+
+
 def is_dns_label(value: str) -> bool:
-    return len(value) <= 63 and re.match(DNS1123_LABEL, value) is not None
+    return len(value) <= 63 and _DNS1123_RE.fullmatch(value) is not None
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
 Quantity = Annotated[str, StringConstraints(max_length=32, pattern=QUANTITY)]
-Arg = Annotated[str, StringConstraints(max_length=65536)]
+# The NUL checks run in validators (precise messages); the schema states the same rule.
+Arg = Annotated[str, StringConstraints(max_length=65536), WithJsonSchema(
+    {"type": "string", "maxLength": 65536, "pattern": NO_NUL})]
+CommandItem = Annotated[str, StringConstraints(min_length=1, max_length=65536), WithJsonSchema(
+    {"type": "string", "minLength": 1, "maxLength": 65536, "pattern": NO_NUL})]
+EnvValue = Annotated[str, StringConstraints(max_length=65536), WithJsonSchema(
+    {"type": "string", "maxLength": 65536, "pattern": NO_NUL})]
+FILE_NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_FILE_NAME,
+                    "pattern": FILE_NAME,
+                    "description": "A plain file name: no '/', '\\', '..', control or format "
+                                   "characters, not '.', not starting with '-'."}
 
 
 def check_file_name(value: str) -> str:
-    """A plain file name placed under /artifacts: no path tricks, no option look-alikes."""
+    """A plain file name placed under /artifacts: no path tricks, no option look-alikes,
+    nothing hidden. Accepts exactly what FILE_NAME (plus the length bound) accepts."""
     if not value:
         raise ValueError("file name must not be empty")
-    if len(value) > 255:
-        raise ValueError("file name longer than 255 characters")
+    if len(value) > MAX_FILE_NAME:
+        raise ValueError(f"file name longer than {MAX_FILE_NAME} characters")
     if "\x00" in value:
         raise ValueError("file name must not contain NUL")
     if "/" in value or "\\" in value:
@@ -51,7 +110,16 @@ def check_file_name(value: str) -> str:
         raise ValueError(f"file name {value!r} must not contain '..'")
     if value.startswith("-"):
         raise ValueError(f"file name {value!r} must not start with '-'")
+    hidden = _HIDDEN_RE.search(value)
+    if hidden:
+        raise ValueError(f"file name {value!r} must not contain control or format characters "
+                         f"(U+{ord(hidden.group()):04X})")
+    if _FILE_NAME_RE.fullmatch(value) is None:  # unreachable if the checks above are complete
+        raise ValueError(f"file name {value!r} is not a plain file name")
     return value
+
+
+FileName = Annotated[str, AfterValidator(check_file_name), WithJsonSchema(FILE_NAME_SCHEMA)]
 
 
 class Strict(BaseModel):
@@ -62,14 +130,10 @@ class Strict(BaseModel):
 
 class InputSpec(Strict):
     from_task: Name = Field(alias="fromTask", description="The producing task.")
-    name: str = Field(description="File name placed at /artifacts/{name}.")
-    artifact: str | None = Field(
+    name: FileName = Field(description="File name placed at /artifacts/{name}.")
+    artifact: FileName | None = Field(
         default=None,
         description="The producer's output to use; optional when the producer has one output.",
-    )
-
-    _check_name = field_validator("name", "artifact")(
-        lambda v: v if v is None else check_file_name(v)
     )
 
 
@@ -94,14 +158,25 @@ class Toleration(Strict):
 class Task(Strict):
     name: Name
     image: str = Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")
-    command: list[Arg] = Field(min_length=1, max_length=4096)
+    command: list[CommandItem] = Field(
+        min_length=1, max_length=4096,
+        json_schema_extra={"prefixItems": [
+            {"type": "string", "maxLength": 65536, "pattern": PROGRAM}]},
+        description="The program and its arguments; no item is empty, the program not blank.",
+    )
     args: list[Arg] = Field(default_factory=list, max_length=4096)
-    env: dict[str, Annotated[str, StringConstraints(max_length=65536)]] = Field(
-        default_factory=dict
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": {
+            "type": "string", "pattern": ENV_NAME,
+            "not": {"type": "string", "pattern": f"^{RESERVED_ENV_PREFIX}"}}},
+        description=f"Variable names are shell names; the {RESERVED_ENV_PREFIX} prefix is reserved.",
     )
     depends_on: list[Name] = Field(default_factory=list, alias="depends_on")
     inputs: list[InputSpec] = Field(default_factory=list, max_length=1000)
-    outputs: list[str] = Field(default_factory=list, max_length=1000)
+    outputs: list[FileName] = Field(
+        default_factory=list, max_length=1000, json_schema_extra={"uniqueItems": True}
+    )
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
     timeout_seconds: int | None = Field(
         default=None, alias="timeoutSeconds", ge=1, le=MAX_TIMEOUT_SECONDS
@@ -125,10 +200,10 @@ class Task(Strict):
     @field_validator("command")
     @classmethod
     def _command_not_blank(cls, value: list[str]) -> list[str]:
-        if not value[0].strip():
-            raise ValueError("command[0] (the program) must not be empty")
         if any("\x00" in part for part in value):
             raise ValueError("command must not contain NUL")
+        if _PROGRAM_RE.fullmatch(value[0]) is None:
+            raise ValueError("command[0] (the program) must not be empty")
         return value
 
     @field_validator("args")
@@ -142,9 +217,9 @@ class Task(Strict):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
-            if not re.match(ENV_NAME, key):
+            if _ENV_NAME_RE.fullmatch(key) is None:
                 raise ValueError(f"env name {key!r} is not a valid variable name")
-            if key.startswith("HELIOS_"):
+            if key.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f"env name {key!r} is reserved (HELIOS_ prefix)")
             if "\x00" in val:
                 raise ValueError(f"env {key!r} must not contain NUL")
@@ -153,8 +228,6 @@ class Task(Strict):
     @field_validator("outputs")
     @classmethod
     def _outputs(cls, value: list[str]) -> list[str]:
-        for item in value:
-            check_file_name(item)
         if len(set(value)) != len(value):
             raise ValueError("outputs must not repeat a file name")
         return value

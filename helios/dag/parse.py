@@ -46,7 +46,8 @@ def _from_validation(exc: ValidationError) -> list[FieldError]:
             msg = "required key is missing"
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == DNS1123_LABEL:
             msg = "must be a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)"
-        elif kind == "too_short" and loc.endswith("command"):
+        elif (kind == "too_short" and loc.endswith("command")) or (
+                kind == "string_too_short" and err.get("ctx", {}).get("min_length") == 1):
             msg = "must not be empty"
         elif kind == "value_error":
             msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]

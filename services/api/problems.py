@@ -1,9 +1,14 @@
-"""RFC 9457 problem details: every error leaves the API as `application/problem+json`."""
+"""RFC 9457 problem details: every error leaves the API as `application/problem+json`.
+
+An error body names what failed in words a client can act on ("the message bus is
+unavailable"), never an exception's text: those carry internal addresses and paths.
+The details go to the server log.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import nats.errors
@@ -16,31 +21,46 @@ log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
 # A backing store that does not answer is a 503 (retry later), not a 500.
-BACKEND_DOWN = (
-    ConnectionError, TimeoutError, redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError, nats.errors.TimeoutError, nats.errors.NoServersError,
-    nats.errors.ConnectionClosedError,
-)
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+NATS_DOWN = (nats.errors.TimeoutError, nats.errors.NoServersError,
+             nats.errors.ConnectionClosedError)
+BACKEND_DOWN = (ConnectionError, TimeoutError, *REDIS_DOWN, *NATS_DOWN)
+
+# Headers an HTTP error must keep when it is turned into a problem: `Allow` on a 405,
+# `WWW-Authenticate` on a 401, `Retry-After` on a 503.
+KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "", **extra: Any):
+    def __init__(self, status: int, title: str, detail: str = "", *,
+                 headers: Mapping[str, str] | None = None, **extra: Any):
         super().__init__(detail or title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
-def problem_response(status: int, title: str, detail: str = "", instance: str = "",
-                     **extra: Any) -> web.Response:
+def problem_response(status: int, title: str, detail: str = "", instance: str = "", *,
+                     headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM)
+    return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM,
+                        headers=headers)
+
+
+def unavailable(exc: BaseException) -> str:
+    """Which dependency failed, in words: never the exception's text (it names addresses)."""
+    if isinstance(exc, REDIS_DOWN):
+        return "the state store (Redis) is unavailable; retry"
+    if isinstance(exc, NATS_DOWN):
+        return "the message bus (NATS) is unavailable; retry"
+    return "a backing service is unavailable; retry"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,16 +71,17 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except Problem as p:
-        return problem_response(p.status, p.title, p.detail, request.path, **p.extra)
+        return problem_response(p.status, p.title, p.detail, request.path, headers=p.headers,
+                                **p.extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else ""
-        return problem_response(exc.status, exc.reason, detail, request.path)
+        kept = {h: exc.headers[h] for h in KEPT_HEADERS if h in exc.headers}
+        return problem_response(exc.status, exc.reason, detail, request.path, headers=kept)
     except BACKEND_DOWN as exc:
-        log.warning("backend unavailable: %s", exc)
-        return problem_response(503, "Service Unavailable", "a backing store is unreachable; retry",
-                                request.path)
+        log.warning("backend unavailable: %r", exc, extra={"path": request.path})
+        return problem_response(503, "Service Unavailable", unavailable(exc), request.path)
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return problem_response(500, "Internal Server Error", "unexpected error; see server logs",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from helios.health import read_heartbeats
 from services.api.context import ctx
 from services.api.problems import Problem
 
+log = logging.getLogger(__name__)
+
 SERVICES = ("api", "scheduler", "watcher", "metrics")
 
 
@@ -23,8 +26,17 @@ async def _probe(name: str, check: Any) -> dict[str, Any]:
     try:
         await asyncio.wait_for(check(), 2.0)
     except Exception as exc:
-        return {"name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        # The exception's text names hosts and ports: it goes to the log, not to clients.
+        log.warning("%s check failed: %r", name, exc)
+        return {"name": name, "ok": False, "error": f"{name} unavailable ({type(exc).__name__})"}
     return {"name": name, "ok": True, "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _public(beat: dict[str, Any]) -> dict[str, Any]:
+    """A heartbeat as clients see it: a failed check says which, never the error's text."""
+    checks = beat.get("checks") or {}
+    return {**beat, "checks": {k: v if not str(v).startswith("error") else "unavailable"
+                               for k, v in checks.items()}}
 
 
 async def system_status(request: web.Request) -> web.Response:
@@ -45,7 +57,7 @@ async def system_status(request: web.Request) -> web.Response:
         beats = []
     services = []
     for name in SERVICES:
-        instances = [b for b in beats if b["service"] == name and not b["stale"]]
+        instances = [_public(b) for b in beats if b["service"] == name and not b["stale"]]
         services.append({
             "name": name,
             "ok": any(b["ready"] for b in instances),
@@ -70,4 +82,5 @@ async def dag_metrics(request: web.Request) -> web.StreamResponse:
             return web.Response(status=upstream.status, body=body,
                                 content_type=upstream.content_type)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise Problem(503, "Service Unavailable", f"the metrics service is unreachable: {exc}") from None
+        log.warning("metrics proxy failed: %r", exc)
+        raise Problem(503, "Service Unavailable", "metrics service unavailable; retry") from None

@@ -32,7 +32,7 @@ def dag(**changes: Any) -> dict[str, Any]:
     (dag(dagName="UPPER"), "dagName", "DNS-1123"),
     (dag(tasks=[{"name": "a", "image": "i", "command": []}]), "tasks[0].command", "must not be empty"),
     (dag(tasks=[{"name": "a", "image": "i", "command": ["x"], "outputs": ["../etc"]}]),
-     "tasks[0].outputs", "'/'"),
+     "tasks[0].outputs[0]", "'/'"),
     (dag(tasks=[{"name": "a", "image": "i", "command": ["x"], "depends_on": ["b"]},
                 {"name": "b", "image": "i", "command": ["x"], "depends_on": ["a"]}]),
      "tasks", "dependency cycle: a -> b -> a"),

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import unicodedata
 from importlib import resources
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from helios.dag import DagError, parse_dag, parse_dag_document
+from helios.dag import Dag, DagError, parse_dag, parse_dag_document
+from helios.dag.model import ENV_NAME, FILE_NAME, HIDDEN_CHARS, PROGRAM, check_file_name
 
 SEED = resources.files("helios").joinpath("examples/cache-test.yaml").read_bytes()
 
@@ -55,12 +60,23 @@ def test_input_implies_dependency() -> None:
     (lambda d: d.update(dagName="Not_A_Label"), "dagName", "DNS-1123"),
     (lambda d: d["tasks"][1].update(name="B"), "tasks[1].name", "DNS-1123"),
     (lambda d: d["tasks"][0].update(command=[]), "tasks[0].command", "must not be empty"),
-    (lambda d: d["tasks"][0].update(command=[""]), "tasks[0].command", "must not be empty"),
-    (lambda d: d["tasks"][0].update(outputs=["../x"]), "tasks[0].outputs", "'/'"),
-    (lambda d: d["tasks"][0].update(outputs=[".."]), "tasks[0].outputs", "'..'"),
-    (lambda d: d["tasks"][0].update(outputs=["-rf"]), "tasks[0].outputs", "'-'"),
-    (lambda d: d["tasks"][0].update(outputs=["a\x00b"]), "tasks[0].outputs", "NUL"),
-    (lambda d: d["tasks"][0].update(outputs=[""]), "tasks[0].outputs", "empty"),
+    (lambda d: d["tasks"][0].update(command=[""]), "tasks[0].command[0]", "must not be empty"),
+    (lambda d: d["tasks"][0].update(command=[" \t"]), "tasks[0].command", "must not be empty"),
+    (lambda d: d["tasks"][0].update(command=["echo", ""]), "tasks[0].command[1]", "must not be empty"),
+    (lambda d: d["tasks"][0].update(outputs=["../x"]), "tasks[0].outputs[0]", "'/'"),
+    (lambda d: d["tasks"][0].update(outputs=[".."]), "tasks[0].outputs[0]", "'..'"),
+    (lambda d: d["tasks"][0].update(outputs=["-rf"]), "tasks[0].outputs[0]", "'-'"),
+    (lambda d: d["tasks"][0].update(outputs=["a\x00b"]), "tasks[0].outputs[0]", "NUL"),
+    (lambda d: d["tasks"][0].update(outputs=[""]), "tasks[0].outputs[0]", "empty"),
+    # A newline would let a task forge `[HELIOS]` log lines; bidi controls disguise names.
+    (lambda d: d["tasks"][0].update(outputs=["a\n[HELIOS] Cache hit"]), "tasks[0].outputs[0]",
+     "U+000A"),
+    (lambda d: d["tasks"][0].update(outputs=["x\u202egpj.exe"]), "tasks[0].outputs[0]", "U+202E"),
+    (lambda d: d["tasks"][0].update(outputs=["x\u2066y"]), "tasks[0].outputs[0]", "U+2066"),
+    (lambda d: d["tasks"][0].update(outputs=["zero\u200bwidth"]), "tasks[0].outputs[0]", "U+200B"),
+    (lambda d: d["tasks"][0].update(outputs=["tag\U000e0041"]), "tasks[0].outputs[0]", "U+E0041"),
+    (lambda d: d["tasks"][1]["inputs"][0].update(name="in\rput"), "tasks[1].inputs[0].name",
+     "U+000D"),
     (lambda d: d["tasks"][1]["inputs"][0].update(name="dir/x"), "tasks[1].inputs[0].name", "'/'"),
     (lambda d: d["tasks"][0].update(retries=-1), "tasks[0].retries", "greater than or equal"),
     (lambda d: d["tasks"][0].update(retries=1000), "tasks[0].retries", "less than or equal"),
@@ -72,6 +88,12 @@ def test_input_implies_dependency() -> None:
      "declares no output 'other.txt'"),
     (lambda d: d["tasks"][0].update(env={"HELIOS_X": "1"}), "tasks[0].env", "reserved"),
     (lambda d: d["tasks"][0].update(env={"1BAD": "1"}), "tasks[0].env", "not a valid variable name"),
+    # `$` matches before a trailing newline: names are checked with full matches.
+    (lambda d: d["tasks"][0].update(env={"FOO\n": "1"}), "tasks[0].env", "not a valid variable name"),
+    (lambda d: d["tasks"][0].update(env={"F\u202eOO": "1"}), "tasks[0].env",
+     "not a valid variable name"),
+    (lambda d: d["tasks"][0].update(env={"FOO": "a\x00"}), "tasks[0].env", "NUL"),
+    (lambda d: d.update(dagName="abc\n"), "dagName", "DNS-1123"),
     (lambda d: d.update(apiVersion="v2"), "apiVersion", "'v1'"),
     (lambda d: d.update(tasks=[]), "tasks", "at least 1"),
     # Types are strict: a wrong type is an error, never silently converted.
@@ -150,3 +172,65 @@ def test_every_error_is_reported_at_once() -> None:
     doc["tasks"][0]["command"] = []
     doc["tasks"][0]["bogus"] = True
     assert len(errors_of(doc)) >= 3
+
+
+# ------------------------------------------------------- the schema states the same rules
+
+def test_hidden_characters_match_unicodedata() -> None:
+    """HIDDEN_CHARS is every Cc, Cf, Zl, Zp and Cs code point this Python knows."""
+    listed = {cp for lo, hi in HIDDEN_CHARS for cp in range(lo, hi + 1)}
+    wanted = {cp for cp in range(0x110000)
+              if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zl", "Zp", "Cs")}
+    assert listed == wanted
+
+
+def _file_name_ok(value: str) -> bool:
+    try:
+        check_file_name(value)
+    except ValueError:
+        return False
+    return True
+
+
+file_name_chars = st.sampled_from(["a", "Z", "0", ".", "-", "/", "\\", "\x00", "\n", "\x7f",
+                                   "\u202e", "\u2066", "\u200b", "\ufeff", "é", " ", "_",
+                                   "\U000e0041", "\U0001f600"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(file_name_chars, max_size=8) | st.text(max_size=8))
+def test_file_name_check_is_the_published_pattern(value: str) -> None:
+    by_pattern = re.fullmatch(FILE_NAME, value) is not None and len(value) <= 255
+    assert _file_name_ok(value) == by_pattern, repr(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(FILE_NAME, fullmatch=True))
+def test_names_drawn_from_the_published_pattern_are_accepted(value: str) -> None:
+    assume(len(value) <= 255)
+    assert _file_name_ok(value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(st.sampled_from(["A", "z", "_", "0", "\n", "-", " ", "\u202e"]), max_size=6))
+def test_env_names_follow_the_published_pattern(name: str) -> None:
+    doc = base()
+    doc["tasks"][0]["env"] = {name: "v"}
+    expect = re.fullmatch(ENV_NAME, name) is not None
+    try:
+        parse_dag(doc)
+        accepted = True
+    except DagError:
+        accepted = False
+    assert accepted == expect, repr(name)
+
+
+def test_schema_states_the_validator_rules() -> None:
+    task = Dag.model_json_schema(by_alias=True)["$defs"]["Task"]["properties"]
+    assert task["command"]["items"]["minLength"] == 1
+    assert task["command"]["prefixItems"][0]["pattern"] == PROGRAM
+    assert task["env"]["propertyNames"]["pattern"] == ENV_NAME
+    assert task["env"]["propertyNames"]["not"]["pattern"] == "^HELIOS_"
+    assert task["outputs"]["items"]["pattern"] == FILE_NAME
+    assert task["outputs"]["uniqueItems"] is True
+    assert re.fullmatch(PROGRAM, " \t") is None and re.fullmatch(PROGRAM, " x ")
