@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import mean, run_to_end
+from helios.auth_tokens import dev_headers
 from helios.cli.client import Client
 from helios.devstack.procs import free_port
 from helios.devstack.stack import dev_stack
@@ -161,7 +162,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with dev_stack(tmp / "data", api_port=free_port(), metrics_port=free_port(),
                              extra_env={"HELIOS_LOG_LEVEL": "WARNING"}) as stack, \
-                aiohttp.ClientSession() as http:
+                aiohttp.ClientSession(headers=dev_headers(stack.data_dir)) as http:
             client = Client(stack.api_url, http)
             await one_run(client, dag(1, 1, use_cache=False))  # warm-up: imports, connections
             started = time.monotonic()

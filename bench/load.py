@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from helios.auth_tokens import dev_headers
 from helios.cli.client import Client
 from helios.devstack.procs import free_port
 from helios.devstack.stack import dev_stack
@@ -79,7 +80,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         async with dev_stack(tmp / "data", api_port=free_port(), metrics_port=free_port(),
                              extra_env={"HELIOS_LOG_LEVEL": "WARNING"}) as stack, \
-                aiohttp.ClientSession() as http:
+                aiohttp.ClientSession(headers=dev_headers(stack.data_dir)) as http:
             client = Client(stack.api_url, http)
             pids = service_pids()
             left = args.runs

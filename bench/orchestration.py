@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import mean, pct, run_to_end
+from helios.auth_tokens import dev_headers
 from helios.cli.client import Client
 from helios.devstack.procs import free_port
 from helios.devstack.stack import dev_stack
@@ -89,7 +90,8 @@ def dispatch_latencies(status: dict[str, Any]) -> list[float]:
     return out
 
 
-async def submissions(api: str, total: int, concurrency: int) -> float:
+async def submissions(api: str, total: int, concurrency: int,
+                      headers: dict[str, str]) -> float:
     doc = json.dumps({"apiVersion": "v1", "dagName": "bench-submit",
                       "tasks": [noop("only", [])]}).encode()
     left = total
@@ -103,7 +105,7 @@ async def submissions(api: str, total: int, concurrency: int) -> float:
                 assert resp.status == 201, await resp.text()
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         return total / (time.perf_counter() - started)
@@ -117,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
         spawn_par = await spawn_baseline(args.tasks, parallel, tmp / "spawn")
         async with dev_stack(tmp / "data", api_port=free_port(), metrics_port=free_port(),
                              extra_env={"HELIOS_LOG_LEVEL": "WARNING"}) as stack, \
-                aiohttp.ClientSession() as http:
+                aiohttp.ClientSession(headers=dev_headers(stack.data_dir)) as http:
             client = Client(stack.api_url, http)
             await run_to_end(client, chain(3))  # warm-up
             if args.only_chain:
@@ -145,7 +147,8 @@ async def main(args: argparse.Namespace) -> None:
                 "overhead_ms_per_task": round((wall_s(status) - spawn_par) / args.tasks * 1000, 2),
             }
             results["submit_per_s"] = round(
-                await submissions(stack.api_url, args.submissions, args.concurrency), 1)
+                await submissions(stack.api_url, args.submissions, args.concurrency,
+                                  dev_headers(stack.data_dir)), 1)
         print(json.dumps(results, indent=2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -173,9 +173,11 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def usage_hint(data_dir: Path, api_url: str) -> str:
-    """What `helios dev` prints: how a shell, the CLI and curl use the dev token."""
-    _, token_file = dev_token_paths(data_dir)
-    return (f"  API token (write):   export {TOKEN_ENV}=$(cat {token_file})\n"
-            f"  with curl:           curl -H \"Authorization: Bearer ${TOKEN_ENV}\" "
-            f"{api_url}/api/v1/system/status")
+def usage_hint(data_dir: Path) -> str:
+    """`helios dev`'s line on how a shell (the CLI, curl) picks up the dev token."""
+    return f"export {TOKEN_ENV}=$(cat {dev_token_paths(data_dir)[1]})"
+
+
+def dev_headers(data_dir: Path) -> dict[str, str]:
+    """The Authorization header of `helios dev`'s write token (demo, benchmarks)."""
+    return auth_headers(dev_token(data_dir))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from nats.js.errors import NotFoundError
 from helios.devstack.servers import Endpoints, backing_servers
 from helios.s3 import ensure_bucket, open_s3
 from helios.settings import (
+    AuthSettings,
     CacheSettings,
     LocalExecutorSettings,
     NatsSettings,
@@ -36,8 +38,26 @@ async def endpoints(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[E
         yield ep
 
 
+# The API needs tokens: every test's API accepts these (fresh per session), and the
+# shared `http` client sends the write token unless a test sets its own header.
+WRITE_TOKEN = secrets.token_urlsafe(24)
+READ_TOKEN = secrets.token_urlsafe(24)
+
+
+def write_tokens_file(path: Path, *lines: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def auth_settings(tmp: Path) -> AuthSettings:
+    tokens = write_tokens_file(tmp / "auth" / "tokens", f"write {WRITE_TOKEN}", f"read {READ_TOKEN}")
+    return AuthSettings(tokens_file=tokens)
+
+
 def make_settings(ep: Endpoints, tmp: Path, **overrides: object) -> Settings:
     fields: dict[str, object] = {
+        "auth": auth_settings(tmp),
         "nats": NatsSettings(url=ep.nats_url),
         "redis": RedisSettings(url=ep.redis_url),
         "s3": S3Settings(
@@ -88,6 +108,6 @@ def _quiet_env() -> None:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session for talking to the services over real sockets."""
-    async with aiohttp.ClientSession() as session:
+    """A client session for talking to the services over real sockets (with the write token)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as session:
         yield session

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from helios.auth_tokens import dev_headers
 from helios.cli.client import Client
 from helios.cli.main import follow
 from helios.cli.render import metrics_table
@@ -36,7 +37,7 @@ async def run_demo(data_dir: Path, port: int, metrics_port: int, file: Path | No
         file = Path(str(resources.files("helios").joinpath(SEED)))
     print(f"starting the embedded stack (data in {data_dir}) ...", flush=True)
     async with dev_stack(data_dir, api_port=port, metrics_port=metrics_port) as stack, \
-            aiohttp.ClientSession() as http:
+            aiohttp.ClientSession(headers=dev_headers(stack.data_dir)) as http:
         print(f"ready in {stack.ready_s:.1f}s at {stack.api_url}\n", flush=True)
         client = Client(stack.api_url, http)
         ok = True

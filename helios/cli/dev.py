@@ -6,6 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from helios.auth_tokens import usage_hint
 from helios.devstack.stack import dev_stack
 
 
@@ -18,12 +19,15 @@ async def run_dev(data_dir: Path, port: int, metrics_port: int) -> int:
     async with dev_stack(data_dir, api_port=port, metrics_port=metrics_port) as stack:
         print(f"""Helios is ready in {stack.ready_s:.1f}s: {stack.api_url}
 
+  API token (write):   {usage_hint(stack.data_dir)}
   submit the example:  helios submit --follow <your-dag.yaml>
-  or with curl:        curl -X POST -H 'Content-Type: application/yaml' \\
+  or with curl:        curl -X POST -H "Authorization: Bearer $HELIOS_TOKEN" \\
+                         -H 'Content-Type: application/yaml' \\
                          --data-binary @dag.yaml {stack.api_url}/api/v1/dags
-  web page:            {stack.api_url}/
+  web page:            {stack.api_url}/ (asks for the token once)
   API document:        {stack.api_url}/api/v1/openapi.json
-  metrics:             curl '{stack.api_url}/api/v1/dags/cache-test/metrics?limit=10'
+  metrics:             curl -H "Authorization: Bearer $HELIOS_TOKEN" \\
+                         '{stack.api_url}/api/v1/dags/cache-test/metrics?limit=10'
   service logs:        {stack.data_dir / 'logs'}
 
 Ctrl-C stops everything.""", flush=True)

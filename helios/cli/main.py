@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from helios.auth_tokens import auth_headers, find_token
 from helios.cli.client import ApiError, Client
 from helios.cli.feed import TERMINAL_RUN_STATES, TRANSIENT, backoff_s
 from helios.cli.render import Progress, metrics_table, status_table
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api", default=os.environ.get("HELIOS_API_URL", DEFAULT_API),
                    help="API base URL (default: $HELIOS_API_URL or %(default)s)")
     p.add_argument("--json", action="store_true", help="print raw JSON responses")
+    p.add_argument("--token", default=None,
+                   help="API bearer token (default: $HELIOS_TOKEN, else ./.helios/auth/token "
+                        "as `helios dev` writes it); prefer the variable: argv is visible to others")
     sub = p.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the embedded stack (NATS, Valkey, S3 and the services)")
@@ -46,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--wait", action="store_true", help="wait for the run to end")
     mode.add_argument("--follow", action="store_true", help="print live progress until it ends")
 
+    fo = sub.add_parser("follow", help="print a run's live progress until it ends "
+                                       "(exit code: 0 if it succeeded)")
+    fo.add_argument("dag_id")
     for name, text in (("status", "show a run"), ("cancel", "cancel a run"),
                        ("retry", "re-run failed tasks of a finished run")):
         sub.add_parser(name, help=text).add_argument("dag_id")
@@ -106,7 +113,8 @@ async def _run(args: argparse.Namespace) -> int:
         from helios.cli.demo import run_demo
 
         return await run_demo(args.data_dir, args.port, args.metrics_port, args.file)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10),
+                                     headers=auth_headers(find_token(args.token))) as http:
         client = Client(args.api, http)
         handler = COMMANDS[args.command]
         return await handler(client, args)
@@ -126,6 +134,10 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
     if args.wait:
         print(status_table(await status_when_reachable(client, dag_id)))
     return 0 if final == "SUCCEEDED" else 1
+
+
+async def _follow(client: Client, args: argparse.Namespace) -> int:
+    return 0 if await follow(client, args.dag_id) == "SUCCEEDED" else 1
 
 
 async def _status(client: Client, args: argparse.Namespace) -> int:
@@ -159,7 +171,7 @@ async def _metrics(client: Client, args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
-    "submit": _submit, "status": _status, "logs": _logs, "cancel": _cancel,
+    "submit": _submit, "follow": _follow, "status": _status, "logs": _logs, "cancel": _cancel,
     "retry": _retry, "metrics": _metrics,
 }
 
@@ -170,6 +182,11 @@ def main(argv: list[str] | None = None) -> None:
         code = asyncio.run(_run(args))
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if exc.status == 401:
+            print("  the API wants a bearer token: set HELIOS_TOKEN (`helios dev` writes one to "
+                  ".helios/auth/token) or pass --token", file=sys.stderr)
+        elif exc.status == 403:
+            print("  this token may only read: use a token of scope `write`", file=sys.stderr)
         code = 2
     except aiohttp.ClientConnectionError as exc:
         print(f"error: cannot reach the API at {args.api}: {exc}\n"

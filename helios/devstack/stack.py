@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
+from helios.auth_tokens import dev_auth_env
 from helios.devstack.procs import free_port, spawn, stop
 from helios.devstack.servers import Endpoints, Ports, backing_servers
 from helios.s3 import ensure_bucket, open_s3
@@ -84,6 +85,7 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
             "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work"),
             "HELIOS_METRICS_URL": metrics_url,
             "HELIOS_HTTP_HOST": "127.0.0.1",
+            **dev_auth_env(data_dir),  # the API's tokens: <data-dir>/auth/tokens, made once
             **(extra_env or {}),
         }
         port_of = {"api": api_port, "metrics": metrics_port}

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from helios.health import Health
 from services.api import dags, events, system
+from services.api.auth import auth_middleware
 from services.api.context import CTX, ApiContext
 from services.api.openapi import openapi_document
 from services.api.page import index
@@ -17,7 +18,10 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 def make_app(context: ApiContext, health: Health) -> web.Application:
-    app = web.Application(middlewares=[problems_middleware], client_max_size=2 * 1024 * 1024)
+    # Auth inside problems: a refused request is answered before any handler runs;
+    # building it raises (the API does not start) when no tokens are configured.
+    app = web.Application(middlewares=[problems_middleware, auth_middleware(context.settings.auth)],
+                          client_max_size=2 * 1024 * 1024)
     app[CTX] = context
     app.add_routes(health.routes())
     app.add_routes([

@@ -10,6 +10,7 @@ from helios import __version__
 from helios.dag.model import Dag
 from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
+from services.api.auth import document_security
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def openapi_document() -> dict[str, Any]:
                            "lines": {"type": "array", "items": {"type": "string"}}},
         },
     }
-    return {
+    return document_security({
         "openapi": "3.1.0",
         "info": {"title": "Helios API", "version": __version__,
                  "description": "Submit DAGs of containerised tasks and follow their runs."},
@@ -149,4 +150,4 @@ def openapi_document() -> dict[str, Any]:
             }},
         },
         "components": {"schemas": schemas},
-    }
+    })
