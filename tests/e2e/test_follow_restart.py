@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from helios.cli.client import Client
 from helios.cli.feed import FeedEvent
 from helios.devstack.procs import free_port
 from helios.settings import LocalExecutorSettings, Settings
+from tests.conftest import WRITE_TOKEN
 from tests.stack import Stack, follow, running_stack
 
 HELIOS = [sys.executable, "-m", "helios.cli.main"]
@@ -84,6 +86,7 @@ async def test_cli_follow_survives_an_api_restart(
     cli = await asyncio.create_subprocess_exec(
         *HELIOS, "--api", stack.api_url, "submit", str(dag), "--follow",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HELIOS_TOKEN": WRITE_TOKEN},
     )
     assert cli.stdout and cli.stderr
     out, err = Lines(cli.stdout), Lines(cli.stderr)
@@ -95,7 +98,7 @@ async def test_cli_follow_survives_an_api_restart(
         notes: list[str] = []
 
         async def record() -> None:
-            async with aiohttp.ClientSession() as own:
+            async with aiohttp.ClientSession(headers=http.headers) as own:
                 async for event in Client(stack.api_url, own).feed(dag_id, on_note=notes.append):
                     seen.append(event)
 
