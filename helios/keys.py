@@ -1,6 +1,41 @@
-"""The one place that names Redis keys. The seed's names are kept as documented."""
+"""The one place that names Redis keys. The seed's names are kept as documented.
+
+One owner per record
+====================
+
+Each key family below is WRITTEN by exactly one service. Every other service reads it
+through one typed reader in the shared package (`helios.runs_view` for run and task
+state, `helios.definitions` for definitions, `helios.tasklogs` for logs), never by
+decoding another service's layout, and never decides from another service's private keys.
+
+| key family                                          | owner     | read by (through)         |
+| --------------------------------------------------- | --------- | ------------------------- |
+| `dag:{id}:definition`, `dag:{id}:useCache`          | api       | all (`helios.definitions`)|
+| `dag:{id}:run` (hash; see `run`)                    | scheduler | api, runner (`runs_view`) |
+| `dag:{id}:task:{t}:status`, `:attempts`, `:detail`, | scheduler | api, runner (`runs_view`) |
+|   `:outputs`; `dag:{id}:outbox`                     |           |                           |
+| `runs:ended` (the runs index)                       | scheduler | retention (same service)  |
+| `memo:{fp}`, `memo:last:{name}:{t}`, `memo:refs:{id}` | scheduler | retention (same service)|
+| `dag:{id}:task:{t}:logs`                            | watcher   | api (`helios.tasklogs`)   |
+| `dag:{id}:task:{t}:attempt:{n}:claim`, `:watch`     | watcher   | watcher only (private)    |
+| `dag:{id}:metrics` (hash), `dagRuns:{name}` (list)  | metrics   | metrics api, clients      |
+| `dag:{id}:metrics:*`, `metrics:*` (private)         | metrics   | metrics only              |
+| `helios:services` (heartbeats)                      | each service its own field | api   |
+| deletion of a whole run; `runs:deleted` (stream)    | retention (in the scheduler) | metrics |
+
+Two documented exceptions: the api creates the run hash at submission (dagName, state
+RUNNING, useCache, submittedAt, generation 0: the submission's part of it) before the
+scheduler takes it over; and retention, which alone deletes, removes every key of an
+expired run (`run_keys`) whoever wrote it. The metrics window is a view: a run leaving
+`dagRuns:{name}` leaves the window and nothing else; retention tells the metrics service
+which runs it deleted through `runs:deleted`, and metrics prunes its own per-name keys.
+
+A new per-run key must be added to `run_keys`, or retention leaves it behind.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 def definition(dag_id: str) -> str:
@@ -12,7 +47,7 @@ def use_cache(dag_id: str) -> str:
 
 
 def run(dag_id: str) -> str:
-    """Hash: dagName, state, submittedAt, startedAt, endedAt, generation."""
+    """Hash: dagName, state, useCache, submittedAt, startedAt, endedAt, generation."""
     return f"dag:{dag_id}:run"
 
 
@@ -53,6 +88,21 @@ def metrics(dag_id: str) -> str:
     return f"dag:{dag_id}:metrics"
 
 
+def metrics_state(dag_id: str) -> str:
+    """Metrics-private hash: the latest event of the run and of each task."""
+    return f"dag:{dag_id}:metrics:state"
+
+
+def metrics_seen(dag_id: str) -> str:
+    """Metrics-private set: applied message ids (a redelivery changes nothing)."""
+    return f"dag:{dag_id}:metrics:seen"
+
+
+def metrics_timings(dag_id: str) -> str:
+    """Metrics-private string: JSON per-task phase durations of the run."""
+    return f"dag:{dag_id}:metrics:timings"
+
+
 def dag_runs(dag_name: str) -> str:
     return f"dagRuns:{dag_name}"
 
@@ -62,9 +112,10 @@ def memo(fingerprint: str) -> str:
     return f"memo:{fingerprint}"
 
 
-def run_pattern(dag_id: str) -> str:
-    """Every key of one run (used when a run falls out of the metrics window)."""
-    return f"dag:{dag_id}:*"
+def memo_refs(dag_id: str) -> str:
+    """Set of fingerprints whose `memo:{fp}` entry was recorded pointing at this run's
+    outputs: retention keeps those objects while such an entry lives, without a scan."""
+    return f"memo:refs:{dag_id}"
 
 
 def services() -> str:
@@ -81,3 +132,36 @@ def memo_last(dag_name: str, task: str) -> str:
     """JSON fingerprint parts of the last successful memoizable attempt of a task name,
     so a task that runs again can say which part changed."""
     return f"memo:last:{dag_name}:{task}"
+
+
+RUNS_ENDED = "runs:ended"
+"""Sorted set: dagId -> endedAt of every ended run (the runs index). Written by the
+scheduler in the same MULTI as the terminal run state, removed when a retry makes the run
+RUNNING again; retention reads its oldest entries instead of scanning the keyspace."""
+
+RUNS_DELETED = "runs:deleted"
+"""Stream (capped): one entry {dagId, dagName} per run retention deleted, added in the
+same MULTI as the deletion. The metrics service follows it to prune its window."""
+
+RETENTION_OBJECTS = "retention:objects"
+"""Sorted set: dagId -> when to (re)try deleting the objects under `dags/{dagId}/`.
+Queued in the MULTI that deletes the run's keys (objects go after the keys, so a crash
+between leaves work queued, never a half-deleted run that still looks alive). While a
+live memo entry points at some of them, those stay and the run is queued again for when
+the entry expires; `memo:refs:{dagId}` is deleted with the last of them."""
+
+
+def run_keys(dag_id: str, attempts: Mapping[str, int]) -> list[str]:
+    """Every key of one run, given its task names and their highest attempt number
+    (`memo:refs:{dagId}` excepted: it lives as long as the objects it protects)."""
+    out = [definition(dag_id), use_cache(dag_id), run(dag_id), outbox(dag_id),
+           metrics(dag_id), metrics_state(dag_id), metrics_seen(dag_id),
+           metrics_timings(dag_id)]
+    for task, last in attempts.items():
+        out += [task_status(dag_id, task), task_logs(dag_id, task),
+                task_attempts(dag_id, task), task_detail(dag_id, task),
+                task_outputs(dag_id, task)]
+        # Attempt numbers start at 1; one past the last covers a claim racing a report.
+        for n in range(0, max(last, 0) + 2):
+            out += [attempt_claim(dag_id, task, n), attempt_watch(dag_id, task, n)]
+    return out

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from helios import keys
 from helios.dag.model import Dag
 from helios.definitions import is_run_id
+from helios.runs_view import RecordError, read_run
 from services.api.context import ctx
 from services.api.problems import Problem
+
+log = logging.getLogger(__name__)
 
 
 def check_dag_id(dag_id: str) -> str:
@@ -28,57 +30,44 @@ async def load_dag(request: web.Request, dag_id: str) -> Dag:
     return dag
 
 
-def _json(value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value
-
-
-def _num(value: str | None) -> float | None:
-    return float(value) if value else None
-
-
 async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
-    redis = ctx(request).redis
     dag = await load_dag(request, dag_id)
-    names = [t.name for t in dag.tasks]
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.run(dag_id))
-        pipe.mget([keys.task_status(dag_id, n) for n in names])
-        pipe.mget([keys.task_attempts(dag_id, n) for n in names])
-        for n in names:
-            pipe.hgetall(keys.task_detail(dag_id, n))
-        run, states, attempts, *details = await pipe.execute()
+    try:
+        run = await read_run(ctx(request).redis, dag_id, [t.name for t in dag.tasks])
+    except RecordError as exc:
+        log.error("unreadable run record: %s", exc, extra={"dagId": dag_id})
+        raise Problem(500, "Internal Server Error", f"run {dag_id} has an unreadable record"
+                      ) from None
+    if run is None:
+        # The definition may still sit in this process's cache after retention deleted it.
+        raise Problem(404, "Not Found", f"no run {dag_id!r}")
     tasks = []
-    for task, state, attempt, detail in zip(dag.tasks, states, attempts, details, strict=True):
-        d = {k: _json(v) for k, v in detail.items()}
+    for task in dag.tasks:
+        record = run.tasks[task.name]
+        d = record.detail
         tasks.append({
             "name": task.name,
-            "state": state or "PENDING",
-            "attempts": int(attempt or 0),
+            "state": record.state.value,
+            "attempts": record.attempts,
             "dependsOn": task.dependencies,
-            "node": d.get("node"),
-            "exitCode": d.get("exitCode"),
-            "reason": d.get("reason"),
-            "message": d.get("message"),
-            "memoized": bool(d.get("memoized")),
-            "memoReason": d.get("memoReason"),
-            "timings": d.get("timings") or {},
-            "cache": d.get("cache") or {},
+            "node": d.node,
+            "exitCode": d.exit_code,
+            "reason": d.reason,
+            "message": d.message,
+            "memoized": d.memoized,
+            "memoReason": d.memo_reason,
+            "timings": d.timings.model_dump(by_alias=True) if d.timings else {},
+            "cache": d.cache.model_dump(by_alias=True) if d.cache else {},
         })
-    started, ended = _num(run.get("startedAt")), _num(run.get("endedAt"))
     return {
         "dagId": dag_id,
         "dagName": dag.dag_name,
-        "status": run.get("state", "RUNNING"),
-        "useCache": run.get("useCache", "true") == "true",
-        "generation": int(run.get("generation", 0)),
-        "submittedAt": _num(run.get("submittedAt")),
-        "startedAt": started,
-        "endedAt": ended,
-        "durationMs": round((ended - started) * 1000) if started and ended else None,
+        "status": run.state.value,
+        "useCache": run.use_cache,
+        "generation": run.generation,
+        "submittedAt": run.submitted_at,
+        "startedAt": run.started_at,
+        "endedAt": run.ended_at,
+        "durationMs": run.duration_ms,
         "tasks": tasks,
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from nats.aio.msg import Msg
 from pydantic import TypeAdapter, ValidationError
@@ -63,13 +62,12 @@ class EventConsumer:
 
     async def _handle(self, dag_id: str, items: list[tuple[Msg, TaskEvent | RunEvent]]) -> None:
         stored: list[Msg] = []
-        victims: list[str] = []
         refresh = False
         for msg, event in items:
             extra = log_fields(dagId=dag_id, dagName=event.dag_name, subject=msg.subject,
                                msgId=event.msg_id, task=getattr(event, "task", None))
             try:
-                applied = await self.store.apply(event, time.time())
+                applied = await self.store.apply(event)
             except Exception:
                 log.exception("applying event failed; redelivering", extra=extra)
                 await msg.nak(delay=_redelivery_delay(msg))
@@ -78,18 +76,8 @@ class EventConsumer:
             log.debug("event %s (%s)", applied.outcome, event.state, extra=extra)
             # Only run events and terminal task states change what the metrics say;
             # skipping the O(tasks) recompute for QUEUED/RUNNING keeps big runs cheap.
-            refresh = refresh or (applied.outcome is not Outcome.EVICTED and _decisive(event))
-            victims += applied.victims
+            refresh = refresh or (applied.outcome is not Outcome.DELETED and _decisive(event))
             stored.append(msg)
-        for victim in victims:
-            log.info("run fell out of the window; deleting its keys",
-                     extra=log_fields(dagId=victim, dagName=items[0][1].dag_name))
-        if victims:
-            try:
-                await self.store.sweep(victims)
-            except Exception:
-                # They stay in the sweep set; the next start finishes the job.
-                log.exception("sweeping evicted runs failed", extra=log_fields(dagId=dag_id))
         if refresh:
             try:
                 metrics = await self.store.refresh(dag_id)

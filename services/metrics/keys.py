@@ -1,45 +1,36 @@
 """Redis keys private to the metrics service (the shared ones live in `helios.keys`).
 
-Per-run keys sit under `dag:{dagId}:metrics:` so the window's eviction, which deletes
-every `dag:{dagId}:*` key, removes them with the rest of the run. Per-name bookkeeping
-sits under `metrics:` so nothing else mistakes it for a documented key.
+Per-run keys sit under `dag:{dagId}:metrics:` and are named in `helios.keys`, because
+retention deletes them with the rest of the run. Per-name bookkeeping sits under
+`metrics:` so nothing else mistakes it for a documented key.
 """
 
 from __future__ import annotations
 
+from helios import keys as shared
+
 WINDOW_SIZE = 100
-"""Runs kept per DAG name (ARCHITECTURE.md, `dagRuns:{dagName}`)."""
+"""Runs shown per DAG name (ARCHITECTURE.md, `dagRuns:{dagName}`)."""
 
-
-def state(dag_id: str) -> str:
-    """Hash: `run` -> latest run event, `task:{name}` -> latest task event,
-    `queued:{name}:{attempt}` -> when that attempt was queued, `version` -> apply count."""
-    return f"dag:{dag_id}:metrics:state"
-
-
-def seen(dag_id: str) -> str:
-    """Set of applied message ids: tells a first application from a redelivery."""
-    return f"dag:{dag_id}:metrics:seen"
-
-
-def timings(dag_id: str) -> str:
-    """String: JSON per-task phase durations of the run (input of the summary)."""
-    return f"dag:{dag_id}:metrics:timings"
+state = shared.metrics_state
+seen = shared.metrics_seen
+timings = shared.metrics_timings
 
 
 def order(dag_name: str) -> str:
-    """Sorted set: dagId -> earliest time seen; the source `dagRuns:{dagName}` is built from."""
+    """Sorted set: dagId -> earliest time seen, of every run of the name that still
+    exists (retention prunes it); `dagRuns:{dagName}` is its newest `WINDOW_SIZE`."""
     return f"metrics:order:{dag_name}"
 
 
-def evicted(dag_name: str) -> str:
-    """Sorted set: dagId -> eviction time. A late or replayed event of an evicted run
-    must not bring it back; bounded by age and count."""
-    return f"metrics:evicted:{dag_name}"
+def deleted(dag_name: str) -> str:
+    """Sorted set: dagId -> when metrics learnt retention deleted it. A late or replayed
+    event of a deleted run must not bring it back; bounded by age and count."""
+    return f"metrics:deleted:{dag_name}"
 
 
-SWEEP = "metrics:sweep"
-"""Set of evicted dagIds whose `dag:{dagId}:*` keys are still to be deleted (crash-safe)."""
+DELETIONS_CURSOR = "metrics:deletions:cursor"
+"""String: the last `runs:deleted` stream entry this service has applied."""
 
 
 def state_task_field(task: str) -> str:

@@ -18,6 +18,7 @@ from helios.settings import Settings
 from helios.store import open_redis
 from services.metrics import api, keys
 from services.metrics.consumer import EventConsumer
+from services.metrics.deletions import follow_deletions
 from services.metrics.store import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ async def serve(
     nc: NATS | None = None
     pull: asyncio.Task[Any] | None = None
     beat: asyncio.Task[Any] | None = None
+    prune: asyncio.Task[Any] | None = None
     try:
         nc = await bus.connect(settings.nats, "helios-metrics")
         js = nc.jetstream(timeout=settings.nats.request_timeout_s)
@@ -68,9 +70,6 @@ async def serve(
             batch=options.batch,
         ))
         store = MetricsStore(redis, window=options.window)
-        swept = await store.sweep()  # evictions a crash interrupted
-        if swept:
-            log.info("finished an interrupted eviction: %d keys deleted", swept)
         _add_checks(health, nc, redis)
 
         app = health_app(health)
@@ -85,6 +84,8 @@ async def serve(
                                  idle_timeout_s=options.fetch_timeout_s),
                 "metrics-pull", stop,
             )
+            # Runs retention deleted leave the window (and the name's order).
+            prune = guard(follow_deletions(redis, store, stop), "metrics-deletions", stop)
             # Readiness published for `GET /api/v1/system/status`.
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "metrics-heartbeat")
             health.ready.set()
@@ -96,9 +97,9 @@ async def serve(
             if not done:
                 log.warning("in-flight batch did not finish within %.1fs; cancelling",
                             settings.drain_timeout_s)
-            await asyncio.wait({beat}, timeout=5.0)  # it removes its entry on stop
+            await asyncio.wait({beat, prune}, timeout=5.0)  # beat removes its entry on stop
     finally:
-        await cancel_all([t for t in (pull, beat) if t is not None and not t.done()])
+        await cancel_all([t for t in (pull, beat, prune) if t is not None and not t.done()])
         if nc is not None:
             # Flushes the acks of the last batch before closing.
             await bus.close(nc)

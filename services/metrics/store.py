@@ -2,24 +2,24 @@
 
 Exactly-once effect over at-least-once delivery, in two steps:
 
-1. `apply` (one Lua script, atomic): ignore the event if its run was evicted or its
+1. `apply` (one Lua script, atomic): ignore the event if retention deleted its run or its
    message id was seen; otherwise keep it if it beats the stored event of its task/run
-   (`records.task_order`), bump the run's version, and place the run in the window,
-   evicting the oldest beyond 100.
+   (`records.task_order`), bump the run's version, and place the run in the name's order.
 2. `refresh`: read the run's state (one HGETALL, a consistent snapshot), compute its
    metrics in Python, and write them only if the version is unchanged and the run was not
-   evicted meanwhile. A refresh that loses the race skips: whoever bumped the version
+   deleted meanwhile. A refresh that loses the race skips: whoever bumped the version
    refreshes after it. A redelivered (duplicate) event still refreshes, which repairs a
    crash between the two steps.
 
-Evicted runs are recorded in `keys.SWEEP` in the same script, and `sweep` deletes every
-`dag:{dagId}:*` key afterwards (resumed at startup if a crash interrupted it).
+The window is a view: `metrics:order:{name}` holds every run of the name that still
+exists, and `dagRuns:{name}` is rebuilt from its newest `window` entries whenever they
+change. A run leaving the window leaves the window and nothing else; only retention
+deletes runs, and `prune` (fed from `runs:deleted`) takes a deleted run out of the order.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 import orjson
@@ -32,12 +32,21 @@ from helios.subjects import STREAMS
 from services.metrics import keys, records
 from services.metrics.aggregate import RunMetrics, TaskTiming, run_metrics, task_timings
 
-APPLY = """
--- KEYS: state, seen, order, evicted, window, sweep
--- ARGV: dagId, msgId, field, record, k1, k2, score, now, windowSize, tombstoneAge,
---       tombstoneCap, versionField, queuedField, queuedAt
+# Rebuilds `dagRuns:{name}` (KEYS[w]) from the newest ARGV[s] runs of the order (KEYS[o]).
+_REBUILD = """
+local function rebuild(order, window, size)
+  redis.call('DEL', window)
+  local ids = redis.call('ZREVRANGE', order, 0, size - 1)
+  if #ids > 0 then redis.call('RPUSH', window, unpack(ids)) end
+end
+"""
+
+APPLY = _REBUILD + """
+-- KEYS: state, seen, order, deleted, window
+-- ARGV: dagId, msgId, field, record, k1, k2, score, windowSize, versionField,
+--       queuedField, queuedAt
 local dag = ARGV[1]
-if redis.call('ZSCORE', KEYS[4], dag) then return {'evicted', 0} end
+if redis.call('ZSCORE', KEYS[4], dag) then return {'deleted', 0} end
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return {'duplicate', 0} end
 local k1, k2 = tonumber(ARGV[5]), tonumber(ARGV[6])
 local newer = 1
@@ -47,33 +56,39 @@ if old then
   if not (k1 > o[1] or (k1 == o[1] and k2 > o[2])) then newer = 0 end
 end
 if newer == 1 then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
-if ARGV[13] ~= '' then redis.call('HSETNX', KEYS[1], ARGV[13], ARGV[14]) end
-redis.call('HINCRBY', KEYS[1], ARGV[12], 1)
-local result = {'applied', newer}
+if ARGV[10] ~= '' then redis.call('HSETNX', KEYS[1], ARGV[10], ARGV[11]) end
+redis.call('HINCRBY', KEYS[1], ARGV[9], 1)
 -- LT: a run keeps the earliest time any of its events reported, whatever the order.
+-- Only a change among the newest windowSize runs changes the window.
+local size = tonumber(ARGV[8])
+local before = redis.call('ZREVRANK', KEYS[3], dag)
 if redis.call('ZADD', KEYS[3], 'LT', 'CH', ARGV[7], dag) == 1 then
-  local size = tonumber(ARGV[9])
-  local card = redis.call('ZCARD', KEYS[3])
-  if card > size then
-    local now = tonumber(ARGV[8])
-    for _, victim in ipairs(redis.call('ZRANGE', KEYS[3], 0, card - size - 1)) do
-      redis.call('ZREM', KEYS[3], victim)
-      redis.call('ZADD', KEYS[4], now, victim)
-      redis.call('SADD', KEYS[6], victim)
-      table.insert(result, victim)
-    end
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - tonumber(ARGV[10])))
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[11]) + 1))
+  if (before and before < size) or redis.call('ZREVRANK', KEYS[3], dag) < size then
+    rebuild(KEYS[3], KEYS[5], size)
   end
-  redis.call('DEL', KEYS[5])
-  local ids = redis.call('ZREVRANGE', KEYS[3], 0, -1)
-  if #ids > 0 then redis.call('RPUSH', KEYS[5], unpack(ids)) end
 end
-return result
+return {'applied', newer}
+"""
+
+PRUNE = _REBUILD + """
+-- KEYS: order, deleted, window, metrics, state, seen, timings
+-- ARGV: dagId, now, windowSize, tombstoneAge, tombstoneCap
+local now = tonumber(ARGV[2])
+local size = tonumber(ARGV[3])
+local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[4])))
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+-- Retention deleted these with the run; an event that raced it may have written again.
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+if rank and rank < size then rebuild(KEYS[1], KEYS[3], size) end
+if rank then return 1 end
+return 0
 """
 
 WRITE = """
--- KEYS: metrics, timings, state, evicted
+-- KEYS: metrics, timings, state, deleted
 -- ARGV: dagId, version, versionField, timingsJson, field1, value1, ...
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 0 end
 if redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[2] then return 0 end
@@ -87,24 +102,18 @@ return 1
 class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
-    EVICTED = "evicted"
+    DELETED = "deleted"  # retention deleted the run: its late events change nothing
 
 
 @dataclass(frozen=True)
 class Applied:
     outcome: Outcome
     newer: bool = False
-    victims: list[str] = field(default_factory=list)
 
 
 def _text(value: bytes | str) -> str:
     # `open_redis` decodes responses; redis-py's types cannot know that.
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _glob_escape(value: str) -> str:
-    # A dagId is not ours to trust inside a SCAN pattern: `*` would match other runs.
-    return re.sub(r"([\\*?\[\]])", r"\\\1", value)
 
 
 class MetricsStore:
@@ -116,7 +125,7 @@ class MetricsStore:
         tombstone_age_s: float = STREAMS.run_history_s,
         tombstone_cap: int = 10_000,
     ):
-        """`tombstone_age_s`: an evicted run is remembered as long as JetStream may
+        """`tombstone_age_s`: a deleted run is remembered as long as JetStream may
         still redeliver its events (the run stream's retention)."""
         self.redis = redis
         self.window = window
@@ -124,8 +133,9 @@ class MetricsStore:
         self.tombstone_cap = tombstone_cap
         self._apply = redis.register_script(APPLY)
         self._write = redis.register_script(WRITE)
+        self._prune = redis.register_script(PRUNE)
 
-    async def apply(self, event: TaskEvent | RunEvent, now: float) -> Applied:
+    async def apply(self, event: TaskEvent | RunEvent) -> Applied:
         name, order, body = records.encode(event)
         queued_field = queued_at = ""
         if isinstance(event, TaskEvent) and event.state is TaskState.QUEUED:
@@ -134,19 +144,18 @@ class MetricsStore:
         result = await self._apply(
             keys=[
                 keys.state(event.dag_id), keys.seen(event.dag_id), keys.order(event.dag_name),
-                keys.evicted(event.dag_name), shared_keys.dag_runs(event.dag_name), keys.SWEEP,
+                keys.deleted(event.dag_name), shared_keys.dag_runs(event.dag_name),
             ],
             args=[
                 event.dag_id, event.msg_id, name, body, order[0], repr(order[1]),
-                repr(records.start_score(event)), repr(now), self.window,
-                self.tombstone_age_s, self.tombstone_cap, keys.STATE_VERSION_FIELD,
+                repr(records.start_score(event)), self.window, keys.STATE_VERSION_FIELD,
                 queued_field, queued_at,
             ],
         )
-        return Applied(Outcome(result[0]), bool(int(result[1])), [str(v) for v in result[2:]])
+        return Applied(Outcome(result[0]), bool(int(result[1])))
 
     async def refresh(self, dag_id: str) -> RunMetrics | None:
-        """Recompute and store the run's metrics; None when skipped (evicted or raced)."""
+        """Recompute and store the run's metrics; None when skipped (deleted or raced)."""
         raw = await self.redis.hgetall(keys.state(dag_id))
         snap = records.decode_state({_text(k): _text(v) for k, v in raw.items()})
         if snap.empty:
@@ -157,29 +166,23 @@ class MetricsStore:
         pairs = [item for kv in metrics.to_hash().items() for item in kv]
         written = await self._write(
             keys=[shared_keys.metrics(dag_id), keys.timings(dag_id), keys.state(dag_id),
-                  keys.evicted(metrics.dag_name)],
+                  keys.deleted(metrics.dag_name)],
             args=[dag_id, snap.version, keys.STATE_VERSION_FIELD,
                   orjson.dumps(timings).decode(), *pairs],
         )
         return metrics if written else None
 
-    async def sweep(self, dag_ids: list[str] | None = None) -> int:
-        """Delete every key of evicted runs (all pending ones when `dag_ids` is None)."""
-        if dag_ids is None:
-            dag_ids = sorted(_text(v) for v in await self.redis.smembers(keys.SWEEP))
-        deleted = 0
-        for dag_id in dag_ids:
-            pattern = shared_keys.run_pattern(_glob_escape(dag_id))
-            batch: list[str] = []
-            async for key in self.redis.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 500:
-                    deleted += await self.redis.unlink(*batch)
-                    batch.clear()
-            if batch:
-                deleted += await self.redis.unlink(*batch)
-            await self.redis.srem(keys.SWEEP, dag_id)
-        return deleted
+    async def prune(self, dag_id: str, dag_name: str, now: float) -> bool:
+        """Retention deleted the run: out of the order (and the window, which refills
+        from the next newest run that exists), remembered so its late events are
+        ignored. True when it was in the order. Idempotent."""
+        removed = await self._prune(
+            keys=[keys.order(dag_name), keys.deleted(dag_name), shared_keys.dag_runs(dag_name),
+                  shared_keys.metrics(dag_id), keys.state(dag_id), keys.seen(dag_id),
+                  keys.timings(dag_id)],
+            args=[dag_id, repr(now), self.window, self.tombstone_age_s, self.tombstone_cap],
+        )
+        return bool(int(removed))
 
     async def window_runs(
         self, dag_name: str, limit: int
@@ -198,7 +201,9 @@ class MetricsStore:
         timings: list[dict[str, TaskTiming]] = []
         for fields, raw in zip(replies[::2], replies[1::2], strict=True):
             if not fields:
-                continue  # placed in the window, metrics not written yet: next time
+                # Placed in the window, metrics not written yet (next time), or deleted by
+                # retention a moment ago (pruned as soon as `runs:deleted` is read).
+                continue
             runs.append(RunMetrics.from_hash(fields))
             parsed = orjson.loads(raw) if raw else {}
             timings.append({t: TaskTiming.model_validate(v) for t, v in parsed.items()})

@@ -56,5 +56,9 @@ class MemoStore:
                   "outputs": [o.model_dump(by_alias=True) for o in outputs]}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.memo(fp_digest), orjson.dumps(record), ex=MEMO_TTL_S)
+            # Which entries point at this run's objects: retention keeps those objects
+            # while an entry lives, without scanning `memo:*`.
+            pipe.sadd(keys.memo_refs(dag_id), fp_digest)
+            pipe.expire(keys.memo_refs(dag_id), MEMO_TTL_S)
             pipe.set(keys.memo_last(dag_name, task), orjson.dumps(parts), ex=MEMO_TTL_S)
             await pipe.execute()

@@ -13,13 +13,15 @@ from helios.bus import Consumer, connect, connected_check, ensure_streams, push_
 from helios.bus import close as close_nats
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
-from helios.runtime import StopEvent, guard
+from helios.runtime import StopEvent, cancel_all, guard
+from helios.s3 import open_s3
 from helios.settings import Settings
 from helios.store import open_redis
 from helios.subjects import Streams
 from services.scheduler.decide import Policy
 from services.scheduler.engine import Engine
 from services.scheduler.queues import RunQueues
+from services.scheduler.retention import Retention
 from services.scheduler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
         )
         async with open_executor(settings, nc, redis) as executor, serve_http(
             health_app(health), settings.http.host, settings.http.port
-        ):
+        ), open_s3(settings.s3) as s3:
             engine = Engine(js, RunStore(redis), executor, policy, settings.nats.request_timeout_s)
             queues: RunQueues[Msg] = RunQueues(engine.handle, settings.scheduler.max_runs_in_flight)
 
@@ -67,6 +69,9 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
                 )
             ]
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
+            # The one retention loop of the system (see helios.keys: one owner per record).
+            retention = guard(Retention(redis, s3, settings.s3.bucket, settings.retention,
+                                        engine.store.forget).run(stop), "retention", stop)
             health.ready.set()
             log.info("scheduler ready", extra={"executor": settings.executor})
             await stop.wait()
@@ -75,6 +80,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             await beat
+            await cancel_all([retention], timeout=settings.drain_timeout_s)
             for msg in await queues.drain(settings.drain_timeout_s):
                 with contextlib.suppress(Exception):
                     await msg.nak()

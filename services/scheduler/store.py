@@ -13,6 +13,7 @@ from helios import keys
 from helios.dag.model import Dag
 from helios.definitions import Definitions
 from helios.messages import InputArtifact, OutputArtifact
+from helios.runs_view import encode_detail
 from helios.states import RunState, TaskState
 from services.scheduler.decide import RunView, TaskView, Transition
 
@@ -66,6 +67,10 @@ class RunStore:
             n: TaskView(TaskState(s) if s else TaskState.PENDING, int(a or 0))
             for n, s, a in zip(names, states, attempts, strict=True)
         }
+        if not run:
+            # The api creates the run hash before it publishes the submission: a run
+            # without one was deleted by retention (or never existed). Nothing to do.
+            raise UnknownRun(dag_id)
         state = RunState(run["state"]) if run.get("state") else RunState.RUNNING
         view = RunView(dag, state, tasks, int(run.get("generation", 0)), "startedAt" in run)
         return view, run
@@ -104,8 +109,7 @@ class RunStore:
         return (orjson.loads(key) if key else None), (orjson.loads(parts) if parts else {})
 
     async def set_detail(self, dag_id: str, task: str, fields: dict[str, Any]) -> None:
-        await self.redis.hset(keys.task_detail(dag_id, task),
-                              mapping={k: orjson.dumps(v).decode() for k, v in fields.items()})
+        await self.redis.hset(keys.task_detail(dag_id, task), mapping=encode_detail(fields))
 
     async def pending_effects(self, dag_id: str) -> list[dict[str, Any]]:
         """An interrupted evaluation's effects. Skipped for runs whose outbox this process
@@ -135,7 +139,7 @@ class RunStore:
                 pipe.set(keys.task_attempts(dag_id, t.task), t.attempt)
                 detail = {**t.detail, "state": t.state.value, "attempt": t.attempt,
                           "updatedAt": time.time()}
-                fields = {k: orjson.dumps(v).decode() for k, v in detail.items()}
+                fields = encode_detail(detail)
                 if t.state in (TaskState.PENDING, TaskState.QUEUED):
                     pipe.delete(keys.task_detail(dag_id, t.task))  # a new attempt starts clean
                 pipe.hset(keys.task_detail(dag_id, t.task), mapping=fields)
@@ -146,10 +150,23 @@ class RunStore:
             plain = {k: _plain(v) for k, v in run_fields.items()}
             if plain:
                 pipe.hset(keys.run(dag_id), mapping=plain)
+            _index_ended(pipe, dag_id, run_fields)
             await pipe.execute()
         cached = self._views.get(dag_id)
         if cached is not None:
             cached[1].update(plain)
+
+
+def _index_ended(pipe: Any, dag_id: str, run_fields: dict[str, Any]) -> None:
+    """Keep `runs:ended` in step with the run state, in the same MULTI: retention reads
+    the oldest ended runs from it and never sees a run that a retry made RUNNING again."""
+    state = run_fields.get("state")
+    if state is None:
+        return
+    if RunState(state).terminal and run_fields.get("endedAt"):
+        pipe.zadd(keys.RUNS_ENDED, {dag_id: float(run_fields["endedAt"])})
+    else:
+        pipe.zrem(keys.RUNS_ENDED, dag_id)
 
 
 def _plain(value: Any) -> str:

@@ -33,6 +33,7 @@ from tests.metrics.support import (
     sample,
     start_service,
     summary_runs,
+    wait_until,
 )
 
 
@@ -114,12 +115,12 @@ async def test_restart_mid_stream_ends_with_the_same_numbers(
     assert (redelivered > 0) == (how == "kill")
 
 
-async def test_window_keeps_100_runs_and_deletes_the_rest(
+async def test_window_shows_the_newest_100_and_deletes_nothing(
     settings: Settings, js: JetStreamContext, redis: aioredis.Redis,
     http: aiohttp.ClientSession,
 ) -> None:
     ids = [f"w{i:03d}" for i in range(105)]
-    for dag_id in ids[:5]:  # keys other services wrote for the runs that will fall out
+    for dag_id in ids[:5]:  # keys other services wrote for the runs that leave the window
         await redis.set(shared_keys.definition(dag_id), "{}")
         await redis.rpush(shared_keys.task_logs(dag_id, "t"), "line")
     events: list[TaskEvent | RunEvent] = []
@@ -130,17 +131,30 @@ async def test_window_keeps_100_runs_and_deletes_the_rest(
         await consumer_drained(js)
         window = await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1)
         assert window == ids[:4:-1]  # w104 .. w005
-        for dag_id in ids[:5]:
-            assert await redis.keys(f"dag:{dag_id}:*") == []
-        assert await redis.zcard(keys.order("pipe")) == 100
-        assert await redis.smembers(keys.SWEEP) == set()
+        for dag_id in ids[:5]:  # out of the window, and nothing else
+            assert await redis.get(shared_keys.definition(dag_id)) == "{}"
+            assert await redis.lrange(shared_keys.task_logs(dag_id, "t"), 0, -1) == ["line"]
+            assert (await redis.hgetall(shared_keys.metrics(dag_id)))["status"] == "SUCCEEDED"
+        assert await redis.zcard(keys.order("pipe")) == 105
         _, _, body = await get_json(http, svc.url + metrics_path(limit=100))
         assert len(body["runs"]) == 100 and body["runs"][0]["dagId"] == "w104"
 
-        # A late event of an evicted run does not bring it back.
-        late = TaskEvent(dagId="w000", dagName="pipe", task="t", state=TaskState.SUCCEEDED,
+        # Retention deletes w104 and w050 (and says so on runs:deleted): the window is
+        # again the newest 100 of the runs that still exist.
+        for gone in ("w104", "w050"):
+            await redis.xadd(shared_keys.RUNS_DELETED, {"dagId": gone, "dagName": "pipe"})
+
+        async def window() -> list[str]:
+            return [str(v) for v in await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1)]
+
+        expected = [i for i in ids[::-1] if i not in ("w104", "w050")][:100]
+        await wait_until(window, lambda w: w == expected, what="the window to refill")
+        assert await redis.zcard(keys.order("pipe")) == 103
+
+        # A late event of a deleted run does not bring it back.
+        late = TaskEvent(dagId="w104", dagName="pipe", task="t", state=TaskState.SUCCEEDED,
                          attempt=5, at=T0 + 500)
         await publish_raw(js, late, "late")
         await consumer_drained(js)
-        assert await redis.keys("dag:w000:*") == []
-        assert await redis.llen(shared_keys.dag_runs("pipe")) == 100
+        assert await redis.keys("dag:w104:*") == []
+        assert await window() == expected

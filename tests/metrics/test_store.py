@@ -31,7 +31,7 @@ def tiny(dag_id: str, start: float, name: str = "pipe") -> RunSpec:
 
 
 async def apply_all(store: MetricsStore, events: list[TaskEvent | RunEvent]) -> list[Outcome]:
-    outcomes = [(await store.apply(e, T0)).outcome for e in events]
+    outcomes = [(await store.apply(e)).outcome for e in events]
     for dag_id in {e.dag_id for e in events}:
         await store.refresh(dag_id)
     return outcomes
@@ -57,12 +57,12 @@ async def test_a_stale_snapshot_never_overwrites_newer_metrics(redis: aioredis.R
     store = MetricsStore(redis)
     events = run_events(tiny("r1", T0))
     for e in events[:-1]:
-        await store.apply(e, T0)
+        await store.apply(e)
     stale = int(await redis.hget(keys.state("r1"), keys.STATE_VERSION_FIELD) or 0)
-    await store.apply(events[-1], T0)  # the run ends while a refresh computes
+    await store.apply(events[-1])  # the run ends while a refresh computes
     written = await store._write(
         keys=[shared_keys.metrics("r1"), keys.timings("r1"), keys.state("r1"),
-              keys.evicted("pipe")],
+              keys.deleted("pipe")],
         args=["r1", stale, keys.STATE_VERSION_FIELD, "{}", "status", "RUNNING"],
     )
     assert written == 0
@@ -70,41 +70,56 @@ async def test_a_stale_snapshot_never_overwrites_newer_metrics(redis: aioredis.R
     assert await redis.hget(shared_keys.metrics("r1"), "status") == "SUCCEEDED"
 
 
-async def test_window_is_ordered_by_start_and_evicts_for_good(redis: aioredis.Redis) -> None:
+async def test_window_is_a_view_ordered_by_start(redis: aioredis.Redis) -> None:
     store = MetricsStore(redis, window=3)
-    # Arrival order differs from start order; a dagId with glob characters is evicted.
-    runs = [tiny("r2", T0 + 2), tiny("r*", T0 + 1), tiny("r4", T0 + 4), tiny("r3", T0 + 3)]
-    await redis.set(shared_keys.definition("r*"), "{}")
-    await redis.set(shared_keys.task_logs("r*", "t"), "x")
-    await redis.set(shared_keys.definition("rX"), "{}")  # matched by an unescaped `r*`
-    victims: list[str] = []
+    # Arrival order differs from start order; runs leaving the window keep every key.
+    runs = [tiny("r2", T0 + 2), tiny("r1", T0 + 1), tiny("r4", T0 + 4), tiny("r3", T0 + 3)]
+    await redis.set(shared_keys.definition("r1"), "{}")
+    await redis.rpush(shared_keys.task_logs("r1", "t"), "x")
     for spec in runs:
-        for e in run_events(spec):
-            victims += (await store.apply(e, T0)).victims
-        await store.refresh(spec.dag_id)
-    assert victims == ["r*"]
+        await apply_all(store, run_events(spec))
     assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r3", "r2"]
-    assert await redis.smembers(keys.SWEEP) == {"r*"}
-    await store.sweep()
-    assert await redis.keys("dag:r\\**") == []
-    assert await redis.get(shared_keys.definition("rX")) == "{}"
-    assert await redis.smembers(keys.SWEEP) == set()
+    assert await redis.zcard(keys.order("pipe")) == 4
+    assert await redis.get(shared_keys.definition("r1")) == "{}"
+    assert await redis.lrange(shared_keys.task_logs("r1", "t"), 0, -1) == ["x"]
+    assert (await redis.hgetall(shared_keys.metrics("r1")))["status"] == "SUCCEEDED"
 
-    # A late event of the evicted run (or a replay) does not bring it back.
-    late = TaskEvent(dagId="r*", dagName="pipe", task="t", state=TaskState.SUCCEEDED,
+    # A late event of a run outside the window is applied, and stays outside.
+    late = TaskEvent(dagId="r1", dagName="pipe", task="t", state=TaskState.SUCCEEDED,
                      attempt=9, at=T0 + 50)
-    assert (await store.apply(late, T0)).outcome is Outcome.EVICTED
-    assert await store.refresh("r*") is None
-    assert await redis.keys("dag:r\\**") == []
-
-    # An even older run arriving now is evicted at once; the window stays as it was.
-    old = tiny("r0", T0)
-    outcomes = [await store.apply(e, T0) for e in run_events(old)]
-    assert outcomes[0].victims == ["r0"]
-    await store.refresh("r0")
-    await store.sweep()
+    assert (await store.apply(late)).outcome is Outcome.APPLIED
     assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r3", "r2"]
-    assert await redis.keys("dag:r0:*") == []
+
+    # An even older run arriving now lands outside the window; the window is unchanged.
+    await apply_all(store, run_events(tiny("r0", T0)))
+    assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r3", "r2"]
+    assert await redis.exists(shared_keys.metrics("r0")) == 1
+
+
+async def test_a_deleted_run_leaves_the_window_which_refills(redis: aioredis.Redis) -> None:
+    store = MetricsStore(redis, window=3)
+    for i in range(5):
+        await apply_all(store, run_events(tiny(f"r{i}", T0 + i)))
+    assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r3", "r2"]
+
+    # Retention deleted r3 (its metrics keys went with it): the window shows the
+    # newest 3 runs that still exist.
+    await redis.delete(*(k("r3") for k in (shared_keys.metrics, keys.state, keys.seen,
+                                           keys.timings)))
+    assert await store.prune("r3", "pipe", T0) is True
+    assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r2", "r1"]
+    assert await store.prune("r3", "pipe", T0) is False  # idempotent
+    # A run outside the window is pruned without touching the window.
+    assert await store.prune("r0", "pipe", T0) is True
+    assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r2", "r1"]
+    assert await redis.zcard(keys.order("pipe")) == 3
+
+    # A late or replayed event of a deleted run does not bring it back.
+    for e in run_events(tiny("r3", T0 + 3)):
+        assert (await store.apply(e)).outcome is Outcome.DELETED
+    assert await store.refresh("r3") is None
+    assert await redis.keys("dag:r3:*") == []
+    assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r2", "r1"]
 
 
 async def test_window_runs_reads_newest_first(redis: aioredis.Redis) -> None:

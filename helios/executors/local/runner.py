@@ -30,6 +30,7 @@ from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
 from helios.executors.local.logsink import AttemptLog
 from helios.logs import log_fields
 from helios.messages import CancelRun, TaskDispatch, TaskReport
+from helios.runs_view import read_run
 from helios.runtime import guard
 from helios.settings import Settings
 from helios.states import RunState, TaskState
@@ -143,20 +144,27 @@ class LocalRunner:
         await self._run_attempt(msg, dispatch, sink, extra)
 
     async def _claim(self, d: TaskDispatch) -> tuple[bool, str | None, bool]:
-        """One round trip: claim the attempt (SET NX), see who holds it, and whether it
-        is still wanted (neither the run nor the task was cancelled meanwhile)."""
+        """Claim the attempt (SET NX) and see who holds it, while reading through the
+        scheduler's typed reader whether it is still wanted (neither the run nor the task
+        was cancelled meanwhile); both round trips run at once."""
         claim_key = keys.attempt_claim(d.dag_id, d.task.name, d.attempt)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(claim_key, self.instance, nx=True, ex=CLAIM_TTL_S)
-            pipe.get(claim_key)
-            pipe.get(keys.task_status(d.dag_id, d.task.name))
-            pipe.get(keys.task_attempts(d.dag_id, d.task.name))
-            pipe.hget(keys.run(d.dag_id), "state")
-            claimed, owner, state, attempt, run = await pipe.execute()
+
+        async def claim() -> tuple[Any, Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(claim_key, self.instance, nx=True, ex=CLAIM_TTL_S)
+                pipe.get(claim_key)
+                claimed, owner = await pipe.execute()
+            return claimed, owner
+
+        (claimed, owner), run = await asyncio.gather(
+            claim(), read_run(self.redis, d.dag_id, [d.task.name], detail=False))
         # Only the attempt the scheduler waits for: a stale dispatch of an older attempt
-        # (cancelled, then retried) must not run beside the new one.
-        wanted = (run != RunState.CANCELLED and state in (TaskState.QUEUED, TaskState.RUNNING)
-                  and int(attempt or 0) == d.attempt)
+        # (cancelled, then retried) must not run beside the new one. A run that no longer
+        # exists (deleted by retention) is not wanted either.
+        task = run.tasks[d.task.name] if run is not None else None
+        wanted = (run is not None and task is not None and run.state != RunState.CANCELLED
+                  and task.state in (TaskState.QUEUED, TaskState.RUNNING)
+                  and task.attempts == d.attempt)
         return bool(claimed), owner, wanted
 
     async def _run_attempt(self, msg: Msg, d: TaskDispatch, sink: ReportSink, extra: dict[str, Any]) -> None:
