@@ -1,5 +1,6 @@
 """The kustomize deploy: both overlays render, every object validates against the
 Kubernetes OpenAPI schema, and the security properties deploy/README.md promises hold.
+(NetworkPolicies: test_networkpolicies.py; the api's tokens: test_api_tokens.py.)
 
 Plain synchronous tests; they need `kubectl` (Debian package `kubectl`) for its built-in
 kustomize, and skip without it.
@@ -7,138 +8,49 @@ kustomize, and skip without it.
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-KUBECTL = shutil.which("kubectl")
-K8S_VERSION = "1.32"
-NAMESPACE = "helios"
-IMAGE_REPO = "ghcr.io/helios-project/helios"
-
-pytestmark = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl is not installed (Debian package `kubectl`)"
+from .netpol import selects
+from .render import (
+    DEPLOY,
+    IMAGE_REPO,
+    K8S_VERSION,
+    NAMESPACE,
+    ROOT,
+    SERVICES,
+    STORES,
+    TOKEN_INIT,
+    TOKENS_SECRET,
+    Obj,
+    config,
+    containers,
+    env_of,
+    kustomize,
+    needs_kubectl,
+    of_kind,
+    one,
+    pod_labels,
+    pod_spec,
+    rendered,
+    service_deployment,
+    task_job,
+    workloads,
 )
 
-Obj = dict[str, Any]
+pytestmark = needs_kubectl
 
-# name -> (HTTP port, module started by `python -m`)
-SERVICES = {
-    "api": (8080, "services.api"),
-    "metrics": (8081, "services.metrics"),
-    "scheduler": (8082, "services.scheduler"),
-    "watcher": (8083, "services.watcher"),
-}
-STORE_PORTS = {"nats": 4222, "redis": 6379, "minio": 9000}
-STORES = tuple(STORE_PORTS)
 TASK_LABELS = {"app": "helios-task"}
 # Volume types the "restricted" Pod Security profile admits.
 RESTRICTED_VOLUMES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
     "projected", "secret",
 }
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet", "CronJob")
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-def kustomize(path: Path) -> list[Obj]:
-    assert KUBECTL is not None
-    proc = subprocess.run(
-        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, f"kubectl kustomize {path} failed:\n{proc.stderr}"
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-
-
-@functools.cache
-def _rendered(target: str) -> tuple[Obj, ...]:
-    return tuple(kustomize(DEPLOY / target))
-
-
-def rendered(target: str) -> list[Obj]:
-    return list(_rendered(target))
-
-
-@pytest.fixture(params=["dev", "prod"])
-def overlay(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def objs(overlay: str) -> list[Obj]:
-    return rendered(f"overlays/{overlay}")
-
-
-def of_kind(objs: list[Obj], kind: str) -> dict[str, Obj]:
-    return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
-
-
-def one(objs: list[Obj], kind: str, name: str) -> Obj:
-    found = of_kind(objs, kind)
-    assert name in found, f"{kind}/{name} missing; have {sorted(found)}"
-    return found[name]
-
-
-def pod_spec(workload: Obj) -> Obj:
-    if workload["kind"] == "CronJob":
-        return workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return workload["spec"]["template"]["spec"]
-
-
-def pod_labels(workload: Obj) -> dict[str, str]:
-    return dict(workload["spec"]["template"]["metadata"].get("labels", {}))
-
-
-def workloads(objs: list[Obj]) -> list[Obj]:
-    return [o for o in objs if o["kind"] in WORKLOAD_KINDS]
-
-
-def containers(spec: Obj) -> Iterator[Obj]:
-    yield from spec.get("initContainers", [])
-    yield from spec["containers"]
-
-
-def env_of(container: Obj) -> dict[str, Obj]:
-    return {e["name"]: e for e in container.get("env", [])}
-
-
-def config(objs: list[Obj]) -> dict[str, str]:
-    return dict(one(objs, "ConfigMap", "helios-config")["data"])
-
-
-def service_deployment(objs: list[Obj], name: str) -> tuple[Obj, Obj]:
-    dep = one(objs, "Deployment", name)
-    (container,) = pod_spec(dep)["containers"]
-    return dep, container
-
-
-def selects(selector: Obj, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector match (matchLabels and matchExpressions)."""
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for expr in selector.get("matchExpressions", []):
-        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
-        ok = {
-            "In": key in labels and labels[key] in values,
-            "NotIn": key not in labels or labels[key] not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }[op]
-        if not ok:
-            return False
-    return True
 
 
 # ------------------------------------------------------------------------------ schema
@@ -234,8 +146,14 @@ def test_base_ships_no_secret_values() -> None:
 
 def test_config_and_secret_references_resolve(objs: list[Obj]) -> None:
     configmaps = set(of_kind(objs, "ConfigMap"))
-    secrets = set(of_kind(objs, "Secret")) | {"helios-s3"}  # prod: created by the operator
+    # prod: both created by the operator; dev: the tokens by the Job helios-token-init.
+    secrets = set(of_kind(objs, "Secret")) | {"helios-s3", TOKENS_SECRET}
     for workload in workloads(objs):
+        for vol in pod_spec(workload).get("volumes", []):
+            if "configMap" in vol:
+                assert vol["configMap"]["name"] in configmaps, vol
+            if "secret" in vol:
+                assert vol["secret"]["secretName"] in secrets, vol
         for c in containers(pod_spec(workload)):
             for src in c.get("envFrom", []):
                 if "configMapRef" in src:
@@ -321,6 +239,32 @@ def test_every_pod_meets_the_restricted_profile(objs: list[Obj]) -> None:
                 assert {"cpu", "memory"} <= set(c.get("resources", {}).get(key, {})), (
                     f"{where}: resources.{key}"
                 )
+
+
+@pytest.mark.parametrize(("inputs", "outputs"), [(True, True), (False, False)])
+def test_task_pods_are_never_privileged(inputs: bool, outputs: bool) -> None:
+    """Task pods cannot meet "restricted" (hostPath cache, user images that need root),
+    but no container of theirs is privileged, escalates or keeps a capability beyond
+    CHOWN (cache-owner's), the helpers run as the image's user, and the cache is mounted
+    by Helios's helpers only."""
+    spec = pod_spec(task_job(inputs, outputs))
+    assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    assert spec["shareProcessNamespace"] is False
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    assert set(host_paths.values()) <= {config(rendered("overlays/dev"))[
+        "HELIOS_K8S_NODE_CACHE_DIR"]}
+    for c in containers(spec):
+        sc = c["securityContext"]
+        assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+        assert set(sc["capabilities"].get("add", [])) <= {"CHOWN"}, c["name"]
+        assert not any(p.get("hostPort") for p in c.get("ports", [])), c["name"]
+        if c["name"] in ("downloader", "uploader"):
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+            assert sc["readOnlyRootFilesystem"] is True
+        if {m["name"] for m in c["volumeMounts"]} & set(host_paths):
+            assert c["name"] in ("cache-owner", "downloader"), c["name"]
 
 
 def test_long_running_containers_have_probes(objs: list[Obj]) -> None:
@@ -410,9 +354,13 @@ def rules_of(role: Obj) -> dict[tuple[str, str], set[str]]:
     return out
 
 
-def test_rbac_is_exactly_least_privilege(objs: list[Obj]) -> None:
+def test_rbac_is_exactly_least_privilege(objs: list[Obj], overlay: str) -> None:
     roles = of_kind(objs, "Role")
-    assert set(roles) == {"helios-scheduler", "helios-watcher"}
+    expected = {"helios-scheduler", "helios-watcher"}
+    if overlay == "dev":  # creates the api's token Secret, and may do nothing else
+        expected.add(TOKEN_INIT)
+        assert rules_of(roles[TOKEN_INIT]) == {("", "secrets"): {"create"}}
+    assert set(roles) == expected
     assert rules_of(roles["helios-scheduler"]) == {
         ("batch", "jobs"): {"create", "get", "list", "delete"},
     }
@@ -430,9 +378,13 @@ def test_rbac_is_exactly_least_privilege(objs: list[Obj]) -> None:
         ]
 
 
-def test_only_scheduler_and_watcher_get_an_api_token(objs: list[Obj]) -> None:
+def test_only_pods_that_call_the_kubernetes_api_get_a_token(objs: list[Obj],
+                                                               overlay: str) -> None:
+    """Scheduler and watcher (and dev's one-shot token Job); never the api, metrics, the
+    stores, or a task pod."""
     accounts = of_kind(objs, "ServiceAccount")
-    assert set(accounts) == {f"helios-{n}" for n in (*SERVICES, "task")}
+    expected = {f"helios-{n}" for n in (*SERVICES, "task")}
+    assert set(accounts) == expected | ({TOKEN_INIT} if overlay == "dev" else set())
     for name, sa in accounts.items():
         wants = name in ("helios-scheduler", "helios-watcher")
         assert sa["automountServiceAccountToken"] is wants, name
@@ -442,155 +394,16 @@ def test_only_scheduler_and_watcher_get_an_api_token(objs: list[Obj]) -> None:
         if name in SERVICES:
             assert spec["serviceAccountName"] == f"helios-{name}"
             assert spec["automountServiceAccountToken"] is (name in ("scheduler", "watcher"))
+        elif name == TOKEN_INIT:  # opts in on the pod; its account stays off by default
+            assert spec["serviceAccountName"] == TOKEN_INIT
+            assert spec["automountServiceAccountToken"] is True
         else:  # stores and the bucket Job run under `default` and need no token
             assert "serviceAccountName" not in spec, name
             assert spec["automountServiceAccountToken"] is False, name
-
-
-# ------------------------------------------------------------------- network policies
-
-
-def _port_matches(rule_ports: list[Obj] | None, port: int, named: dict[str, int]) -> bool:
-    if not rule_ports:
-        return True
-    for p in rule_ports:
-        if p.get("protocol", "TCP") != "TCP":
-            continue
-        want = p.get("port")
-        if want is None or want == port or named.get(str(want)) == port:
-            return True
-    return False
-
-
-def _peer_matches(peers: list[Obj] | None, labels: dict[str, str] | None, ip: bool) -> bool:
-    """Does a from/to list admit a pod of this namespace (labels) or an outside IP?"""
-    if not peers:
-        return True
-    for peer in peers:
-        if ip and "ipBlock" in peer:
-            return True
-        same_namespace = "podSelector" in peer and "namespaceSelector" not in peer
-        if labels is not None and same_namespace and selects(peer["podSelector"], labels):
-            return True
-    return False
-
-
-def _direction_allows(
-    policies: list[Obj], kind: str, pod: dict[str, str],
-    other: dict[str, str] | None, port: int, named: dict[str, int], ip: bool = False,
-) -> bool:
-    key = "ingress" if kind == "Ingress" else "egress"
-    peer_key = "from" if kind == "Ingress" else "to"
-    chosen = [p for p in policies
-              if kind in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod)]
-    if not chosen:
-        return True  # not isolated in this direction
-    return any(
-        _peer_matches(rule.get(peer_key), other, ip)
-        and _port_matches(rule.get("ports"), port, named)
-        for p in chosen
-        for rule in p["spec"].get(key, [])
-    )
-
-
-class Net:
-    """Evaluates the rendered NetworkPolicies for flows inside the namespace."""
-
-    def __init__(self, objs: list[Obj]):
-        self.policies = list(of_kind(objs, "NetworkPolicy").values())
-        self.pods: dict[str, tuple[dict[str, str], dict[str, int]]] = {"task": (TASK_LABELS, {})}
-        for w in workloads(objs):
-            named = {p["name"]: p["containerPort"]
-                     for c in pod_spec(w)["containers"] for p in c.get("ports", []) if "name" in p}
-            self.pods[w["metadata"]["name"]] = (pod_labels(w), named)
-
-    def flow(self, src: str, dst: str, port: int) -> bool:
-        (src_labels, _), (dst_labels, dst_named) = self.pods[src], self.pods[dst]
-        return _direction_allows(
-            self.policies, "Egress", src_labels, dst_labels, port, dst_named
-        ) and _direction_allows(self.policies, "Ingress", dst_labels, src_labels, port, dst_named)
-
-    def egress_outside(self, src: str, port: int) -> bool:
-        labels = self.pods[src][0]
-        return _direction_allows(self.policies, "Egress", labels, None, port, {}, ip=True)
-
-    def ingress_from_anywhere(self, dst: str, port: int) -> bool:
-        labels, named = self.pods[dst]
-        return _direction_allows(self.policies, "Ingress", labels, None, port, named, ip=True)
-
-
-def test_default_deny_and_dns_for_every_pod(objs: list[Obj]) -> None:
-    policies = of_kind(objs, "NetworkPolicy")
-    deny = policies["default-deny"]["spec"]
-    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
-    assert "ingress" not in deny and "egress" not in deny
-    dns = policies["allow-dns"]["spec"]
-    assert dns["podSelector"] == {} and dns["policyTypes"] == ["Egress"]
-    (rule,) = dns["egress"]
-    assert rule["to"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
-    ]
-    assert sorted((p["protocol"], p["port"]) for p in rule["ports"]) == [
-        ("TCP", 53), ("UDP", 53)
-    ]
-
-
-def test_every_component_has_its_own_network_policy(objs: list[Obj]) -> None:
-    net = Net(objs)
-    broad = {"default-deny", "allow-dns", "prometheus-scrape"}
-    specific = [p for p in net.policies if p["metadata"]["name"] not in broad]
-    for name, (labels, _) in net.pods.items():
-        assert any(selects(p["spec"]["podSelector"], labels) for p in specific), name
-
-
-def test_network_flows_in_dev() -> None:
-    net = Net(rendered("overlays/dev"))
-    allowed = [
-        *((svc, "nats", 4222) for svc in SERVICES),
-        *((svc, "redis", 6379) for svc in SERVICES),
-        *((svc, "minio", 9000) for svc in ("api", "scheduler", "watcher")),
-        ("task", "minio", 9000),
-        ("minio-bucket", "minio", 9000),
-        ("api", "metrics", 8081),
-    ]
-    for flow in allowed:
-        assert net.flow(*flow), f"{flow} should be allowed"
-    denied = [
-        ("metrics", "minio", 9000),
-        ("task", "nats", 4222), ("task", "redis", 6379), ("task", "api", 8080),
-        ("task", "metrics", 8081), ("scheduler", "metrics", 8081),
-        ("api", "scheduler", 8082), ("minio-bucket", "redis", 6379),
-        ("nats", "redis", 6379), ("redis", "minio", 9000),
-        ("api", "nats", 8222), ("api", "redis", 6380),
-    ]
-    for flow in denied:
-        assert not net.flow(*flow), f"{flow} should be denied"
-    assert net.ingress_from_anywhere("api", 8080)
-    ports = {**{name: port for name, (port, _) in SERVICES.items()}, **STORE_PORTS}
-    for name, port in ports.items():
-        assert net.ingress_from_anywhere(name, port) is (name == "api"), name
-    assert not net.egress_outside("task", 443)
-
-
-@pytest.mark.parametrize("overlay_name", ["dev", "prod"])
-def test_only_scheduler_and_watcher_reach_the_api_server(overlay_name: str) -> None:
-    net = Net(rendered(f"overlays/{overlay_name}"))
-    for name in ("scheduler", "watcher"):
-        assert net.egress_outside(name, 6443) and net.egress_outside(name, 443)
-    for name in ("api", "metrics", "task"):
-        assert not net.egress_outside(name, 6443), name
-
-
-def test_network_flows_in_prod() -> None:
-    net = Net(rendered("overlays/prod"))
-    for svc in SERVICES:
-        assert net.egress_outside(svc, 4222) and net.egress_outside(svc, 6379), svc
-    for svc in ("api", "scheduler", "watcher", "task"):
-        assert net.egress_outside(svc, 443), svc
-    assert not net.egress_outside("metrics", 443)
-    assert not net.egress_outside("task", 4222) and not net.egress_outside("task", 6379)
-    assert net.flow("api", "metrics", 8081)
-    assert not net.flow("task", "api", 8080)
+    task = pod_spec(task_job())
+    assert task["serviceAccountName"] in accounts
+    assert task["automountServiceAccountToken"] is False
+    assert accounts[task["serviceAccountName"]]["automountServiceAccountToken"] is False
 
 
 # --------------------------------------------------------------- availability, ingress
