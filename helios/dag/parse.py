@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -12,6 +13,16 @@ from helios.dag.graph import FieldError, check_graph
 from helios.dag.model import DNS1123_LABEL, MAX_TASKS, Dag
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
+# A DAG nests six levels at most (dag > tasks > task > resources > limits > cpu); nothing
+# legitimate comes near this bound, and YAML's scanner slows down sharply with depth.
+MAX_DEPTH = 32
+
+# Quoted scalars (JSON, YAML double and single quotes) and YAML comments: brackets in
+# them do not nest. Alternatives are disjoint, so the scan stays linear.
+_NOT_STRUCTURE = re.compile(
+    rb'"(?:[^"\\]|\\.)*"' rb"|'(?:[^']|'')*'" rb"|(?:^|(?<=[ \t]))#[^\n]*", re.MULTILINE
+)
+_OTHER_BYTES = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class DagError(ValueError):
@@ -86,6 +97,9 @@ def parse_dag_document(body: bytes, content_type: str = "application/json") -> D
             [FieldError("", f"{len(body)} bytes; at most {MAX_DOCUMENT_BYTES} allowed")],
         )
     media = content_type.split(";")[0].strip().lower()
+    if flow_depth(body, MAX_DEPTH) > MAX_DEPTH:
+        raise DagError("document too deeply nested",
+                       [FieldError("", f"nesting deeper than {MAX_DEPTH} levels")])
     try:
         if media in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
             data = yaml.load(body, Loader=_SafeNoAliasLoader)
@@ -95,6 +109,22 @@ def parse_dag_document(body: bytes, content_type: str = "application/json") -> D
         kind = "YAML" if media.endswith("yaml") else "JSON"
         raise DagError(f"malformed {kind}", [FieldError("", _short(str(exc)))]) from None
     return parse_dag(data)
+
+
+def flow_depth(body: bytes, stop_at: int) -> int:
+    """How deep `[`/`{` nest outside quoted strings and comments, counting no further than
+    `stop_at + 1`: a cheap linear pre-scan, so a megabyte of `[` is refused before a parser
+    spends seconds on it. It may over- or under-count odd YAML (an apostrophe in a plain
+    scalar); the parser's own depth bound and the caller's time bound still hold."""
+    depth = 0
+    for byte in _NOT_STRUCTURE.sub(b"", body).translate(None, _OTHER_BYTES):
+        if byte in b"[{":
+            depth += 1
+            if depth > stop_at:
+                return depth
+        elif depth:
+            depth -= 1
+    return depth if depth <= stop_at else stop_at + 1
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -112,7 +142,10 @@ def _short(text: str) -> str:
 
 
 class _SafeNoAliasLoader(yaml.SafeLoader):
-    """SafeLoader without aliases: a billion-laughs document cannot expand in memory."""
+    """SafeLoader without aliases (a billion-laughs document cannot expand in memory) and
+    with a nesting bound (block nesting by indentation escapes the bracket pre-scan)."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -120,7 +153,15 @@ class _SafeNoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases are not allowed", event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
         seen: set[Any] = set()

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
 
 import nats.errors
-import orjson
 from aiohttp import web
 
 from helios import keys, subjects, tasklogs
 from helios.bus import publish
-from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError, parse_dag_document
+from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError
 from helios.definitions import new_run_id
 from helios.messages import CancelRequest, RetryRequest, Submission
 from helios.states import RunState
 from services.api.context import ctx
+from services.api.parsing import PARSER, ParserBusy
 from services.api.problems import Problem, problem_response
 from services.api.runs import check_dag_id, load_dag, run_status
 
 log = logging.getLogger(__name__)
 
+# A body that stops arriving for BODY_IDLE_S, or is still arriving after BODY_DEADLINE_S
+# (1 MiB at 50 kB/s), is cut: stalled uploads must not hold connections and tasks.
+BODY_IDLE_S = 5.0
+BODY_DEADLINE_S = 20.0
 JSON_TYPES = ("application/json", "")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -38,6 +43,28 @@ def _decompress(data: bytes, encoding: str) -> bytearray:
         if len(out) > MAX_DOCUMENT_BYTES or engine.eof:
             return bytearray(out)
     raise Problem(400, "Bad Request", f"the body is not valid {encoding} data")
+
+
+async def _read_body(request: web.Request) -> bytearray:
+    """The body, one byte past the document limit at most (the size error is then a
+    precise 400, not a 413), bounded in time: a client that stalls for BODY_IDLE_S, or
+    trickles for longer than BODY_DEADLINE_S, gets a 408 and its connection is closed."""
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_DEADLINE_S):
+            while len(body) <= MAX_DOCUMENT_BYTES:
+                chunk = await asyncio.wait_for(
+                    request.content.read(MAX_DOCUMENT_BYTES + 1 - len(body)), BODY_IDLE_S)
+                if not chunk:
+                    break
+                body += chunk
+    except TimeoutError:
+        raise Problem(408, "Request Timeout",
+                      f"the request body did not arrive in time ({len(body)} bytes read)",
+                      headers={"Connection": "close"}) from None
+    except web.RequestPayloadError as exc:
+        raise Problem(400, "Bad Request", f"unreadable request body: {exc}"[:300]) from None
+    return body
 
 
 def _bool_query(request: web.Request, name: str) -> bool | None:
@@ -61,31 +88,24 @@ async def submit(request: web.Request) -> web.Response:
     if encoding not in ("identity", "gzip", "deflate"):
         raise Problem(415, "Unsupported Media Type",
                       f"Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate)")
-    # Read one byte past the limit ourselves: the size error is a precise 400, not a 413.
-    body = bytearray()
-    try:
-        while len(body) <= MAX_DOCUMENT_BYTES:
-            chunk = await request.content.read(MAX_DOCUMENT_BYTES + 1 - len(body))
-            if not chunk:
-                break
-            body += chunk
-    except web.RequestPayloadError as exc:
-        raise Problem(400, "Bad Request", f"unreadable request body: {exc}"[:300]) from None
+    override = _bool_query(request, "useCache")
+    body = await _read_body(request)
     if encoding != "identity":
         body = _decompress(bytes(body), encoding)
     try:
-        dag = parse_dag_document(bytes(body), media or "application/json")
+        # Parsed in a worker process, bounded in depth and time: the loop never stalls.
+        dag = await request.app[PARSER].parse(bytes(body), media or "application/json", override)
     except DagError as exc:
         return problem_response(400, exc.title, str(exc), request.path,
                                 errors=[e.as_dict() for e in exc.errors])
-    override = _bool_query(request, "useCache")
-    if override is not None:
-        dag = dag.model_copy(update={"use_cache": override})
+    except ParserBusy:
+        raise Problem(503, "Service Unavailable", "every document parser is busy; retry",
+                      headers={"Retry-After": "1"}) from None
     dag_id = new_run_id()
     now = time.time()
     use_cache = "true" if dag.use_cache else "false"
     async with c.redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.definition(dag_id), orjson.dumps(dag.to_document()))
+        pipe.set(keys.definition(dag_id), dag.document)
         pipe.set(keys.use_cache(dag_id), use_cache)
         pipe.hset(keys.run(dag_id), mapping={
             "dagName": dag.dag_name, "state": RunState.RUNNING.value, "useCache": use_cache,
@@ -115,7 +135,7 @@ async def submit(request: web.Request) -> web.Response:
                       ) from None
     return web.json_response(
         {"dagId": dag_id, "dagName": dag.dag_name, "status": RunState.RUNNING.value,
-         "useCache": dag.use_cache, "taskCount": len(dag.tasks)},
+         "useCache": dag.use_cache, "taskCount": dag.task_count},
         status=201, headers={"Location": f"/api/v1/dags/{dag_id}"},
     )
 

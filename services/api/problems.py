@@ -50,8 +50,12 @@ def problem_response(status: int, title: str, detail: str = "", instance: str = 
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM,
-                        headers=headers)
+    kept = {k: v for k, v in (headers or {}).items() if k.lower() != "connection"}
+    response = web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM,
+                            headers=kept)
+    if (headers or {}).get("Connection", "").lower() == "close":
+        response.force_close()  # e.g. a 408: the rest of a stalled body is never read
+    return response
 
 
 def unavailable(exc: BaseException) -> str:
@@ -64,6 +68,13 @@ def unavailable(exc: BaseException) -> str:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SERVER = "helios"
+
+
+async def server_header(_: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: the Server header names no software versions."""
+    response.headers["Server"] = SERVER
 
 
 @web.middleware

@@ -19,8 +19,15 @@ from helios.store import open_redis
 from helios.subjects import Streams
 from services.api.app import make_app
 from services.api.context import ApiContext
+from services.api.parsing import PARSER, ParserPool
+from services.api.problems import server_header
 
 log = logging.getLogger(__name__)
+
+# Connection-level bounds (the request body's own are in dags.py). An idle connection, or
+# one that never finishes sending its headers, is closed after `keepalive_timeout`; the
+# unread rest of a body a handler did not want is drained for `lingering_time` at most.
+HTTP_LIMITS = {"keepalive_timeout": 15.0, "lingering_time": 2.0}
 
 
 async def serve(settings: Settings, stop: StopEvent, health: Health,
@@ -31,14 +38,17 @@ async def serve(settings: Settings, stop: StopEvent, health: Health,
     try:
         js = nc.jetstream(timeout=settings.nats.request_timeout_s)
         await ensure_streams(js, Streams(replicas=settings.nats.stream_replicas))
-        async with open_s3(settings.s3) as s3, aiohttp.ClientSession() as http:
+        async with open_s3(settings.s3) as s3, aiohttp.ClientSession() as http, \
+                ParserPool() as parser:
             health.add_check("redis", redis.ping)
             health.add_check("nats", js.account_info)
             context = ApiContext(settings, nc, js, redis, s3, http, health, Definitions(redis))
             app = make_app(context, health)
+            app[PARSER] = parser
+            app.on_response_prepare.append(server_header)
             # Bodies are decompressed by the handler, bounded: a zip bomb stops at 1 MiB.
             async with serve_http(app, settings.http.host, settings.http.port,
-                                  auto_decompress=False) as port:
+                                  auto_decompress=False, **HTTP_LIMITS) as port:
                 if bound is not None and not bound.done():
                     bound.set_result(port)
                 beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
