@@ -120,7 +120,7 @@ class Network:
             if isinstance(want, str):
                 if dst.ports.get(want) == port:
                     return True
-            elif want <= port <= p.get("endPort", want):
+            elif int(want) <= port <= int(p.get("endPort") or want):
                 return True
         return False
 

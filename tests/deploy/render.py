@@ -121,11 +121,11 @@ def task_job(inputs: bool = True, outputs: bool = True) -> Obj:
         "command": ["/bin/bash", "-c", "cat /artifacts/input.txt"],
         "outputs": ["out.txt"] if outputs else [],
     })
-    arts = [InputArtifact(name="input.txt", fromTask="gen", artifact="output.txt",
+    arts = [InputArtifact(name="input.txt", from_task="gen", artifact="output.txt",
                           key="dags/r/tasks/gen/outputs/output.txt", sha256="ab" * 32, size=1)]
-    dispatch = TaskDispatch(dagId="run-1", dagName="cache-test", task=task, attempt=1,
-                            jobName=job_name("run-1", task.name, 1), useCache=True,
-                            inputs=arts if inputs else [], dispatchedAt=0.0)
+    dispatch = TaskDispatch(dag_id="run-1", dag_name="cache-test", task=task, attempt=1,
+                            job_name=job_name("run-1", task.name, 1), use_cache=True,
+                            inputs=arts if inputs else [], dispatched_at=0.0)
     settings = Settings(k8s=KubernetesSettings(namespace=NAMESPACE),
                         s3=S3Settings(endpoint_url="http://minio:9000"))
     return jobs.build_job(dispatch, settings)

@@ -23,7 +23,7 @@ SETTINGS = Settings(
     s3=S3Settings(endpoint_url="http://minio:9000", bucket="arts"),
     cache=CacheSettings(max_bytes=12345),
 )
-INPUT = InputArtifact(name="input.txt", fromTask="gen", artifact="output.txt",
+INPUT = InputArtifact(name="input.txt", from_task="gen", artifact="output.txt",
                       key="dags/run-1/tasks/gen/outputs/output.txt", sha256="ab" * 32, size=10)
 USER_SECURITY = {
     "privileged": False, "allowPrivilegeEscalation": False,
