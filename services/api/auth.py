@@ -15,13 +15,22 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from helios.auth_tokens import READ, WRITE, TokenEntry, TokenFileError, allows, bearer_token, parse_tokens, scope_of
+from helios.auth_tokens import (
+    READ,
+    WRITE,
+    TokenEntry,
+    TokenFileError,
+    allows,
+    bearer_token,
+    parse_tokens,
+    scope_of,
+)
 from helios.settings import AuthSettings
 from services.api.dags import YAML_TYPES
 from services.api.problems import Handler, problem_response
@@ -40,9 +49,6 @@ NO_TOKENS = (
     "(scope read or write), or set HELIOS_AUTH_DISABLED=true to run without authentication "
     "(only where nobody else can reach the API)"
 )
-
-Middleware = Callable[[web.Request, Handler], Any]
-
 
 class AuthConfigError(RuntimeError):
     """The API cannot start with this authentication setup (the message says why)."""
