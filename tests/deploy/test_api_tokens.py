@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from helios.auth_tokens import parse_tokens
+
 from .render import (
     DEPLOY,
     NAMESPACE,
@@ -187,8 +189,10 @@ def test_script_creates_the_secret_with_two_fresh_tokens(
     body = req["body"]
     assert body["metadata"]["name"] == TOKENS_SECRET
     assert body["metadata"]["labels"]["helios.dev/dev-only"] == "true"
-    lines = base64.b64decode(body["data"]["tokens"]).decode().splitlines()
-    pairs = [line.split(" ") for line in lines]
+    text = base64.b64decode(body["data"]["tokens"]).decode()
+    # The api's own parser accepts the file (b64token characters, length, distinct).
+    assert [e.scope for e in parse_tokens(text)] == ["write", "read"]
+    pairs = [line.split(" ") for line in text.splitlines()]
     assert [scope for scope, _ in pairs] == ["write", "read"]
     tokens = [token for _, token in pairs]
     assert len(set(tokens)) == 2 and all(len(t) >= 40 for t in tokens)

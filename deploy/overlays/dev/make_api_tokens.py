@@ -7,8 +7,8 @@ ServiceAccount token:
 - 201: created; the api pods, which wait for the Secret, start.
 - 409: it exists already. It is left alone, so re-applying the overlay (or the Job
   running again after its TTL) never rotates the tokens under a user's feet. To rotate:
-  `kubectl -n helios delete secret helios-api-tokens job/helios-token-init`, re-apply,
-  then `kubectl -n helios rollout restart deployment/api`.
+  `kubectl -n helios delete secret helios-api-tokens job/helios-token-init` and re-apply;
+  the api re-reads the mounted file when it changes.
 - 401/403/404/422: a configuration error, reported and not retried. Anything else
   (API server starting, network) is retried with a short backoff, then left to the
   Job's backoffLimit.
