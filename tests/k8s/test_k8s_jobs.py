@@ -323,6 +323,14 @@ def test_manifest_validates_against_the_kubernetes_schema() -> None:
     job = build({"name": "all", "command": ["x"], "outputs": ["o"], "timeoutSeconds": 5,
                  "tolerations": [{"key": "k", "operator": "Exists"}]}, inputs=[INPUT])
     kubernetes_validate.validate(job, "1.30", strict=True)
+    k8s = SETTINGS.k8s.model_copy(update={"task_run_as_user": 1000,
+                                          "task_add_capabilities": ["CHOWN"]})
+    configured = jobs.build_job(
+        dispatch({"name": "t", "command": ["x"], "outputs": ["o"],
+                  "envFromSecrets": ["helios-s3"], "serviceAccountName": "helios-api"},
+                 inputs=[INPUT]),
+        SETTINGS.model_copy(update={"k8s": k8s}))
+    kubernetes_validate.validate(configured, "1.30", strict=True)
 
 
 # --- the wrapper script and the wait step, run for real ------------------------------
