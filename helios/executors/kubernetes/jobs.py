@@ -58,7 +58,7 @@ import json
 from typing import Any
 
 from helios.dag.model import Task
-from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, AttemptId
+from helios.executors.kubernetes.labels import A_OUTPUTS, A_REFUSED, L_JOB, AttemptId
 from helios.messages import TaskDispatch
 from helios.settings import KubernetesSettings, Settings
 
@@ -81,7 +81,6 @@ RESERVED_SECRETS = frozenset({S3_SECRET, API_TOKENS_SECRET})
 RESERVED_SERVICE_ACCOUNTS = frozenset(
     {"helios-api", "helios-metrics", "helios-scheduler", "helios-watcher", "helios-token-init"}
 )
-A_REFUSED = "helios.dev/refused"  # what build_job left out of a task's spec, and why
 HELPER_UID = 10001  # the Dockerfile's `helios` user
 
 V_ARTIFACTS = "artifacts"

@@ -25,6 +25,7 @@ A_DAG_NAME = "helios.dev/dag-name"
 A_TASK = "helios.dev/task"
 A_ATTEMPT = "helios.dev/attempt"
 A_OUTPUTS = "helios.dev/outputs"  # JSON list: the watcher expects an upload when not empty
+A_REFUSED = "helios.dev/refused"  # task fields the Job builder left out (reserved names)
 
 SELECTOR = f"{L_APP}={APP}"
 
