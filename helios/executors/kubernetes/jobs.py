@@ -22,8 +22,9 @@ and a "wait" container that saves the outputs once that status appears):
   public images (`ubuntu:latest`, the seed example's) declare no USER, and the kubelet
   refuses to start a container that must be non-root but names no numeric uid. A cluster
   whose task images all work as any user sets `HELIOS_K8S_TASK_RUN_AS_USER` (uid and gid
-  of `main`, with `runAsNonRoot`). Root in `main` without capabilities can still write
-  only what it owns or what is world-writable (`/artifacts`), and nothing of the node.
+  of `main`, with `runAsNonRoot`). Root in `main` without capabilities writes only files
+  it owns (its image's, in its own container) and the world-writable `/artifacts`:
+  nothing of the node, of the helpers, or of other pods.
   With declared outputs, the argv is wrapped by a FIXED shell script that never contains
   user data: `/bin/sh -c WRAPPER helios-task <command...> <args...>`. The user's strings
   arrive as positional parameters (`"$@"`), so nothing is ever parsed by a shell. The
