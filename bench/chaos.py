@@ -100,11 +100,14 @@ class Scenario:
 
     async def follow(self, f: Followed) -> None:
         """The CLI's follower, counting ids; cancels a `cancel` run once it runs."""
+        cancelled = False
         try:
             async for event in self.client.feed(f.dag_id, on_note=f.notes.append):
                 f.ids.append(event.id)
-                if f.shape.cancel and event.data.get("state") == "RUNNING" and event.data.get("task"):
+                if (f.shape.cancel and not cancelled and event.data.get("task")
+                        and event.data.get("state") == "RUNNING"):
                     await patiently(lambda: self.client.cancel(f.dag_id))
+                    cancelled = True
         except Exception as exc:  # reported as the follower's failure, never swallowed
             f.error = f"{type(exc).__name__}: {exc}"
 
