@@ -50,7 +50,7 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet",
 # The api's bearer tokens (issue 8, point 5): Secret, key, and where the api reads them.
 TOKENS_SECRET = "helios-api-tokens"
 TOKENS_FILE = "/etc/helios/auth/tokens"
-TOKEN_INIT = "helios-token-init"  # the dev overlay's Job that creates the Secret
+DEV_SECRETS = "helios-dev-secrets"  # the dev overlay's Job that creates its Secrets
 
 
 def kustomize(path: Path) -> list[Obj]:

@@ -19,13 +19,13 @@ import yaml
 from .netpol import selects
 from .render import (
     DEPLOY,
+    DEV_SECRETS,
     IMAGE_REPO,
     K8S_VERSION,
     NAMESPACE,
     ROOT,
     SERVICES,
     STORES,
-    TOKEN_INIT,
     TOKENS_SECRET,
     Obj,
     config,
@@ -130,23 +130,20 @@ def test_prod_uses_external_stores_and_scales_the_api() -> None:
     )
 
 
-def test_base_ships_no_secret_values() -> None:
-    """Only the dev overlay generates credentials, and labels them as dev-only."""
-    assert not of_kind(rendered("overlays/prod"), "Secret")
-    base_files = [*(DEPLOY / "base").glob("*.yaml"), *(DEPLOY / "components").rglob("*.yaml")]
-    for path in base_files:
+def test_no_secret_values_anywhere() -> None:
+    """No overlay ships a Secret: dev makes its own in the cluster (test_credentials.py),
+    prod's are the operator's."""
+    for overlay in ("dev", "prod"):
+        assert not of_kind(rendered(f"overlays/{overlay}"), "Secret"), overlay
+    for path in DEPLOY.rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             assert not (doc and doc.get("kind") == "Secret"), path
             assert not (doc and "secretGenerator" in doc), path
-    (secret,) = of_kind(rendered("overlays/dev"), "Secret").values()
-    assert secret["metadata"]["name"] == "helios-s3"
-    assert secret["metadata"]["labels"]["helios.dev/dev-only"] == "true"
-    assert set(secret["data"]) == {"HELIOS_S3_ACCESS_KEY_ID", "HELIOS_S3_SECRET_ACCESS_KEY"}
 
 
 def test_config_and_secret_references_resolve(objs: list[Obj]) -> None:
     configmaps = set(of_kind(objs, "ConfigMap"))
-    # prod: both created by the operator; dev: the tokens by the Job helios-token-init.
+    # prod: both created by the operator; dev: both by the Job helios-dev-secrets.
     secrets = set(of_kind(objs, "Secret")) | {"helios-s3", TOKENS_SECRET}
     for workload in workloads(objs):
         for vol in pod_spec(workload).get("volumes", []):
@@ -358,8 +355,8 @@ def test_rbac_is_exactly_least_privilege(objs: list[Obj], overlay: str) -> None:
     roles = of_kind(objs, "Role")
     expected = {"helios-scheduler", "helios-watcher"}
     if overlay == "dev":  # creates the api's token Secret, and may do nothing else
-        expected.add(TOKEN_INIT)
-        assert rules_of(roles[TOKEN_INIT]) == {("", "secrets"): {"create"}}
+        expected.add(DEV_SECRETS)
+        assert rules_of(roles[DEV_SECRETS]) == {("", "secrets"): {"create"}}
     assert set(roles) == expected
     assert rules_of(roles["helios-scheduler"]) == {
         ("batch", "jobs"): {"create", "get", "list", "delete"},
@@ -384,7 +381,7 @@ def test_only_pods_that_call_the_kubernetes_api_get_a_token(objs: list[Obj],
     stores, or a task pod."""
     accounts = of_kind(objs, "ServiceAccount")
     expected = {f"helios-{n}" for n in (*SERVICES, "task")}
-    assert set(accounts) == expected | ({TOKEN_INIT} if overlay == "dev" else set())
+    assert set(accounts) == expected | ({DEV_SECRETS} if overlay == "dev" else set())
     for name, sa in accounts.items():
         wants = name in ("helios-scheduler", "helios-watcher")
         assert sa["automountServiceAccountToken"] is wants, name
@@ -394,8 +391,8 @@ def test_only_pods_that_call_the_kubernetes_api_get_a_token(objs: list[Obj],
         if name in SERVICES:
             assert spec["serviceAccountName"] == f"helios-{name}"
             assert spec["automountServiceAccountToken"] is (name in ("scheduler", "watcher"))
-        elif name == TOKEN_INIT:  # opts in on the pod; its account stays off by default
-            assert spec["serviceAccountName"] == TOKEN_INIT
+        elif name == DEV_SECRETS:  # opts in on the pod; its account stays off by default
+            assert spec["serviceAccountName"] == DEV_SECRETS
             assert spec["automountServiceAccountToken"] is True
         else:  # stores and the bucket Job run under `default` and need no token
             assert "serviceAccountName" not in spec, name
@@ -477,4 +474,5 @@ def test_task_jobs_fit_this_deploy() -> None:
         default = KubernetesSettings.model_fields["node_cache_dir"].default
         assert cfg["HELIOS_K8S_NODE_CACHE_DIR"] == default
         assert cfg["HELIOS_CACHE_DIR"] == jobs.CACHE_MOUNT
-    assert jobs.S3_SECRET in of_kind(rendered("overlays/dev"), "Secret")
+    made = env_of(pod_spec(one(rendered("overlays/dev"), "Job", DEV_SECRETS))["containers"][0])
+    assert made["HELIOS_S3_SECRET"]["value"] == jobs.S3_SECRET

@@ -21,10 +21,10 @@ import yaml
 from .netpol import Endpoint, Network, selects
 from .render import (
     DEPLOY,
+    DEV_SECRETS,
     NAMESPACE,
     SERVICES,
     STORE_PORTS,
-    TOKEN_INIT,
     Obj,
     needs_kubectl,
     of_kind,
@@ -155,7 +155,7 @@ def test_helios_services_and_stores_admit_only_helios_pods(objs: list[Obj], over
             for port in PROBE_PORTS:
                 assert not w.allows("task", name, port), (name, port)
     for port in PROBE_PORTS:  # one-shot Jobs admit nobody
-        for job in ("minio-bucket", TOKEN_INIT):
+        for job in ("minio-bucket", DEV_SECRETS):
             if job in w.endpoints:
                 assert w.admitted(job, port) == set(), (job, port)
 
@@ -195,8 +195,8 @@ def test_network_flows_in_dev() -> None:
         ("minio-bucket", "minio", 9000),
         ("api", "metrics", 8081),
         ("prometheus", "api", 8080),
-        (TOKEN_INIT, "kube-apiserver", 443),
-        (TOKEN_INIT, "kube-apiserver", 6443),
+        (DEV_SECRETS, "kube-apiserver", 443),
+        (DEV_SECRETS, "kube-apiserver", 6443),
     ]
     for flow in allowed:
         assert w.allows(*flow), f"{flow} should be allowed"
@@ -206,7 +206,7 @@ def test_network_flows_in_dev() -> None:
         ("minio-bucket", "redis", 6379), ("nats", "redis", 6379), ("redis", "minio", 9000),
         ("api", "nats", 8222), ("api", "redis", 6380),
         ("stranger", "api", 8080), ("ingress-nginx", "api", 8080),  # dev has no Ingress
-        (TOKEN_INIT, "nats", 4222), (TOKEN_INIT, "api", 8080), (TOKEN_INIT, "minio", 9000),
+        (DEV_SECRETS, "nats", 4222), (DEV_SECRETS, "api", 8080), (DEV_SECRETS, "minio", 9000),
         ("task", "public-s3", 443), ("api", "internet", 443),
     ]
     for flow in denied:
@@ -237,7 +237,7 @@ def test_only_scheduler_and_watcher_reach_the_api_server(overlay_name: str) -> N
     rule admits any address until narrowed (they hold no token the API server accepts
     for anything but what RBAC grants); task pods are kept off private addresses."""
     w = world(rendered(f"overlays/{overlay_name}"))
-    callers = {"scheduler", "watcher"} | ({TOKEN_INIT} if overlay_name == "dev" else set())
+    callers = {"scheduler", "watcher"} | ({DEV_SECRETS} if overlay_name == "dev" else set())
     ours = [name for name, e in w.endpoints.items() if e.namespace == NAMESPACE]
     for port in (443, 6443):
         reach = {name for name in ours if w.allows(name, "kube-apiserver", port)}

@@ -80,7 +80,7 @@ API_TOKENS_SECRET = "helios-api-tokens"  # mounted by the api only (deploy/base/
 # (workload identity webhooks key on it, whatever automountServiceAccountToken says).
 RESERVED_SECRETS = frozenset({S3_SECRET, API_TOKENS_SECRET})
 RESERVED_SERVICE_ACCOUNTS = frozenset(
-    {"helios-api", "helios-metrics", "helios-scheduler", "helios-watcher", "helios-token-init"}
+    {"helios-api", "helios-metrics", "helios-scheduler", "helios-watcher", "helios-dev-secrets"}
 )
 HELPER_UID = 10001  # the Dockerfile's `helios` user
 

@@ -1,8 +1,9 @@
-"""The api's bearer tokens in the deploy (issue 8, point 5): both overlays mount the
-Secret helios-api-tokens and point HELIOS_AUTH_TOKENS_FILE at it; dev creates the Secret
-with random tokens in the cluster (deploy/overlays/dev/make_api_tokens.py, run here
-against a stand-in API server); prod expects the operator to create it. No token is in
-the repository, and no other pod (task pods included) can read it.
+"""Credentials in the deploy. The api's bearer tokens (issue 8, point 5): both overlays
+mount the Secret helios-api-tokens and point HELIOS_AUTH_TOKENS_FILE at it, and no other
+pod (task pods included) can read it. Dev creates that Secret and helios-s3 with random
+values in the cluster (deploy/overlays/dev/make_dev_secrets.py, run here against a
+stand-in API server); prod expects the operator to create both. No credential is in the
+repository.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from helios.auth_tokens import parse_tokens
 
 from .render import (
     DEPLOY,
+    DEV_SECRETS,
     NAMESPACE,
-    TOKEN_INIT,
     TOKENS_FILE,
     TOKENS_SECRET,
     Obj,
@@ -43,7 +44,7 @@ from .render import (
     workloads,
 )
 
-SCRIPT = DEPLOY / "overlays/dev/make_api_tokens.py"
+SCRIPT = DEPLOY / "overlays/dev/make_dev_secrets.py"
 
 
 def tokens_volumes(spec: Obj) -> list[Obj]:
@@ -85,9 +86,13 @@ def test_no_other_pod_sees_the_tokens(objs: list[Obj]) -> None:
 
 
 @needs_kubectl
-def test_no_token_is_shipped_in_any_overlay() -> None:
+def test_no_credential_is_shipped_in_any_overlay() -> None:
     for overlay in ("dev", "prod"):
-        assert TOKENS_SECRET not in of_kind(rendered(f"overlays/{overlay}"), "Secret")
+        assert not of_kind(rendered(f"overlays/{overlay}"), "Secret"), overlay
+    for path in DEPLOY.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not re.search(r"HELIOS_S3_SECRET_ACCESS_KEY=(?!\.\.\.)\S", text), path
     for path in DEPLOY.rglob("*"):
         if path.is_file():
             assert not re.search(r"^\s*(read|write)\s+\S{16,}\s*$", path.read_text(),
@@ -95,26 +100,38 @@ def test_no_token_is_shipped_in_any_overlay() -> None:
 
 
 @needs_kubectl
-def test_dev_creates_random_tokens_in_the_cluster() -> None:
+def test_dev_creates_its_credentials_in_the_cluster() -> None:
     objs = rendered("overlays/dev")
-    job = one(objs, "Job", TOKEN_INIT)
+    job = one(objs, "Job", DEV_SECRETS)
     spec = pod_spec(job)
     (c,) = spec["containers"]
-    assert c["command"] == ["python", "/opt/helios-dev/make_api_tokens.py"]
-    assert env_of(c)["HELIOS_TOKENS_SECRET"]["value"] == TOKENS_SECRET
+    assert c["command"] == ["python", "/opt/helios-dev/make_dev_secrets.py"]
+    made = {env_of(c)["HELIOS_TOKENS_SECRET"]["value"], env_of(c)["HELIOS_S3_SECRET"]["value"]}
+    # Exactly the Secrets the overlay's pods reference (besides none of their own).
+    referenced = set()
+    for w in workloads(objs):
+        for vol in pod_spec(w).get("volumes", []):
+            referenced |= {vol["secret"]["secretName"]} if "secret" in vol else set()
+        for cont in containers(pod_spec(w)):
+            referenced |= {s["secretRef"]["name"] for s in cont.get("envFrom", [])
+                           if "secretRef" in s}
+            referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for e in cont.get("env", [])
+                           if "secretKeyRef" in e.get("valueFrom", {})}
+    assert made == referenced == {TOKENS_SECRET, "helios-s3"}
     # The script the Job runs is this repository's file, byte for byte.
     (vol,) = [v for v in spec["volumes"] if "configMap" in v]
     script = one(objs, "ConfigMap", vol["configMap"]["name"])
-    assert script["data"]["make_api_tokens.py"] == SCRIPT.read_text()
+    assert script["data"]["make_dev_secrets.py"] == SCRIPT.read_text()
     assert c["image"] == service_deployment(objs, "api")[1]["image"]  # Python is there
 
 
 @needs_kubectl
-def test_prod_expects_an_operator_made_secret() -> None:
+def test_prod_expects_operator_made_secrets() -> None:
     objs = rendered("overlays/prod")
-    assert TOKEN_INIT not in of_kind(objs, "Job")
+    assert DEV_SECRETS not in of_kind(objs, "Job")
     readme = (DEPLOY / "README.md").read_text()
-    assert f"kubectl -n {NAMESPACE} create secret generic {TOKENS_SECRET}" in readme
+    for name in (TOKENS_SECRET, "helios-s3"):
+        assert f"kubectl -n {NAMESPACE} create secret generic {name}" in readme
     assert "--from-file=tokens=" in readme
 
 
@@ -177,48 +194,61 @@ def sa_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_script_creates_the_secret_with_two_fresh_tokens(
+def decoded(request: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in request["body"]["data"].items()}
+
+
+def test_script_creates_both_secrets_with_fresh_values(
         api_server: tuple[str, StandIn], sa_dir: Path) -> None:
     url, state = api_server
-    state.statuses += [201, 201]
+    state.statuses += [201, 201, 201, 201]
     first, second = run_script(url, sa_dir), run_script(url, sa_dir)
     assert first.returncode == 0 and second.returncode == 0, first.stdout + first.stderr
-    req = state.requests[0]
-    assert req["path"] == f"/api/v1/namespaces/{NAMESPACE}/secrets"
-    assert req["headers"]["Authorization"] == "Bearer sa-token-123"
-    body = req["body"]
-    assert body["metadata"]["name"] == TOKENS_SECRET
-    assert body["metadata"]["labels"]["helios.dev/dev-only"] == "true"
-    text = base64.b64decode(body["data"]["tokens"]).decode()
+    assert len(state.requests) == 4
+    for req in state.requests:
+        assert req["path"] == f"/api/v1/namespaces/{NAMESPACE}/secrets"
+        assert req["headers"]["Authorization"] == "Bearer sa-token-123"
+        assert req["body"]["metadata"]["labels"]["helios.dev/dev-only"] == "true"
+    names = [r["body"]["metadata"]["name"] for r in state.requests]
+    assert names == [TOKENS_SECRET, "helios-s3"] * 2
+    s3, s3_again = decoded(state.requests[1]), decoded(state.requests[3])
+    assert set(s3) == {"HELIOS_S3_ACCESS_KEY_ID", "HELIOS_S3_SECRET_ACCESS_KEY"}
+    assert len(s3["HELIOS_S3_SECRET_ACCESS_KEY"]) >= 40
+    assert s3["HELIOS_S3_SECRET_ACCESS_KEY"] != s3_again["HELIOS_S3_SECRET_ACCESS_KEY"]
+    # MinIO's bucket Job puts both keys in a URL (MC_HOST_local): URL-safe only.
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", v) for v in s3.values())
+    for value in s3.values():  # never printed
+        assert value not in first.stdout and value not in first.stderr
+    text = decoded(state.requests[0])["tokens"]
     # The api's own parser accepts the file (b64token characters, length, distinct).
     assert [e.scope for e in parse_tokens(text)] == ["write", "read"]
     pairs = [line.split(" ") for line in text.splitlines()]
     assert [scope for scope, _ in pairs] == ["write", "read"]
     tokens = [token for _, token in pairs]
     assert len(set(tokens)) == 2 and all(len(t) >= 40 for t in tokens)
-    again = base64.b64decode(state.requests[1]["body"]["data"]["tokens"]).decode()
+    again = decoded(state.requests[2])["tokens"]
     assert not set(tokens) & {line.split(" ")[1] for line in again.splitlines()}
     for token in tokens:  # never printed
         assert token not in first.stdout and token not in first.stderr
     assert "created" in first.stdout
 
 
-def test_script_leaves_an_existing_secret_alone(api_server: tuple[str, StandIn],
-                                                sa_dir: Path) -> None:
+def test_script_leaves_existing_secrets_alone(api_server: tuple[str, StandIn],
+                                             sa_dir: Path) -> None:
     url, state = api_server
-    state.statuses.append(409)
+    state.statuses += [409, 201]
     out = run_script(url, sa_dir)
-    assert out.returncode == 0 and "left unchanged" in out.stdout
-    assert len(state.requests) == 1
+    assert out.returncode == 0 and "left unchanged" in out.stdout and "created" in out.stdout
+    assert len(state.requests) == 2
 
 
 def test_script_retries_transient_errors_but_not_refusals(api_server: tuple[str, StandIn],
                                                           sa_dir: Path) -> None:
     url, state = api_server
-    state.statuses += [503, 201]
+    state.statuses += [503, 201, 201]
     assert run_script(url, sa_dir).returncode == 0
-    assert len(state.requests) == 2
+    assert len(state.requests) == 3
     state.statuses.append(403)
     refused = run_script(url, sa_dir)
     assert refused.returncode == 1 and "403" in refused.stdout
-    assert len(state.requests) == 3  # not retried
+    assert len(state.requests) == 4  # not retried, and the next Secret not attempted
