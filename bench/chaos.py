@@ -48,8 +48,9 @@ class Config:
     whole_stack: bool = True
     task_s: float = 1.0
     submit_span_s: float = 40.0
-    gap_s: tuple[float, float] = (2.0, 6.0)
-    back_within_s: float = 20.0
+    first_kill_s: float = 3.0
+    min_gap_s: float = 3.0
+    back_within_s: float = 10.0
     settle_s: float = 240.0
     cli_followers: int = 5
     shapes: tuple[str, ...] | None = None
@@ -82,6 +83,17 @@ async def patiently(call: Callable[[], Awaitable[T]], timeout_s: float = 180.0) 
                 raise
         failures += 1
         await asyncio.sleep(backoff_s(failures))
+
+
+def kill_schedule(cfg: Config, rng: random.Random) -> list[tuple[float, str]]:
+    """Each target (and the whole stack) once, at random moments over the submission
+    span, at least `min_gap_s` apart."""
+    targets = list(cfg.targets) + (["all"] if cfg.whole_stack else [])
+    rng.shuffle(targets)
+    times = sorted(rng.uniform(cfg.first_kill_s, cfg.submit_span_s) for _ in targets)
+    for i in range(1, len(times)):
+        times[i] = max(times[i], times[i - 1] + cfg.min_gap_s)
+    return [(round(t, 1), target) for t, target in zip(times, targets, strict=True)]
 
 
 class Scenario:
@@ -144,17 +156,14 @@ class Scenario:
         return statuses, {name: m for name, i in ids.items() if (m := by_id.get(i)) is not None}
 
     async def killer(self, started: float) -> None:
-        targets = list(self.cfg.targets)
-        self.rng.shuffle(targets)
-        if self.cfg.whole_stack:
-            targets.insert(self.rng.randrange(len(targets) + 1), "all")
-        for target in targets:
-            await asyncio.sleep(self.rng.uniform(*self.cfg.gap_s))
+        """The kills at their moments: a recovery still under way delays the next one."""
+        for at_s, target in kill_schedule(self.cfg, self.rng):
+            await asyncio.sleep(max(0.0, started + at_s - time.monotonic()))
             log.info("kill -9 %s", target)
             kill = await self.dev.kill(target, started, self.cfg.back_within_s)
             self.kills.append(kill)
             log.info("%s back after %ss%s", target, kill.back_after_s,
-                     " (whole stack restarted)" if kill.stack_restarted else "")
+                     " (restarted by the harness)" if kill.harness_restarted else "")
 
     async def chaos(self) -> None:
         plan = chaoslib.plan_runs(self.shapes, self.cfg.runs, self.rng)
@@ -248,7 +257,7 @@ async def judge(s: Scenario, base_status: dict[str, dict[str, Any]],
     cli = [f for f in followers if f.cli_code is not None]
     cli_bad = [f"{f.dag_id} ({f.shape.name}): exit {f.cli_code}\n{f.cli_out[-600:]}" for f in cli
                if f.cli_code != (0 if f.shape.status == "SUCCEEDED" else 1)]
-    unsupervised = [k for k in s.kills if k.target != "all" and (k.stack_restarted or k.back_after_s is None)]
+    unsupervised = [k for k in s.kills if k.target != "all" and (k.harness_restarted or k.back_after_s is None)]
     return [
         chaoslib.check_outcomes(expected, statuses),
         chaoslib.check_double_starts(s.recorder.starts, statuses),
@@ -262,14 +271,19 @@ async def judge(s: Scenario, base_status: dict[str, dict[str, Any]],
         chaoslib.check_metrics(expected, metrics, base_metrics, extra),
         Check("killed children restarted by the supervisor", not unsupervised,
               f"{len(s.kills) - len(unsupervised)} of {len(s.kills)}",
-              [f"{k.target}: not back within the wait; the harness restarted the stack" for k in unsupervised]),
+              [f"{k.target}: not back within the wait; the harness restarted "
+               + ("the whole stack" if k.stack_restarted else "it") for k in unsupervised]),
     ]
 
 
 def kills_table(kills: list[Kill]) -> str:
-    return "kills: " + ", ".join(
-        f"{k.target}@{k.at_s}s->" + ("restarted stack" if k.stack_restarted and k.target != "all"
-                                      else f"back {k.back_after_s}s") for k in kills)
+    def how(k: Kill) -> str:
+        if k.target == "all" or not k.harness_restarted:
+            return f"back in {k.back_after_s}s"
+        return "restarted by the harness" + (" with the whole stack" if k.stack_restarted else "")
+
+    return "kills (at s since the first submission): " + ", ".join(
+        f"{k.target}@{k.at_s} {how(k)}" for k in kills)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,7 +77,8 @@ class Kill:
     target: str
     at_s: float
     pid: int | None = None
-    back_after_s: float | None = None  # None: not restarted by the supervisor
+    back_after_s: float | None = None
+    harness_restarted: bool = False  # the supervisor did not bring it back: we did
     stack_restarted: bool = False
 
 
@@ -89,6 +90,7 @@ class DevProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    adopted: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -126,26 +128,34 @@ class DevProcess:
                 await asyncio.sleep(0.2)
 
     def children(self) -> dict[str, int]:
-        """role -> pid of each live child server or service."""
+        """role -> pid of each live child server or service (ours included, see `adopt`)."""
         if self.proc is None:
             return {}
         table = _proc_table()
         found: dict[str, int] = {}
-        for pid in descendants(self.proc.pid, table):
+        for pid in self._tree(table):
             role = role_of(table[pid][1])
             # The outermost match: a service's own children (task sandboxes) never count.
             if role and role not in found:
                 found[role] = pid
         return found
 
+    def _tree(self, table: dict[int, tuple[int, list[str]]]) -> list[int]:
+        roots = [p.pid for p in self.adopted.values() if p.returncode is None and p.pid in table]
+        out = descendants(self.proc.pid, table) if self.proc else []
+        for root in roots:
+            out += [root, *descendants(root, table)]
+        return out
+
     async def kill(self, target: str, started: float, back_within_s: float) -> Kill:
-        """`kill -9` one child; wait for the supervisor to start a new one, or restart
-        the whole stack on the same data dir if it does not within `back_within_s`."""
+        """`kill -9` one child; wait for the supervisor to start a new one, or start it
+        again ourselves (same command line, environment and folder) if it does not within
+        `back_within_s`."""
         record = Kill(target, round(time.monotonic() - started, 1))
+        t0 = time.monotonic()
         if target == "all":
             await self.kill_all()
             record.stack_restarted = True
-            t0 = time.monotonic()
             await self.start()
             record.back_after_s = round(time.monotonic() - t0, 1)
             return record
@@ -153,32 +163,55 @@ class DevProcess:
         if record.pid is None:
             log.warning("no %s process to kill", target)
             return record
+        try:
+            how: tuple[list[str], dict[str, str], str] | None = _how_started(record.pid)
+        except (OSError, RuntimeError) as exc:
+            how = None
+            log.warning("%s", exc)
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGKILL)
-        t0 = time.monotonic()
         while time.monotonic() - t0 < back_within_s:
             pid = self.children().get(target)
             if pid is not None and pid != record.pid:
                 record.back_after_s = round(time.monotonic() - t0, 1)
                 return record
             await asyncio.sleep(0.1)
-        log.warning("%s was not restarted within %ss: restarting the whole stack", target,
-                    back_within_s)
-        await self.kill_all()
-        await self.start()
-        record.stack_restarted = True
+        log.warning("%s was not restarted within %ss: the harness starts %s again", target,
+                    back_within_s, "it" if how else "the whole stack")
+        record.harness_restarted = True
+        if how is None:
+            await self.kill_all()
+            await self.start()
+            record.stack_restarted = True
+        else:
+            await self.adopt(target, *how)
+        record.back_after_s = round(time.monotonic() - t0, 1)
         return record
+
+    async def adopt(self, role: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
+        """Start a killed child again as the supervisor would have."""
+        log_file = self.data_dir / "logs" / f"{role}.log"
+        out = log_file.open("ab")
+        try:
+            self.adopted[role] = await asyncio.create_subprocess_exec(
+                *argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, env=env, cwd=cwd,
+                start_new_session=True)
+        finally:
+            out.close()
 
     async def kill_all(self) -> None:
         """`kill -9` every process of the stack at once (children first, so none of them
         gets the parent-death SIGTERM and drains politely)."""
         if self.proc is None:
             return
-        pids = descendants(self.proc.pid)
+        pids = self._tree(_proc_table())
         for pid in [*pids, self.proc.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await self.proc.wait()
+        for adopted in self.adopted.values():
+            await adopted.wait()
+        self.adopted.clear()
         for _ in range(300):  # the kernel takes a moment to tear them down (30 s at most)
             if not any(pid in _proc_table() for pid in pids):
                 break
@@ -187,11 +220,25 @@ class DevProcess:
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
             return
+        for adopted in self.adopted.values():  # not under `helios dev`: stop them ourselves
+            with contextlib.suppress(ProcessLookupError):
+                adopted.send_signal(signal.SIGTERM)
         self.proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.proc.wait(), 60)
         except TimeoutError:
             await self.kill_all()
+
+
+def _how_started(pid: int) -> tuple[list[str], dict[str, str], str]:
+    """A process's command line, environment and working folder, to start it again."""
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    if " " in argv[0] and len(argv) == 1:
+        # valkey retitled itself; its real arguments are gone: keep what we can see.
+        raise RuntimeError(f"cannot restart pid {pid}: its command line was rewritten ({argv[0]!r})")
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = dict(e.decode().split("=", 1) for e in raw if b"=" in e)
+    return argv, env, os.readlink(f"/proc/{pid}/cwd")
 
 
 class StartRecorder:
