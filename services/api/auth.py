@@ -66,6 +66,41 @@ def required_scope(method: str, route: str | None) -> str | None:
     return WRITE
 
 
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    # A Kubernetes Secret update swaps a symlink: stat() follows it to a new inode.
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def load_tokens(path: Path) -> tuple[tuple[int, int, int, int], list[TokenEntry]]:
+    """The file's stamp and entries; AuthConfigError (never echoing a token) if unusable."""
+    try:
+        stamp = _stamp(path)
+        entries = parse_tokens(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuthConfigError(f"cannot read HELIOS_AUTH_TOKENS_FILE {path}: "
+                              f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    except TokenFileError as exc:
+        raise AuthConfigError(f"{exc} (HELIOS_AUTH_TOKENS_FILE {path})") from None
+    if not entries:
+        raise AuthConfigError(f"HELIOS_AUTH_TOKENS_FILE {path} lists no token; {NO_TOKENS}")
+    return stamp, entries
+
+
+def check_auth(settings: AuthSettings) -> None:
+    """Raise AuthConfigError if the API must not start with these settings (secure by
+    default: no tokens file and no explicit HELIOS_AUTH_DISABLED is a refusal)."""
+    if settings.disabled:
+        return
+    try:
+        if settings.tokens_file is None:
+            raise AuthConfigError(NO_TOKENS)
+        load_tokens(settings.tokens_file)
+    except AuthConfigError as exc:
+        log.error("the API cannot start: %s", exc)  # one plain line before the traceback
+        raise
+
+
 class TokenStore:
     """The tokens file's entries, re-read when the file changes (a rotated Secret).
 
@@ -75,23 +110,12 @@ class TokenStore:
     def __init__(self, path: Path, reload_s: float = 1.0):
         self.path = path
         self.reload_s = reload_s
-        try:
-            self._stamp = self._stat()
-            self._entries = parse_tokens(path.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AuthConfigError(f"cannot read HELIOS_AUTH_TOKENS_FILE {path}: "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from None
-        except TokenFileError as exc:
-            raise AuthConfigError(f"{exc} (HELIOS_AUTH_TOKENS_FILE {path})") from None
-        if not self._entries:
-            raise AuthConfigError(f"HELIOS_AUTH_TOKENS_FILE {path} lists no token; {NO_TOKENS}")
+        self._stamp, self._entries = load_tokens(path)
         self._checked = time.monotonic()
         log.info("API tokens loaded", extra=self._counts())
 
     def _stat(self) -> tuple[int, int, int, int]:
-        # A Kubernetes Secret update swaps a symlink: stat() follows it to a new inode.
-        st = os.stat(self.path)
-        return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+        return _stamp(self.path)
 
     def _counts(self) -> dict[str, int]:
         return {f"{scope}Tokens": sum(e.scope == scope for e in self._entries)

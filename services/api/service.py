@@ -18,6 +18,7 @@ from helios.settings import Settings
 from helios.store import open_redis
 from helios.subjects import Streams
 from services.api.app import make_app
+from services.api.auth import check_auth
 from services.api.context import ApiContext
 from services.api.parsing import PARSER, ParserPool
 from services.api.problems import server_header
@@ -33,6 +34,7 @@ HTTP_LIMITS = {"keepalive_timeout": 15.0, "lingering_time": 2.0}
 async def serve(settings: Settings, stop: StopEvent, health: Health,
                 bound: asyncio.Future[int] | None = None) -> None:
     """`bound` (tests, port 0) receives the port the server listens on."""
+    check_auth(settings.auth)  # no tokens, no API: refused before connecting to anything
     nc = await connect(settings.nats, "helios-api")
     redis = open_redis(settings.redis)
     try:
