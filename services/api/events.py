@@ -28,6 +28,7 @@ from services.api.runs import load_dag
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0
+RECHECK_S = 1.0  # how soon a feed notices that NATS reconnected under it
 
 
 def _last_event_id(request: web.Request) -> int:
@@ -63,11 +64,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     })
     shutdown = asyncio.ensure_future(c.shutting_down.wait())
     sent = after
+    reconnects = c.nc.stats["reconnects"]
+    idle_s = 0.0
     try:
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
         while True:
-            nxt = asyncio.ensure_future(sub.next_msg(timeout=HEARTBEAT_S))
+            nxt = asyncio.ensure_future(sub.next_msg(timeout=RECHECK_S))
             done, _ = await asyncio.wait({nxt, shutdown}, return_when=asyncio.FIRST_COMPLETED)
             if shutdown in done:
                 nxt.cancel()
@@ -75,6 +78,14 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 msg = nxt.result()
             except (TimeoutError, NatsTimeoutError):
+                if c.nc.stats["reconnects"] != reconnects:
+                    # NATS restarted: this ordered consumer died with it and would stall
+                    # until the next heartbeat check; the client's resume replays at once.
+                    break
+                idle_s += RECHECK_S
+                if idle_s < HEARTBEAT_S:
+                    continue
+                idle_s = 0.0
                 if await _end_seq(c, dag_id) is not None or await _stalled(c, dag_id, sent):
                     # The run's end is published but did not come through here (it aged
                     # out, or this subscription lost its place across a NATS restart):
@@ -82,6 +93,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 await response.write(b": keepalive\n\n")
                 continue
+            idle_s = 0.0
             seq = sent = msg.metadata.sequence.stream
             event = orjson.loads(msg.data)
             kind = event.get("type", "task")
