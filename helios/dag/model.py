@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -24,6 +25,7 @@ from pydantic import (
 MAX_TASKS = 1000
 MAX_RETRIES = 20
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_INT64 = 2**63 - 1  # Kubernetes' integers; nothing bigger can be stored or sent on
 
 # Every pattern here is checked with `re.fullmatch` (never `re.match`: `$` also matches
 # before a trailing newline, so "FOO\n" would pass) and published as is in the OpenAPI
@@ -34,18 +36,22 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Environment variable names as POSIX shells accept them; HELIOS_* is ours.
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV_PREFIX = "HELIOS_"
+# Image references are ASCII (OCI distribution); `\s` would differ between regex engines.
+IMAGE = r"^[!-~]+$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 
 # Characters a name must never carry (Unicode 14, as Python 3.11 ships it): controls (Cc),
 # format characters (Cf: bidi overrides U+202A-U+202E and isolates U+2066-U+2069, zero
-# widths, the BOM), line and paragraph separators (Zl, Zp) and lone surrogates (Cs). A
-# newline in an output name would let a task forge `[HELIOS]` lines in its log; a bidi
-# override makes a name read differently from what it is. A unit test checks the list
-# against the running Python's unicodedata.
+# widths, the BOM), line and paragraph separators (Zl, Zp). A newline in an output name
+# would let a task forge `[HELIOS]` lines in its log; a bidi override makes a name read
+# differently from what it is. Lone surrogates (Cs) are refused too, but left out of the
+# published pattern: Rust-based schema validators cannot compile that range, and no
+# valid UTF-8 document carries one.
+# A unit test checks the list against the running Python's unicodedata.
 HIDDEN_CHARS: tuple[tuple[int, int], ...] = (
     (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
     (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
-    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
+    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF),
     (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438),
     (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
 )
@@ -72,7 +78,7 @@ PROGRAM = r"^[^\u0000]*[^\u0000\t\n\v\f\r ][^\u0000]*$"
 _DNS1123_RE = re.compile(DNS1123_LABEL)
 _ENV_NAME_RE = re.compile(ENV_NAME)
 _FILE_NAME_RE = re.compile(FILE_NAME)
-_HIDDEN_RE = re.compile(f"[{_HIDDEN}]")
+_HIDDEN_RE = re.compile(f"[{_HIDDEN}\\ud800-\\udfff]")  # lone surrogates too, here
 _PROGRAM_RE = re.compile(PROGRAM)
 
 
@@ -122,6 +128,23 @@ def check_file_name(value: str) -> str:
 FileName = Annotated[str, AfterValidator(check_file_name), WithJsonSchema(FILE_NAME_SCHEMA)]
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 15.0 is the integer 15 (JSON Schema says so too). Only
+    integral floats are let through; "15", true and 15.5 still fail the strict check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def json_int(lo: int, hi: int | None = None) -> Any:
+    """A bounded integer field that takes integral floats. The schema is written out:
+    pydantic would publish the bounds of a before-validated type as unknown keywords."""
+    schema: dict[str, Any] = {"type": "integer", "minimum": lo}
+    if hi is not None:
+        schema["maximum"] = hi
+    return Annotated[int, BeforeValidator(_integral), Field(ge=lo, le=hi), WithJsonSchema(schema)]
+
+
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must never be silently ignored."""
 
@@ -152,12 +175,14 @@ class Toleration(Strict):
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = Field(default=None, max_length=63)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds", ge=0)
+    toleration_seconds: json_int(0, MAX_INT64) | None = Field(  # type: ignore[valid-type]
+        default=None, alias="tolerationSeconds")
 
 
 class Task(Strict):
     name: Name
-    image: str = Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")
+    image: str = Field(min_length=1, max_length=512, pattern=IMAGE,
+                       description="A container image reference: visible ASCII, no spaces.")
     command: list[CommandItem] = Field(
         min_length=1, max_length=4096,
         json_schema_extra={"prefixItems": [
@@ -177,9 +202,9 @@ class Task(Strict):
     outputs: list[FileName] = Field(
         default_factory=list, max_length=1000, json_schema_extra={"uniqueItems": True}
     )
-    retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
-    timeout_seconds: int | None = Field(
-        default=None, alias="timeoutSeconds", ge=1, le=MAX_TIMEOUT_SECONDS
+    retries: json_int(0, MAX_RETRIES) = 0  # type: ignore[valid-type]
+    timeout_seconds: json_int(1, MAX_TIMEOUT_SECONDS) | None = Field(  # type: ignore[valid-type]
+        default=None, alias="timeoutSeconds"
     )
     resources: Resources | None = None
     node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from helios.dag.graph import FieldError, check_graph
-from helios.dag.model import DNS1123_LABEL, MAX_TASKS, Dag
+from helios.dag.model import DNS1123_LABEL, IMAGE, MAX_TASKS, Dag
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 # A DAG nests six levels at most (dag > tasks > task > resources > limits > cpu); nothing
@@ -57,6 +57,8 @@ def _from_validation(exc: ValidationError) -> list[FieldError]:
             msg = "required key is missing"
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == DNS1123_LABEL:
             msg = "must be a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)"
+        elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == IMAGE:
+            msg = "must be a container image reference (visible ASCII characters, no spaces)"
         elif (kind == "too_short" and loc.endswith("command")) or (
                 kind == "string_too_short" and err.get("ctx", {}).get("min_length") == 1):
             msg = "must not be empty"

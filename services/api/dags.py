@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import zlib
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 BODY_IDLE_S = 5.0
 BODY_DEADLINE_S = 20.0
 JSON_TYPES = ("application/json", "")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -71,10 +73,9 @@ def _bool_query(request: web.Request, name: str) -> bool | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
+    # Exactly the OpenAPI boolean's two spellings: a client must not get a surprise.
+    if raw in ("true", "false"):
+        return raw == "true"
     raise Problem(400, "Bad Request", f"query parameter {name!r} must be true or false")
 
 
@@ -148,10 +149,10 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Problem(400, "Bad Request", f"query parameter {name!r} must be an integer") from None
+    # ASCII digits only: int() would also take "+5", " 5", "1_0" and non-ASCII digits.
+    if not _INTEGER.fullmatch(raw):
+        raise Problem(400, "Bad Request", f"query parameter {name!r} must be an integer")
+    value = int(raw)
     if not lo <= value <= hi:
         raise Problem(400, "Bad Request", f"query parameter {name!r} must be in {lo}..{hi}")
     return value

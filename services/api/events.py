@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 
 import orjson
 from aiohttp import web
@@ -29,14 +30,15 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0
 RECHECK_S = 1.0  # how soon a feed notices that NATS reconnected under it
+LAST_EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
 def _last_event_id(request: web.Request) -> int:
     raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId") or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Problem(400, "Bad Request", "Last-Event-ID must be an event id (an integer)") from None
+    # Digits only, as the OpenAPI document says: int() would also take "+5", " 5", "1_0".
+    if not LAST_EVENT_ID.fullmatch(raw):
+        raise Problem(400, "Bad Request", "Last-Event-ID must be an event id (an integer)")
+    value = int(raw)
     if not 0 <= value < 2**63:
         raise Problem(400, "Bad Request", "Last-Event-ID must be an event id in 0..2^63-1")
     return value

@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from helios import __version__
-from helios.dag.model import Dag
+from helios.dag.model import DNS1123_LABEL, Dag
 from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
 from services.api.auth import document_security
@@ -23,9 +23,24 @@ def _json(description: str, ref: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
+# Every parameter states what the handler accepts, so a schema-driven client never gets
+# a surprise 400 (and a schema-invalid value always gets a 4xx).
 DAG_ID = {"name": "dagId", "in": "path", "required": True,
           "schema": {"type": "string", "pattern": RUN_ID_PATTERN}}
+NAME = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS1123_LABEL}
+EVENT_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 NOT_FOUND = _problem("No such run (or task)")
+UNAVAILABLE = _problem("A backing service is unavailable; retry")
+# A submitted run's id and name lead to the routes that read or change it (not to the
+# live feed: it stays open until the run ends).
+_RUN = {"dagId": "$response.body#/dagId"}
+LINKS = {
+    "GetRun": {"operationId": "getRun", "parameters": _RUN},
+    "CancelRun": {"operationId": "cancelRun", "parameters": _RUN},
+    "RetryRun": {"operationId": "retryRun", "parameters": _RUN},
+    "GetDagMetrics": {"operationId": "getDagMetrics",
+                      "parameters": {"dagName": "$response.body#/dagName"}},
+}
 
 
 @cache
@@ -46,6 +61,11 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object", "properties": {
                         "field": {"type": "string"}, "reason": {"type": "string"}}}},
             },
+        },
+        "Accepted": {
+            "type": "object", "required": ["dagId", "status"],
+            "properties": {"dagId": {"type": "string"},
+                           "status": {"type": "string", "enum": ["CANCELLING", "RETRYING"]}},
         },
         "Submitted": {
             "type": "object", "required": ["dagId", "dagName", "status"],
@@ -90,61 +110,84 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "paths": {
             "/dags": {"post": {
-                "summary": "Submit a DAG",
+                "summary": "Submit a DAG", "operationId": "submitDag",
                 "parameters": [{"name": "useCache", "in": "query", "required": False,
                                 "schema": {"type": "boolean"},
                                 "description": "Overrides the document's useCache"}],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Dag"}},
                     "application/yaml": {"schema": {"$ref": "#/components/schemas/Dag"}}}},
-                "responses": {"201": _json("Stored and queued", "Submitted"),
-                              "400": _problem("Invalid document (every problem is listed in errors)"),
-                              "415": _problem("Unsupported content type")},
+                "responses": {"201": {**_json("Stored and queued", "Submitted"), "links": LINKS},
+                              "400": _problem(
+                                  "Invalid document (every problem is listed in errors). Beyond "
+                                  "this schema: task names are unique, dependencies and inputs "
+                                  "name earlier-declared or existing tasks without a cycle, an "
+                                  "input names one of its producer's outputs, input names are "
+                                  "unique per task, at most 1 MiB, nesting at most 32 levels."),
+                              "408": _problem("The body stalled (5 s without data, 20 s in all)"),
+                              "415": _problem("Unsupported content type or encoding"),
+                              "503": UNAVAILABLE},
             }},
             "/dags/{dagId}": {"get": {
-                "summary": "Run status", "parameters": [DAG_ID],
-                "responses": {"200": _json("The run", "RunStatus"), "404": NOT_FOUND},
+                "summary": "Run status", "operationId": "getRun", "parameters": [DAG_ID],
+                "responses": {"200": _json("The run", "RunStatus"), "404": NOT_FOUND,
+                              "503": UNAVAILABLE},
             }},
             "/dags/{dagId}/events": {"get": {
                 "summary": "Live feed (Server-Sent Events); honours Last-Event-ID",
-                "parameters": [DAG_ID, {"name": "Last-Event-ID", "in": "header", "required": False,
-                                        "schema": {"type": "integer", "minimum": 0}}],
+                "operationId": "followRun",
+                "parameters": [
+                    DAG_ID,
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": EVENT_ID,
+                     "description": "Resume after this event id (ASCII digits)"},
+                    {"name": "lastEventId", "in": "query", "required": False, "schema": EVENT_ID,
+                     "description": "The same, for clients that cannot set headers"}],
                 "responses": {"200": {"description": "event: task|run; id: stream sequence",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                              "400": _problem("Bad Last-Event-ID"), "404": NOT_FOUND},
+                              "204": {"description": "The client has seen the end of the run"},
+                              "400": _problem("Bad Last-Event-ID"), "404": NOT_FOUND,
+                              "503": UNAVAILABLE},
             }},
             "/dags/{dagId}/tasks/{task}/logs": {"get": {
-                "summary": "A task's log lines",
+                "summary": "A task's log lines", "operationId": "getTaskLogs",
                 "parameters": [DAG_ID,
-                               {"name": "task", "in": "path", "required": True, "schema": {"type": "string"}},
-                               {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                               {"name": "task", "in": "path", "required": True, "schema": NAME},
+                               {"name": "offset", "in": "query",
+                                "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}},
                                {"name": "limit", "in": "query",
                                 "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],
-                "responses": {"200": _json("Lines from offset", "Logs"),
-                              "400": _problem("Bad offset or limit"), "404": NOT_FOUND},
+                "responses": {"200": {"description": "Lines from offset", "content": {
+                                  "application/json": {"schema": {"$ref": "#/components/schemas/Logs"}},
+                                  "text/plain": {"schema": {"type": "string"}}}},
+                              "400": _problem("Bad offset or limit"), "404": NOT_FOUND,
+                              "503": UNAVAILABLE},
             }},
             "/dags/{dagId}/cancel": {"post": {
-                "summary": "Cancel a run", "parameters": [DAG_ID],
-                "responses": {"202": {"description": "Cancelling"}, "404": NOT_FOUND,
-                              "409": _problem("The run already ended")},
+                "summary": "Cancel a run", "operationId": "cancelRun", "parameters": [DAG_ID],
+                "responses": {"202": _json("Cancelling", "Accepted"), "404": NOT_FOUND,
+                              "409": _problem("The run already ended"), "503": UNAVAILABLE},
             }},
             "/dags/{dagId}/retry": {"post": {
-                "summary": "Re-run failed, upstream-failed and cancelled tasks", "parameters": [DAG_ID],
-                "responses": {"202": {"description": "Retrying"}, "404": NOT_FOUND,
-                              "409": _problem("The run is running or succeeded")},
+                "summary": "Re-run failed, upstream-failed and cancelled tasks",
+                "operationId": "retryRun", "parameters": [DAG_ID],
+                "responses": {"202": _json("Retrying", "Accepted"), "404": NOT_FOUND,
+                              "409": _problem("The run is running or succeeded"),
+                              "503": UNAVAILABLE},
             }},
             "/dags/{dagName}/metrics": {"get": {
                 "summary": "The last N runs of a DAG name and a summary",
-                "parameters": [{"name": "dagName", "in": "path", "required": True, "schema": {"type": "string"}},
+                "operationId": "getDagMetrics",
+                "parameters": [{"name": "dagName", "in": "path", "required": True, "schema": NAME},
                                {"name": "limit", "in": "query",
                                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}],
                 "responses": {"200": {"description": "Runs newest first, and a summary",
                                       "content": {"application/json": {"schema": {"type": "object"}}}},
                               "400": _problem("Bad limit or name"),
-                              "503": _problem("Metrics service unreachable")},
+                              "503": _problem("Metrics service unavailable")},
             }},
             "/system/status": {"get": {
                 "summary": "Health of each service and backing store",
+                "operationId": "getSystemStatus",
                 "responses": {"200": {"description": "Status",
                                       "content": {"application/json": {"schema": {"type": "object"}}}}},
             }},

@@ -20,6 +20,7 @@ import os
 import signal
 import struct
 import sys
+import traceback
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -71,10 +72,20 @@ def parse_job(body: bytes, media: str, use_cache: bool | None) -> tuple[dict[str
     except RecursionError:
         return {"kind": "invalid", "title": "document too deeply nested",
                 "errors": [["", "nesting too deep to parse"]]}, b""
-    if use_cache is not None:
-        dag = dag.model_copy(update={"use_cache": use_cache})
+    try:
+        if use_cache is not None:
+            dag = dag.model_copy(update={"use_cache": use_cache})
+        document = orjson.dumps(dag.to_document())
+    except orjson.JSONEncodeError as exc:
+        # JSON may escape a lone surrogate ("\\ud800") that no UTF-8 store can hold.
+        return {"kind": "invalid", "title": "invalid DAG",
+                "errors": [["", f"the document cannot be stored: {exc}"[:300]]]}, b""
+    except Exception as exc:
+        # A bug of ours, not the document's: the API answers 500 and the worker lives on.
+        traceback.print_exc()
+        return {"kind": "failed", "error": repr(exc)[:300]}, b""
     return ({"kind": "ok", "dagName": dag.dag_name, "useCache": dag.use_cache,
-             "taskCount": len(dag.tasks)}, orjson.dumps(dag.to_document()))
+             "taskCount": len(dag.tasks)}, document)
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
@@ -233,6 +244,8 @@ class ParserPool:
             return Parsed(payload, header["dagName"], header["useCache"], header["taskCount"])
         if kind == "invalid":
             raise DagError(header["title"], [FieldError(loc, msg) for loc, msg in header["errors"]])
+        if kind == "failed":
+            raise RuntimeError(f"document parse failed in the worker: {header.get('error')}")
         log.warning("document parse %s", kind, extra={"bytes": len(body), "media": media})
         reason = (f"parsing took longer than {self.timeout_s:g} s" if kind == "timeout"
                   else "the parser gave up on this document")

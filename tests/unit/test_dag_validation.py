@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from helios.dag import Dag, DagError, parse_dag, parse_dag_document
-from helios.dag.model import ENV_NAME, FILE_NAME, HIDDEN_CHARS, PROGRAM, check_file_name
+from helios.dag.model import ENV_NAME, FILE_NAME, HIDDEN_CHARS, NO_NUL, PROGRAM, check_file_name
 
 SEED = resources.files("helios").joinpath("examples/cache-test.yaml").read_bytes()
 
@@ -101,6 +101,8 @@ def test_input_implies_dependency() -> None:
     (lambda d: d["tasks"][0].update(retries="3"), "tasks[0].retries", "valid integer"),
     (lambda d: d["tasks"][0].update(cache="yes"), "tasks[0].cache", "valid boolean"),
     (lambda d: d["tasks"][0].update(image=123), "tasks[0].image", "valid string"),
+    (lambda d: d["tasks"][0].update(image="busy box"), "tasks[0].image", "image reference"),
+    (lambda d: d["tasks"][0].update(image="busybox\u2028"), "tasks[0].image", "image reference"),
 ])
 def test_rejections_name_field_and_reason(mutate: Any, field: str, reason: str) -> None:
     doc = copy.deepcopy(base())
@@ -177,11 +179,24 @@ def test_every_error_is_reported_at_once() -> None:
 # ------------------------------------------------------- the schema states the same rules
 
 def test_hidden_characters_match_unicodedata() -> None:
-    """HIDDEN_CHARS is every Cc, Cf, Zl, Zp and Cs code point this Python knows."""
+    """HIDDEN_CHARS is every Cc, Cf, Zl and Zp code point this Python knows."""
     listed = {cp for lo, hi in HIDDEN_CHARS for cp in range(lo, hi + 1)}
     wanted = {cp for cp in range(0x110000)
-              if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zl", "Zp", "Cs")}
+              if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zl", "Zp")}
     assert listed == wanted
+
+
+def test_published_patterns_compile_in_a_rust_validator() -> None:
+    """Schema-driven tools (schemathesis, jsonschema-rs) drop a pattern they cannot compile."""
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    for pattern in (FILE_NAME, ENV_NAME, PROGRAM, NO_NUL):
+        jsonschema_rs.Draft202012Validator({"pattern": pattern})
+
+
+def test_lone_surrogates_never_reach_the_name_checks() -> None:
+    doc = base()
+    doc["tasks"][0]["outputs"] = ["a\ud800"]
+    assert "tasks[0].outputs[0]" in errors_of(doc)
 
 
 def _file_name_ok(value: str) -> bool:
@@ -234,3 +249,19 @@ def test_schema_states_the_validator_rules() -> None:
     assert task["outputs"]["items"]["pattern"] == FILE_NAME
     assert task["outputs"]["uniqueItems"] is True
     assert re.fullmatch(PROGRAM, " \t") is None and re.fullmatch(PROGRAM, " x ")
+    assert task["retries"]["maximum"] == 20
+    # Only JSON Schema keywords: pydantic's own names (ge, le) would be ignored by clients.
+    text = json.dumps(Dag.model_json_schema(by_alias=True))
+    assert not re.search(r'"(ge|le|gt|lt)":', text)
+
+
+def test_integral_numbers_are_integers() -> None:
+    """JSON Schema's integer includes 15.0; strings, booleans and fractions stay errors."""
+    doc = base()
+    doc["tasks"][0].update(retries=3.0, timeoutSeconds=60.0)
+    task = parse_dag(doc).tasks[0]
+    assert (task.retries, task.timeout_seconds) == (3, 60)
+    assert type(task.retries) is int
+    for bad in (2.5, "3", True, float("nan")):
+        doc["tasks"][0]["retries"] = bad
+        assert "tasks[0].retries" in errors_of(doc), bad

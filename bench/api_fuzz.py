@@ -1,0 +1,212 @@
+"""schemathesis against the API's own OpenAPI document: a long run of generated requests.
+
+    .venv/bin/python -m bench.api_fuzz [--requests 10000] [--max-time 900] [--seed 1]
+
+Starts the backing servers and the API and metrics services (no scheduler: accepted
+DAGs are stored and queued, never run, so generated commands never execute), then runs
+`st run .../api/v1/openapi.json --checks all` with the write token until at least
+`--requests` requests were sent (rounds of `--round-time` seconds, each with a new
+seed). Prints the figures the README quotes: requests, failures by check, duration.
+Exits non-zero on any failure. `run_schemathesis` is shared with the suite's bounded
+run (tests/e2e/test_schemathesis.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ST = Path(sys.executable).with_name("st")
+
+
+@dataclass
+class Figures:
+    requests: int = 0
+    cases: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # check -> one failure, shortened
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    exit_code: int | None = None
+
+    def add(self, other: Figures) -> None:
+        self.requests += other.requests
+        self.cases += other.cases
+        self.failures.update(other.failures)
+        for check, text in other.examples.items():
+            self.examples.setdefault(check, text)
+        self.errors += other.errors
+        self.seconds += other.seconds
+
+    def report(self) -> dict[str, Any]:
+        return {"requests": self.requests, "cases": self.cases,
+                "failures_by_check": dict(self.failures), "errors": len(self.errors),
+                "seconds": round(self.seconds, 1),
+                "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0}
+
+
+def _walk(value: Any) -> Any:
+    """Every dict nested in a report event, depth first."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def read_ndjson(path: Path) -> Figures:
+    """Counts from schemathesis's ndjson event stream: every interaction is one request;
+    a check result with status FAILURE is one failure of that check."""
+    figures = Figures()
+    if not path.exists():
+        return figures
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        for node in _walk(event):
+            if "request" in node and "response" in node and isinstance(node["request"], dict):
+                figures.requests += 1
+            if node.get("status") in ("FAILURE", "failure") and isinstance(node.get("name"), str):
+                figures.failures[node["name"]] += 1
+                failure = node.get("failure_info") or node.get("failure") or {}
+                figures.examples.setdefault(node["name"], json.dumps(failure)[:1500])
+            if node.get("status") in ("ERROR", "error") and "info" in node:
+                figures.errors.append(json.dumps(node)[:500])
+        if "ScenarioFinished" in event:
+            figures.cases += 1
+    return figures
+
+
+async def run_schemathesis(api_url: str, token: str | None, *, max_time_s: float, seed: int,
+                           report_dir: Path, workers: int = 2, max_examples: int = 100,
+                           extra: list[str] | None = None) -> Figures:
+    """One `st run` against the served document, bounded by `max_time_s`."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    ndjson = report_dir / f"st-{seed}.ndjson"
+    argv = [str(ST), "run", f"{api_url}/api/v1/openapi.json", "--checks", "all",
+            "--max-time", str(max(1, round(max_time_s))), "--seed", str(seed),
+            "--workers", str(workers), "--max-examples", str(max_examples),
+            "--request-timeout", "30", "--report", "ndjson", "--report-ndjson-path", str(ndjson),
+            "--suppress-health-check", "all", "--no-color", *(extra or [])]
+    if token:
+        argv += ["--header", f"Authorization: Bearer {token}"]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "bench.st_hooks",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        # The run stops itself at max_time; the margin covers start-up and shrinking.
+        output, _ = await asyncio.wait_for(proc.communicate(), max_time_s + 180)
+    except TimeoutError:
+        proc.kill()
+        output, _ = await proc.communicate()
+    figures = read_ndjson(ndjson)
+    figures.seconds = time.perf_counter() - started
+    figures.exit_code = proc.returncode
+    (report_dir / f"st-{seed}.out").write_bytes(output)
+    if proc.returncode != 0 and not figures.failures:
+        figures.errors.append(output.decode(errors="replace")[-3000:])
+    return figures
+
+
+@contextlib.asynccontextmanager
+async def api_only(data_dir: Path) -> AsyncIterator[tuple[str, str]]:
+    """Backing servers plus the API and metrics services in this process: (url, write token)."""
+    from helios.devstack.procs import free_port
+    from helios.devstack.servers import backing_servers
+    from helios.health import Health
+    from helios.runtime import StopEvent
+    from helios.s3 import ensure_bucket, open_s3
+    from helios.settings import AuthSettings, HttpSettings, Settings
+    from services.api.service import serve as serve_api
+    from services.metrics.service import serve as serve_metrics
+
+    token = secrets.token_urlsafe(24)
+    tokens = data_dir / "tokens"
+    tokens.write_text(f"write {token}\n")
+    async with backing_servers(data_dir / "stack") as ep:
+        for key in [k for k in os.environ if k.startswith("HELIOS_")]:
+            del os.environ[key]
+        os.environ.update({**ep.env(), "HELIOS_LOG_LEVEL": "WARNING"})
+        api_port, metrics_port = free_port(), free_port()
+        base = Settings(auth=AuthSettings(tokens_file=tokens),
+                        metrics_url=f"http://127.0.0.1:{metrics_port}")  # type: ignore[call-arg]
+        async with open_s3(base.s3) as s3:
+            await ensure_bucket(s3, base.s3.bucket)
+        running: list[tuple[asyncio.Task[None], StopEvent]] = []
+        try:
+            for name, serve, port in (("metrics", serve_metrics, metrics_port),
+                                      ("api", serve_api, api_port)):
+                settings = base.model_copy(update={"http": HttpSettings(host="127.0.0.1", port=port)})
+                stop, health = StopEvent(), Health(name)
+                task = asyncio.create_task(serve(settings, stop, health), name=f"service:{name}")
+                running.append((task, stop))
+                async with asyncio.timeout(60):
+                    await health.ready.wait()
+            yield f"http://127.0.0.1:{api_port}", token
+        finally:
+            for task, stop in reversed(running):
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 30)
+
+
+async def main(args: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="helios-api-fuzz-"))
+    total = Figures()
+    try:
+        async with api_only(tmp) as (api_url, token):
+            seed = args.seed
+            while total.requests < args.requests:
+                figures = await run_schemathesis(
+                    api_url, token, max_time_s=args.round_time, seed=seed,
+                    report_dir=tmp / "reports", workers=args.workers,
+                    max_examples=args.max_examples)
+                total.add(figures)
+                print(json.dumps({"round_seed": seed, **figures.report()}), file=sys.stderr)
+                if figures.requests == 0:
+                    break  # nothing ran: the errors say why
+                seed += 1
+        report = {**total.report(), "target_requests": args.requests, "first_seed": args.seed,
+                  "load_average": os.getloadavg()}
+        print(json.dumps(report, indent=2))
+        for check, example in total.examples.items():
+            print(f"--- {check}: {example}", file=sys.stderr)
+        for error in total.errors[:5]:
+            print(f"--- error: {error}", file=sys.stderr)
+        return 0 if not total.failures and not total.errors and total.requests >= args.requests else 1
+    finally:
+        if args.keep:
+            print(f"reports kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--round-time", type=float, default=300.0)
+    parser.add_argument("--max-examples", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the reports")
+    sys.exit(asyncio.run(main(parser.parse_args())))

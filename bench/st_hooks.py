@@ -1,0 +1,80 @@
+"""schemathesis hooks for the API fuzz run (`SCHEMATHESIS_HOOKS=bench.st_hooks`).
+
+JSON Schema states every field rule of a DAG (the OpenAPI document does), but not the
+rules that relate fields to each other: task names unique, dependencies naming other
+tasks without a cycle, inputs naming an output of an earlier task, input names unique
+per task. The 400's description in the document lists them. A DAG drawn from the schema
+alone almost always breaks one of them, so `positive_data_acceptance` would only ever
+see 400s. This hook repairs those cross-references in *positive* cases, by renaming and
+dropping entries, using values that are themselves schema-valid: a case stays valid by
+the schema, and every field rule still reaches the API as generated. Negative cases
+are left alone (a repair could turn them valid).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import schemathesis
+from schemathesis import Case, HookContext
+
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _unique_name(wanted: Any, index: int, taken: set[str]) -> str:
+    if isinstance(wanted, str) and LABEL.fullmatch(wanted) and len(wanted) <= 63 \
+            and wanted not in taken:
+        return wanted
+    name = f"t{index}"
+    while name in taken:
+        name += "x"
+    return name
+
+
+def consistent_dag(body: Any) -> Any:
+    """The same document with its cross-references made consistent (a pure function)."""
+    if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
+        return body
+    tasks = [t for t in body["tasks"] if isinstance(t, dict)]
+    if len(tasks) != len(body["tasks"]):
+        return body
+    taken: set[str] = set()
+    earlier: dict[str, list[str]] = {}  # name -> outputs, for tasks already placed
+    repaired = []
+    for index, task in enumerate(tasks):
+        task = dict(task)
+        task["name"] = _unique_name(task.get("name"), index, taken)
+        taken.add(task["name"])
+        if isinstance(task.get("depends_on"), list):
+            task["depends_on"] = [d for d in task["depends_on"] if d in earlier]
+        if isinstance(task.get("inputs"), list):
+            kept, placed = [], set()
+            for spec in task["inputs"]:
+                if not isinstance(spec, dict):
+                    continue
+                outputs = earlier.get(spec.get("fromTask"))  # type: ignore[arg-type]
+                if not outputs or spec.get("name") in placed:
+                    continue
+                artifact = spec.get("artifact")
+                if (artifact is None and len(outputs) != 1) or (
+                        artifact is not None and artifact not in outputs):
+                    continue
+                kept.append(spec)
+                placed.add(spec.get("name"))
+            task["inputs"] = kept
+        outputs = task.get("outputs")
+        earlier[task["name"]] = list(outputs) if isinstance(outputs, list) else []
+        repaired.append(task)
+    return {**body, "tasks": repaired}
+
+
+@schemathesis.hook
+def map_case(context: HookContext, case: Case) -> Case:
+    operation = context.operation
+    meta = case.meta
+    if (operation is not None and operation.method.upper() == "POST"
+            and operation.path == "/dags" and meta is not None
+            and meta.generation.mode.is_positive):
+        case.body = consistent_dag(case.body)
+    return case
