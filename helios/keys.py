@@ -123,6 +123,12 @@ def services() -> str:
     return "helios:services"
 
 
+def supervisor() -> str:
+    """Hash: child name -> JSON ProcessStatus (state, pid, restarts), written only by the
+    `helios dev` supervisor (helios.devstack.status); absent in a cluster."""
+    return "helios:supervisor"
+
+
 def outbox(dag_id: str) -> str:
     """The scheduler's effects of a stored decision not yet confirmed as sent."""
     return f"dag:{dag_id}:outbox"
