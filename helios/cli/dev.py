@@ -1,21 +1,51 @@
-"""`helios dev`: the embedded stack in the foreground until Ctrl-C or SIGTERM."""
+"""`helios dev`: the embedded stack in the foreground until Ctrl-C or SIGTERM.
+
+Exits 0 after a clean stop; 1 with one line on stderr when a port is taken, the stack
+cannot start, or a child keeps crashing (the supervisor restarts it a few times first).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
+from helios import logs
 from helios.auth_tokens import usage_hint
-from helios.devstack.stack import dev_stack
+from helios.devstack.stack import DevStack, PortInUse, dev_stack
+from helios.devstack.supervise import CrashLoop
 
 
 async def run_dev(data_dir: Path, port: int, metrics_port: int) -> int:
+    # The supervisor's restarts are worth seeing on the terminal.
+    logs.configure("helios-dev", "INFO", "text")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"starting Helios (data in {data_dir}) ...", flush=True)
+    try:
+        return await _serve(data_dir, port, metrics_port, stop)
+    except (PortInUse, CrashLoop) as exc:
+        print(f"helios dev: {exc}", file=sys.stderr, flush=True)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"helios dev: could not start: {exc}", file=sys.stderr, flush=True)
+    return 1
+
+
+async def _until_stop_or_failure(stack: DevStack, stop: asyncio.Event) -> str | None:
+    """Wait for Ctrl-C/SIGTERM (None) or for the supervisor to give up (its reason)."""
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(stack.supervisor.failed.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return stack.supervisor.failure
+
+
+async def _serve(data_dir: Path, port: int, metrics_port: int, stop: asyncio.Event) -> int:
     async with dev_stack(data_dir, api_port=port, metrics_port=metrics_port) as stack:
         print(f"""Helios is ready in {stack.ready_s:.1f}s: {stack.api_url}
 
@@ -31,7 +61,10 @@ async def run_dev(data_dir: Path, port: int, metrics_port: int) -> int:
   service logs:        {stack.data_dir / 'logs'}
 
 Ctrl-C stops everything.""", flush=True)
-        await stop.wait()
+        failure = await _until_stop_or_failure(stack, stop)
         print("stopping ...", flush=True)
+    if failure:
+        print(f"helios dev: {failure}", file=sys.stderr, flush=True)
+        return 1
     print("stopped", flush=True)
     return 0

@@ -1,10 +1,12 @@
-"""Child processes that never outlive us: own session, parent-death signal, ordered stop."""
+"""Child processes that never outlive us: own session, parent-death signal, ordered stop;
+plus the port checks that keep `helios dev` from trusting another process's listener."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_TCP_LISTEN = "0A"
 
 
 def _die_with_parent() -> None:
@@ -27,6 +30,50 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something already listens on `host:port` (or on the wildcard address).
+
+    SO_REUSEADDR as the servers use it: a port left in TIME_WAIT by our own previous run
+    is free, a live listener is not."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes of every TCP listener on `port` (IPv4 and IPv6), from /proc/net."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if len(cols) > 9 and cols[3] == _TCP_LISTEN and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(cols[9])
+    return found
+
+
+def listens(pid: int, port: int) -> bool:
+    """Does process `pid` itself hold the listening socket of `port`? A probe that only
+    connects cannot tell our child from another stack answering on the same port."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    fd_dir = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return True
+    return False
 
 
 async def spawn(
@@ -62,20 +109,19 @@ async def stop(proc: asyncio.subprocess.Process, grace_s: float = 10.0) -> int |
 
 
 async def wait_for_port(host: str, port: int, proc: asyncio.subprocess.Process, timeout_s: float) -> None:
-    """Poll a TCP port until it accepts, failing fast if the process died."""
+    """Wait until `proc` itself listens on `port` and accepts, failing fast if it died."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     delay = 0.01
     while True:
         if proc.returncode is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-        except (TimeoutError, OSError):
-            if loop.time() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s") from None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-        else:
-            writer.close()
-            return
+        if listens(proc.pid, port):
+            with contextlib.suppress(TimeoutError, OSError):
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+                writer.close()
+                return
+        if loop.time() > deadline:
+            raise TimeoutError(f"pid {proc.pid} does not listen on {host}:{port} after {timeout_s}s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)

