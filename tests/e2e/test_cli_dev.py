@@ -52,7 +52,7 @@ async def dev(tmp_path: Path):  # type: ignore[no-untyped-def]
         stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout
-    lines = []
+    lines: list[str] = []
     async with asyncio.timeout(60):
         while True:
             line = (await proc.stdout.readline()).decode()
