@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -230,6 +231,21 @@ async def test_the_api_refuses_to_start_without_tokens(settings: Settings, tmp_p
     with pytest.raises(AuthConfigError, match="cannot read"):
         async with api_only(settings, AuthSettings(tokens_file=tmp_path / "missing")):
             pass
+
+
+async def test_the_api_process_exits_at_once_saying_why(tmp_path: Path) -> None:
+    """`python -m services.api` with no tokens configured: one plain line, exit 1, and
+    no attempt to reach anything first (the NATS URL here answers nothing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIOS_")}
+    env.update(HELIOS_NATS_URL=f"nats://127.0.0.1:{free_port()}", HELIOS_HTTP_PORT="0")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.api", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    first = json.loads(out.decode().splitlines()[0])
+    assert first["level"] == "error" and first["msg"].startswith("the API cannot start: ")
+    assert "HELIOS_AUTH_TOKENS_FILE" in first["msg"] and "HELIOS_AUTH_DISABLED" in first["msg"]
 
 
 async def test_a_changed_tokens_file_is_picked_up(settings: Settings, tmp_path: Path,
