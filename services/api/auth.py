@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import Counter
 
 from helios.auth_tokens import (
     READ,
@@ -36,6 +37,10 @@ from services.api.dags import YAML_TYPES
 from services.api.problems import Handler, problem_response
 
 log = logging.getLogger(__name__)
+
+# Counted, not logged per request: a flood of bad tokens must not flood the log.
+REFUSED = Counter("helios_api_auth_refused_total", "Requests refused by authentication.",
+                  ["reason"])
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Route patterns (aiohttp's `canonical`), so `//healthz` or an encoded path cannot slip by.
@@ -186,6 +191,7 @@ def auth_middleware(settings: AuthSettings) -> Middleware:
             if request.method not in READ_METHODS:
                 refusal = content_type_refusal(request, _route(request))
                 if refusal is not None:
+                    REFUSED.labels("content_type").inc()
                     return refusal
             return await handler(request)
 
@@ -204,14 +210,15 @@ def auth_middleware(settings: AuthSettings) -> Middleware:
         if presented is None:
             if needed == READ and public_reads:
                 return await handler(request)
+            REFUSED.labels("missing").inc()
             return unauthorized(request, "this route needs a bearer token: "
                                          "send Authorization: Bearer <token>")
         granted = scope_of(store.entries(), presented)
         if granted is None:
-            log.info("API request with an unknown token refused",
-                     extra={"path": request.path, "method": request.method})
+            REFUSED.labels("unknown").inc()
             return unauthorized(request, "unknown or revoked token", "invalid_token")
         if not allows(granted, needed):
+            REFUSED.labels("scope").inc()
             return forbidden(request, needed)
         return await handler(request)
 

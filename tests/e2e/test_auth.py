@@ -123,6 +123,9 @@ async def test_a_missing_or_unknown_token_is_401(api: str, anon: aiohttp.ClientS
         known_scheme = headers.get("Authorization", "").startswith("Bearer ") and len(
             headers["Authorization"]) > len("Bearer ")
         assert challenge == (f'{REALM}, error="invalid_token"' if known_scheme else REALM)
+    async with anon.get(f"{api}/metrics") as resp:  # counted for operators, never logged
+        reason = "unknown" if known_scheme else "missing"
+        assert f'helios_api_auth_refused_total{{reason="{reason}"}}' in await resp.text()
 
 
 async def test_probes_metrics_page_and_openapi_stay_public(api: str, anon: aiohttp.ClientSession) -> None:
