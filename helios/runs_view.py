@@ -104,6 +104,11 @@ def decode_run(dag_id: str, raw: Mapping[str, str], tasks: dict[str, TaskRecord]
         raise RecordError(f"{keys.run(dag_id)}: {exc}") from exc
 
 
+async def run_exists(redis: aioredis.Redis, dag_id: str) -> bool:
+    """False once retention deleted the run (or it never existed)."""
+    return bool(await redis.exists(keys.run(dag_id)))
+
+
 async def read_run(redis: aioredis.Redis, dag_id: str, tasks: Sequence[str], *,
                    detail: bool = True) -> RunRecord | None:
     """The run and the named tasks in one round trip; None when the run does not exist

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from helios.dag.model import Dag
 from helios.definitions import is_run_id
-from helios.runs_view import RecordError, read_run
+from helios.runs_view import RecordError, read_run, run_exists
 from services.api.context import ctx
 from services.api.problems import Problem
 
@@ -24,8 +24,10 @@ def check_dag_id(dag_id: str) -> str:
 
 async def load_dag(request: web.Request, dag_id: str) -> Dag:
     """The run's definition, or a 404."""
-    dag = await ctx(request).definitions.get(check_dag_id(dag_id))
-    if dag is None:
+    c = ctx(request)
+    dag = await c.definitions.get(check_dag_id(dag_id))
+    # A definition never changes, so it is cached; the run may be gone since (retention).
+    if dag is None or not await run_exists(c.redis, dag_id):
         raise Problem(404, "Not Found", f"no run {dag_id!r}")
     return dag
 
@@ -38,8 +40,7 @@ async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
         log.error("unreadable run record: %s", exc, extra={"dagId": dag_id})
         raise Problem(500, "Internal Server Error", f"run {dag_id} has an unreadable record"
                       ) from None
-    if run is None:
-        # The definition may still sit in this process's cache after retention deleted it.
+    if run is None:  # deleted between the two reads
         raise Problem(404, "Not Found", f"no run {dag_id!r}")
     tasks = []
     for task in dag.tasks:
