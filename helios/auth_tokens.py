@@ -23,8 +23,10 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 READ, WRITE = "read", "write"
 SCOPES = (READ, WRITE)
@@ -35,6 +37,7 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 DEFAULT_DATA_DIR = Path(".helios")  # `helios dev`'s default --data-dir
 TOKEN_ENV = "HELIOS_TOKEN"
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class TokenFileError(ValueError):
@@ -158,14 +161,18 @@ def dev_token(data_dir: Path) -> str | None:
     return read_token_file(dev_token_paths(data_dir)[1])
 
 
-def find_token(explicit: str | None = None, environ: dict[str, str] | None = None,
-               cwd: Path | None = None) -> str | None:
-    """The CLI's token: `--token`, else `$HELIOS_TOKEN`, else `./.helios/auth/token`."""
+def find_token(explicit: str | None = None, environ: Mapping[str, str] | None = None,
+               cwd: Path | None = None, api_url: str | None = None) -> str | None:
+    """The CLI's token: `--token`, else `$HELIOS_TOKEN`, else `./.helios/auth/token`.
+
+    The last only for an API on this machine: a local dev token is never sent elsewhere."""
     if explicit:
         return explicit.strip()
     env = os.environ if environ is None else environ
     if env.get(TOKEN_ENV, "").strip():
         return env[TOKEN_ENV].strip()
+    if api_url is not None and urlsplit(api_url).hostname not in LOOPBACK:
+        return None
     return dev_token((cwd or Path.cwd()) / DEFAULT_DATA_DIR)
 
 

@@ -114,7 +114,7 @@ async def _run(args: argparse.Namespace) -> int:
 
         return await run_demo(args.data_dir, args.port, args.metrics_port, args.file)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10),
-                                     headers=auth_headers(find_token(args.token))) as http:
+                                     headers=auth_headers(find_token(args.token, api_url=args.api))) as http:
         client = Client(args.api, http)
         handler = COMMANDS[args.command]
         return await handler(client, args)

@@ -117,3 +117,8 @@ def test_the_cli_finds_its_token(tmp_path: Path) -> None:
     assert find_token(None, {"HELIOS_TOKEN": f" {R}\n"}, tmp_path) == R
     assert find_token(W, {"HELIOS_TOKEN": R}, tmp_path) == W
     assert find_token(None, {"HELIOS_TOKEN": ""}, tmp_path) == dev
+    for local in ("http://localhost:8080", "http://127.0.0.1:9", "http://[::1]:8080/"):
+        assert find_token(None, {}, tmp_path, api_url=local) == dev
+    # The local dev token is never sent to another machine; an explicit one is.
+    assert find_token(None, {}, tmp_path, api_url="https://helios.example.com") is None
+    assert find_token(None, {"HELIOS_TOKEN": R}, tmp_path, api_url="https://helios.example.com") == R
