@@ -55,6 +55,7 @@ NO_TOKENS = (
     "(only where nobody else can reach the API)"
 )
 
+
 class AuthConfigError(RuntimeError):
     """The API cannot start with this authentication setup (the message says why)."""
 
