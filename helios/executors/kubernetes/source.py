@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
-from helios import keys, tasklogs
+from helios import tasklogs
 from helios.executors.base import ReportSink
 from helios.executors.kubernetes.client import JOBS, PODS, KubeApi
 from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, SELECTOR, AttemptId
@@ -41,6 +41,7 @@ from helios.executors.kubernetes.watch import ListWatch, WatchPolicy
 from helios.executors.kubernetes.workqueue import WorkQueue
 from helios.logs import log_fields
 from helios.messages import TaskReport
+from helios.runs_view import read_run
 from helios.runtime import cancel_all, guard
 from helios.settings import Settings
 from helios.states import RunState
@@ -310,7 +311,8 @@ class KubernetesTaskSource:
 
     async def _run_cancelled(self, dag_id: str) -> bool:
         with contextlib.suppress(Exception):
-            return await self.redis.hget(keys.run(dag_id), "state") == RunState.CANCELLED
+            run = await read_run(self.redis, dag_id, [], detail=False)  # the scheduler's record
+            return run is not None and run.state == RunState.CANCELLED
         return False
 
     async def _report_once(self, sink: ReportSink, ident: AttemptId, step: str, v: Verdict,
