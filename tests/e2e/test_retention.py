@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -162,3 +163,23 @@ async def test_runs_ended_index_follows_the_run_state(settings: Settings,
     assert await redis.zscore(keys.RUNS_ENDED, "r1") is None
     await store.store("r1", [], {"state": RunState.SUCCEEDED.value, "endedAt": 200.0}, {}, [])
     assert await redis.zscore(keys.RUNS_ENDED, "r1") == 200.0
+
+
+async def test_one_unreadable_run_does_not_stall_retention(settings: Settings,
+                                                            redis: aioredis.Redis) -> None:
+    for dag_id, definition, ended in (("bad", b"{not json", 50.0),
+                                      ("good", orjson.dumps(doc("x", sh("t", "true"))), 100.0)):
+        await redis.set(keys.definition(dag_id), definition)
+        await redis.hset(keys.run(dag_id), mapping={"dagName": "x", "state": "SUCCEEDED",
+                                                    "endedAt": str(ended)})
+        await redis.set(keys.task_status(dag_id, "t"), "SUCCEEDED")
+        await redis.zadd(keys.RUNS_ENDED, {dag_id: ended})
+    async with open_s3(settings.s3) as s3:
+        retention = Retention(redis, s3, settings.s3.bucket, RetentionSettings(batch=1))
+        report = await retention.pass_once(1000.0 + DAYS * DAY_S)
+    assert report.runs_deleted == ["good"] and report.runs_kept == ["bad"]
+    assert await run_keys(redis, "good") == []
+    assert await redis.zrange(keys.RUNS_ENDED, 0, -1) == ["bad"]
+    # The metrics service hears of the deletion.
+    entries = await redis.xrange(keys.RUNS_DELETED)
+    assert [e[1] for e in entries] == [{"dagId": "good", "dagName": "x"}]
