@@ -138,13 +138,13 @@ class Retention:
                 num=self.settings.batch)]
             for dag_id in ids:
                 try:
-                    deleted = await self.delete_run(dag_id, now)
+                    gone = await self.delete_run(dag_id, now)
                 except Exception:
                     # One unreadable run must not stall retention for every other one.
                     log.exception("retention could not delete a run; skipped this pass",
                                   extra=log_fields(dagId=dag_id))
-                    deleted = False
-                (report.runs_deleted if deleted else report.runs_kept).append(dag_id)
+                    gone = False
+                (report.runs_deleted if gone else report.runs_kept).append(dag_id)
             if len(ids) < self.settings.batch:
                 break
         while True:
@@ -152,14 +152,14 @@ class Retention:
                 keys.RETENTION_OBJECTS, "-inf", now, start=0, num=self.settings.batch)]
             for dag_id in due:
                 try:
-                    deleted, kept = await self.purge_objects(dag_id, now)
+                    removed, kept = await self.purge_objects(dag_id, now)
                 except Exception:
                     log.exception("retention could not delete objects; retrying later",
                                   extra=log_fields(dagId=dag_id))
                     await self.redis.zadd(keys.RETENTION_OBJECTS,
                                           {dag_id: now + self.settings.interval_s})
                     continue
-                report.objects_deleted += deleted
+                report.objects_deleted += removed
                 report.objects_kept += kept
             if len(due) < self.settings.batch:
                 break

@@ -181,5 +181,5 @@ async def test_one_unreadable_run_does_not_stall_retention(settings: Settings,
     assert await run_keys(redis, "good") == []
     assert await redis.zrange(keys.RUNS_ENDED, 0, -1) == ["bad"]
     # The metrics service hears of the deletion.
-    entries = await redis.xrange(keys.RUNS_DELETED)
+    entries: Any = await redis.xrange(keys.RUNS_DELETED)
     assert [e[1] for e in entries] == [{"dagId": "good", "dagName": "x"}]
