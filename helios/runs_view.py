@@ -70,8 +70,9 @@ class RunRecord(_Record):
         return None
 
 
-def encode_detail(fields: Mapping[str, Any]) -> dict[str, str]:
-    """The writer's half: one JSON value per hash field."""
+def encode_detail(fields: Mapping[str, Any]) -> dict[Any, str]:
+    """The writer's half: one JSON value per hash field (keys typed loosely for redis-py's
+    invariant `Mapping` key type)."""
     return {k: orjson.dumps(v).decode() for k, v in fields.items()}
 
 

@@ -98,7 +98,7 @@ class RunStore:
             if out is None:
                 raise LookupError(f"{item.from_task!r} recorded no output {artifact!r}")
             resolved.append(InputArtifact(
-                name=item.name, fromTask=item.from_task, artifact=artifact,
+                name=item.name, from_task=item.from_task, artifact=artifact,
                 key=out.key, sha256=out.sha256, size=out.size,
             ))
         return resolved
@@ -147,7 +147,7 @@ class RunStore:
                 if files:
                     pipe.hset(keys.task_outputs(dag_id, task),
                               mapping={o.name: o.model_dump_json() for o in files})
-            plain = {k: _plain(v) for k, v in run_fields.items()}
+            plain: dict[Any, str] = {k: _plain(v) for k, v in run_fields.items()}
             if plain:
                 pipe.hset(keys.run(dag_id), mapping=plain)
             _index_ended(pipe, dag_id, run_fields)

@@ -46,7 +46,7 @@ def metrics_of(spec: RunSpec) -> RunMetrics:
 
 def done(task: str, hits: int = 0, misses: int = 0, inputs: int = 1, use_cache: bool = True,
          memoized: bool = False) -> TaskEvent:
-    return TaskEvent(dagId="d", dagName="n", task=task, state=S, attempt=1, at=T0,
+    return TaskEvent(dag_id="d", dag_name="n", task=task, state=S, attempt=1, at=T0,
                      inputs=inputs, useCache=use_cache, memoized=memoized,
                      cache=CacheStats(hits=hits, misses=misses))
 
@@ -69,14 +69,14 @@ def test_classification(enabled: bool, tasks: list[TaskEvent], expected: str) ->
 
 def test_latest_event_wins_whatever_the_delivery_order() -> None:
     ev = [
-        TaskEvent(dagId="d", dagName="n", task="t", state=st, attempt=a, at=T0 + i)
+        TaskEvent(dag_id="d", dag_name="n", task="t", state=st, attempt=a, at=T0 + i)
         for i, (st, a) in enumerate([
             (TaskState.PENDING, 0), (TaskState.QUEUED, 1), (TaskState.RUNNING, 1),
             (TaskState.QUEUED, 2), (TaskState.RUNNING, 2), (TaskState.SUCCEEDED, 2),
         ])
     ]
     # A FAILED of attempt 1 that arrives last (a redelivery) must not undo the success.
-    late_failure = TaskEvent(dagId="d", dagName="n", task="t", state=F, attempt=1, at=T0 + 2.5)
+    late_failure = TaskEvent(dag_id="d", dag_name="n", task="t", state=F, attempt=1, at=T0 + 2.5)
     everything = [*ev, late_failure]
     rng = random.Random(7)
     for _ in range(50):

@@ -59,11 +59,11 @@ async def test_restart_mid_stream_ends_with_the_same_numbers(
                               "taskCount": 1, "startedAt": T0 + 2000}
     events += [
         RunEvent(state=RunState.RUNNING, at=T0 + 2010, generation=1, **common),
-        TaskEvent(dagId="r0", dagName="pipe", task="a", state=TaskState.PENDING, attempt=1,
+        TaskEvent(dag_id="r0", dag_name="pipe", task="a", state=TaskState.PENDING, attempt=1,
                   at=T0 + 2010, reason="Retried"),
-        TaskEvent(dagId="r0", dagName="pipe", task="a", state=TaskState.QUEUED, attempt=2,
+        TaskEvent(dag_id="r0", dag_name="pipe", task="a", state=TaskState.QUEUED, attempt=2,
                   at=T0 + 2011),
-        TaskEvent(dagId="r0", dagName="pipe", task="a", state=TaskState.SUCCEEDED, attempt=2,
+        TaskEvent(dag_id="r0", dag_name="pipe", task="a", state=TaskState.SUCCEEDED, attempt=2,
                   at=T0 + 2012),
         RunEvent(state=RunState.SUCCEEDED, at=T0 + 2013, endedAt=T0 + 2013, generation=1,
                  **common),
@@ -144,17 +144,17 @@ async def test_window_shows_the_newest_100_and_deletes_nothing(
         for gone in ("w104", "w050"):
             await redis.xadd(shared_keys.RUNS_DELETED, {"dagId": gone, "dagName": "pipe"})
 
-        async def window() -> list[str]:
+        async def current() -> list[str]:
             return [str(v) for v in await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1)]
 
         expected = [i for i in ids[::-1] if i not in ("w104", "w050")][:100]
-        await wait_until(window, lambda w: w == expected, what="the window to refill")
+        await wait_until(current, lambda w: w == expected, what="the window to refill")
         assert await redis.zcard(keys.order("pipe")) == 103
 
         # A late event of a deleted run does not bring it back.
-        late = TaskEvent(dagId="w104", dagName="pipe", task="t", state=TaskState.SUCCEEDED,
+        late = TaskEvent(dag_id="w104", dag_name="pipe", task="t", state=TaskState.SUCCEEDED,
                          attempt=5, at=T0 + 500)
         await publish_raw(js, late, "late")
         await consumer_drained(js)
         assert await redis.keys("dag:w104:*") == []
-        assert await window() == expected
+        assert await current() == expected

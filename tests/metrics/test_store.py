@@ -85,7 +85,7 @@ async def test_window_is_a_view_ordered_by_start(redis: aioredis.Redis) -> None:
     assert (await redis.hgetall(shared_keys.metrics("r1")))["status"] == "SUCCEEDED"
 
     # A late event of a run outside the window is applied, and stays outside.
-    late = TaskEvent(dagId="r1", dagName="pipe", task="t", state=TaskState.SUCCEEDED,
+    late = TaskEvent(dag_id="r1", dag_name="pipe", task="t", state=TaskState.SUCCEEDED,
                      attempt=9, at=T0 + 50)
     assert (await store.apply(late)).outcome is Outcome.APPLIED
     assert await redis.lrange(shared_keys.dag_runs("pipe"), 0, -1) == ["r4", "r3", "r2"]
