@@ -112,6 +112,9 @@ class SchedulerSettings(_Env):
     retry_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each time.")
     retry_backoff_max_s: float = Field(300.0, ge=0, description="Cap of the retry delay.")
     max_runs_in_flight: int = Field(256, ge=1, description="Runs evaluated concurrently.")
+    lost_attempts_max: int = Field(
+        3, ge=0, description="Attempts lost with their executor re-run per task (no retry spent)."
+    )
 
 
 class AuthSettings(_Env):
@@ -148,6 +151,10 @@ class Settings(_Env):
         "http://127.0.0.1:8081", description="Metrics service base URL (the api proxies to it)."
     )
     drain_timeout_s: float = Field(20.0, gt=0, description="In-flight budget on SIGTERM.")
+    log_max_bytes: int = Field(
+        8 * 1024**2, ge=1024, description="Task log bytes kept in Redis per attempt; the rest "
+        "is only in the attempt's archived log object."
+    )
     nats: NatsSettings = Field(default_factory=NatsSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)

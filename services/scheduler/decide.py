@@ -16,11 +16,16 @@ from helios.states import RunState, TaskState
 
 T = TaskState
 
+# The reason an executor reports when an attempt died with it (runner or watcher killed,
+# pod evicted or deleted by someone else, node gone): not the task's fault.
+EXECUTOR_LOST = "ExecutorLost"
+
 
 @dataclass
 class TaskView:
     state: TaskState = T.PENDING
     attempt: int = 0
+    lost: int = 0  # attempts of this task lost with their executor (they spend no retries)
 
 
 @dataclass
@@ -30,6 +35,7 @@ class RunView:
     tasks: dict[str, TaskView]
     generation: int = 0
     started: bool = True
+    lost_known: bool = False  # `TaskView.lost` was read back (the engine fills it in)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Policy:
     retry_backoff_s: float = 1.0
     retry_backoff_max_s: float = 300.0
     max_running_per_run: int = 1_000_000
+    lost_attempts_max: int = 3  # lost attempts re-run per task before a loss counts as a failure
 
     def backoff(self, failed_attempt: int) -> float:
         """Delay before attempt `failed_attempt + 1`: exponential, capped."""
@@ -82,6 +89,8 @@ class _Eval:
     def move(self, task: str, state: TaskState, attempt: int, **detail: Any) -> None:
         tv = self.view.tasks[task]
         tv.state, tv.attempt = state, attempt
+        if tv.lost:  # every transition carries it: the stored detail is rebuilt per attempt
+            detail.setdefault("lostAttempts", tv.lost)
         self.plan.transitions.append(Transition(task, state, attempt, detail))
 
 
@@ -139,9 +148,16 @@ def on_start(view: RunView, policy: Policy) -> Plan:
     return ev.plan
 
 
-def on_report(view: RunView, report: TaskReport, policy: Policy) -> Plan:
+def on_report(view: RunView, report: TaskReport, policy: Policy, *, adopt: bool = False) -> Plan:
+    """`adopt`: the report is of a later attempt than the one recorded, and the record of
+    its launch is gone for good (Redis lost its last writes): the executor's word is the
+    truth, so the task's current attempt becomes the reported one."""
     ev = _Eval(view)
     tv = view.tasks.get(report.task)
+    if (adopt and tv is not None and not view.state.terminal and not tv.state.terminal
+            and report.attempt > tv.attempt):
+        tv.attempt = report.attempt
+        tv.state = T.QUEUED if tv.state == T.PENDING else tv.state
     if tv is None or view.state.terminal or report.attempt != tv.attempt:
         return ev.plan  # stale: an older attempt, a cancelled run, or an unknown task
     if tv.state.terminal:
@@ -153,9 +169,20 @@ def on_report(view: RunView, report: TaskReport, policy: Policy) -> Plan:
         return ev.plan
     if report.phase == "succeeded":
         ev.move(report.task, T.SUCCEEDED, tv.attempt, **detail)
+    elif report.reason == EXECUTOR_LOST and tv.lost < policy.lost_attempts_max:
+        # Not the task's failure: run it again at once as a new attempt (a new number,
+        # so the lost one can never start twice), without spending its retries.
+        tv.lost += 1
+        nxt = tv.attempt + 1
+        ev.move(report.task, T.QUEUED, nxt, **{
+            **detail, "reason": EXECUTOR_LOST, "lostAttempt": tv.attempt,
+            "message": f"attempt {tv.attempt} was lost with its executor"
+                       f" ({report.message or 'no detail'}); re-running as attempt {nxt}"
+                       f" (lost {tv.lost} of at most {policy.lost_attempts_max})"})
+        ev.plan.launch.append((report.task, nxt))
     else:
         retries = view.dag.task(report.task).retries
-        if tv.attempt <= retries:
+        if tv.attempt - tv.lost <= retries:  # lost attempts re-run above spend no retries
             delay = policy.backoff(tv.attempt)
             nxt = tv.attempt + 1
             why = report.message or f"exit code {report.exit_code}"

@@ -16,12 +16,13 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
-from helios import subjects
+from helios import keys, subjects
 from helios.bus import Transient
 from helios.executors.base import Executor, job_name
 from helios.logs import log_fields
@@ -86,8 +87,12 @@ class Engine:
             items.append((msg, item))
         if not items:
             return
+        # A report still ahead of our record after several deferrals will never be caught
+        # up by a redelivered command (its launch record is gone): adopt it.
+        adopt = {id(item) for msg, item in items
+                       if isinstance(item, TaskReport) and _deliveries(msg) > DEFER_DELIVERIES}
         try:
-            await self._evaluate_or_forget(dag_id, [item for _, item in items])
+            await self._evaluate_or_forget(dag_id, [item for _, item in items], adopt)
         except UnknownRun:
             log.error("messages for an unknown run dropped", extra=log_fields(dagId=dag_id))
             DECISIONS.labels("unknown").inc()
@@ -99,10 +104,12 @@ class Engine:
             for msg, _ in items:
                 await msg.nak(delay=exc.delay)
         except _Deferred as exc:
-            log.info("deferring: %s", exc, extra=log_fields(dagId=dag_id))
+            # Backed off, and bounded: past DEFER_DELIVERIES the report is adopted.
+            delay = max(_defer_delay(msg) for msg, _ in items)
+            log.info("deferring %.1fs: %s", delay, exc, extra=log_fields(dagId=dag_id))
             DECISIONS.labels("deferred").inc()
             for msg, _ in items:
-                await msg.nak(delay=0.5)
+                await msg.nak(delay=delay)
         except Exception:
             log.exception("evaluation failed; redelivering", extra=log_fields(dagId=dag_id))
             DECISIONS.labels("error").inc()
@@ -113,26 +120,28 @@ class Engine:
             for msg, _ in items:
                 await msg.ack()
 
-    async def _evaluate_or_forget(self, dag_id: str, items: list[Command | TaskReport]) -> None:
+    async def _evaluate_or_forget(self, dag_id: str, items: list[Command | TaskReport],
+                                  adopt: set[int]) -> None:
         try:
-            await self._evaluate(dag_id, items)
+            await self._evaluate(dag_id, items, adopt)
         except BaseException:
             self.store.forget(dag_id)  # the in-memory view may hold half a decision
             raise
 
-    async def _evaluate(self, dag_id: str, items: list[Command | TaskReport]) -> None:
+    async def _evaluate(self, dag_id: str, items: list[Command | TaskReport],
+                        adopt: set[int]) -> None:
         leftover = await self.store.pending_effects(dag_id)
         if leftover:
             log.warning("sending the effects of an interrupted evaluation",
                         extra=log_fields(dagId=dag_id))
             await self._send(dag_id, leftover)
-        view, run = await self.store.load(dag_id)
+        view, run = await self._load(dag_id)
         plan = Plan()
         run_changes: list[RunState] = []
         outputs: dict[str, list[OutputArtifact]] = {}
         reports: dict[str, TaskReport] = {}
         for item in items:
-            step = self._decide(view, item)
+            step = self._decide(view, item, id(item) in adopt)
             if isinstance(item, TaskReport):
                 if item.phase == "succeeded" and any(
                     t.task == item.task and t.state == TaskState.SUCCEEDED for t in step.transitions
@@ -178,6 +187,22 @@ class Engine:
         await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects)
         await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
         await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
+
+    async def _load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
+        """The run's state, with each task's count of lost attempts read back from its
+        stored detail (only tasks past their first attempt can have any)."""
+        view, run = await self.store.load(dag_id)
+        if not view.lost_known:
+            names = [n for n, t in view.tasks.items() if t.attempt > 1]
+            if names:
+                async with self.store.redis.pipeline(transaction=False) as pipe:
+                    for n in names:
+                        pipe.hget(keys.task_detail(dag_id, n), "lostAttempts")
+                    values = await pipe.execute()
+                for n, raw in zip(names, values, strict=True):
+                    view.tasks[n].lost = int(orjson.loads(raw)) if raw else 0
+            view.lost_known = True
+        return view, run
 
     async def _send(self, dag_id: str, effects: list[dict[str, Any]],
                     reports: dict[str, TaskReport] | None = None,
@@ -227,16 +252,22 @@ class Engine:
         )))
         return started_at
 
-    def _decide(self, view: RunView, item: Command | TaskReport) -> Plan:
+    def _decide(self, view: RunView, item: Command | TaskReport, adopt: bool = False) -> Plan:
         if isinstance(item, Submission):
             return decide.on_start(view, self.policy)
         if isinstance(item, TaskReport):
             current = view.tasks.get(item.task)
-            if current is not None and item.attempt > current.attempt and not view.state.terminal:
+            if adopt:
+                log.warning("report for %s attempt %d is still ahead of the recorded attempt"
+                            " %d: adopting it", item.task, item.attempt,
+                            current.attempt if current else 0,
+                            extra=log_fields(dagId=item.dag_id, task=item.task))
+            elif (current is not None and item.attempt > current.attempt
+                  and not view.state.terminal):
                 # The report overtook our own record of the launch (a crash between the
                 # two): wait for the redelivered command to catch the state up.
                 raise _Deferred(f"report for {item.task} attempt {item.attempt} is ahead")
-            return decide.on_report(view, item, self.policy)
+            return decide.on_report(view, item, self.policy, adopt=adopt)
         if isinstance(item, Wake):
             return decide.on_wake(view, item.task, item.attempt)
         if isinstance(item, CancelRequest):
@@ -323,6 +354,21 @@ class Engine:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
         if deps:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
+
+
+DEFER_DELIVERIES = 6  # 0.5 + 1 + 2 + 4 + 8 s of waiting for the record to catch up
+
+
+def _deliveries(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message (tests): first delivery
+        return 1
+
+
+def _defer_delay(msg: Msg) -> float:
+    """0.5 s doubling per delivery, capped at 8 s."""
+    return min(8.0, 0.5 * 2 ** min(_deliveries(msg) - 1, 4))
 
 
 def _backoff(msg: Msg) -> float:

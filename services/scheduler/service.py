@@ -44,6 +44,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
         policy = Policy(
             retry_backoff_s=settings.scheduler.retry_backoff_s,
             retry_backoff_max_s=settings.scheduler.retry_backoff_max_s,
+            lost_attempts_max=settings.scheduler.lost_attempts_max,
             max_running_per_run=settings.k8s.max_parallel_jobs_per_run
             if settings.executor == "kubernetes" else 1_000_000,
         )

@@ -153,3 +153,102 @@ def test_per_run_cap_limits_parallel_launches() -> None:
     assert len(plan.launch) == 3
     plan = decide.on_report(view, report("t0", "succeeded"), Policy(max_running_per_run=3))
     assert plan.launch == [("t3", 1)]
+
+
+# --- attempts lost with their executor -------------------------------------------------
+
+LOST = "ExecutorLost"
+
+
+def lose(view: RunView, name: str, attempt: int, policy: Policy = POLICY) -> decide.Plan:
+    return decide.on_report(view, report(name, "failed", attempt, reason=LOST,
+                                         message="runner gone"), policy)
+
+
+def test_lost_attempt_is_rerun_at_once_as_a_new_attempt_without_spending_retries() -> None:
+    view = fresh(dag(task("a")))  # retries: 0
+    decide.on_start(view, POLICY)
+    decide.on_report(view, report("a", "running"), POLICY)
+    plan = lose(view, "a", 1)
+    assert plan.launch == [("a", 2)] and plan.timers == []
+    (t,) = plan.transitions
+    assert (t.state, t.attempt, t.detail["reason"]) == (T.QUEUED, 2, LOST)
+    assert t.detail["lostAttempts"] == 1 and t.detail["lostAttempt"] == 1
+    assert "attempt 1 was lost" in t.detail["message"]
+    assert view.tasks["a"].lost == 1
+    # Attempt 2 really fails: with retries 0 that is the end, the lost attempt spent none.
+    plan = decide.on_report(view, report("a", "failed", 2, exitCode=1), POLICY)
+    assert [(t.state, t.attempt) for t in plan.transitions] == [(T.FAILED, 2)]
+    assert plan.transitions[0].detail["lostAttempts"] == 1
+    assert plan.run_state == RunState.FAILED
+
+
+def test_lost_attempts_do_not_count_against_retries() -> None:
+    view = fresh(dag(task("a", retries=1)))
+    decide.on_start(view, POLICY)
+    lose(view, "a", 1)
+    lose(view, "a", 2)
+    plan = decide.on_report(view, report("a", "failed", 3, exitCode=1), POLICY)
+    assert plan.transitions[0].state == T.QUEUED and plan.timers[0].attempt == 4  # its retry
+    plan = decide.on_report(view, report("a", "failed", 4, exitCode=1), POLICY)
+    assert plan.transitions[0].state == T.FAILED
+
+
+def test_a_task_that_keeps_getting_lost_fails_after_the_max() -> None:
+    policy = Policy(retry_backoff_s=1.0, lost_attempts_max=2)
+    view = fresh(dag(task("a"), task("b", "a")))
+    decide.on_start(view, policy)
+    assert lose(view, "a", 1, policy).launch == [("a", 2)]
+    assert lose(view, "a", 2, policy).launch == [("a", 3)]
+    plan = lose(view, "a", 3, policy)
+    assert plan.launch == []
+    assert [(t.task, t.state) for t in plan.transitions] == [
+        ("a", T.FAILED), ("b", T.UPSTREAM_FAILED)]
+    assert plan.transitions[0].detail["reason"] == LOST
+    assert plan.transitions[0].detail["lostAttempts"] == 2
+    assert plan.run_state == RunState.FAILED
+
+
+def test_past_the_max_a_loss_spends_the_retries_like_any_failure() -> None:
+    policy = Policy(retry_backoff_s=0.0, lost_attempts_max=1)
+    view = fresh(dag(task("a", retries=1)))
+    decide.on_start(view, policy)
+    lose(view, "a", 1, policy)
+    plan = lose(view, "a", 2, policy)
+    assert plan.launch == [("a", 3)] and "retrying" in plan.transitions[0].detail["message"]
+    assert lose(view, "a", 3, policy).transitions[0].state == T.FAILED
+
+
+def test_a_stale_or_duplicate_lost_report_changes_nothing() -> None:
+    view = fresh(dag(task("a")))
+    decide.on_start(view, POLICY)
+    lose(view, "a", 1)
+    assert lose(view, "a", 1).empty  # the same loss again (a redelivery)
+    assert view.tasks["a"].lost == 1 and view.tasks["a"].attempt == 2
+
+
+def test_the_lost_count_survives_a_user_retry_transition() -> None:
+    view = fresh(dag(task("a")))
+    decide.on_start(view, POLICY)
+    lose(view, "a", 1)
+    decide.on_report(view, report("a", "failed", 2, exitCode=1), POLICY)
+    plan = decide.on_retry(view, POLICY)
+    assert all(t.detail["lostAttempts"] == 1 for t in plan.transitions)
+    assert plan.launch == [("a", 3)]
+
+
+def test_a_report_ahead_of_the_record_is_adopted_when_asked() -> None:
+    view = fresh(dag(task("a")))
+    decide.on_start(view, POLICY)  # attempt 1 recorded; attempt 2's record was lost
+    assert decide.on_report(view, report("a", "succeeded", 2), POLICY).empty
+    plan = decide.on_report(view, report("a", "succeeded", 2), POLICY, adopt=True)
+    assert [(t.state, t.attempt) for t in plan.transitions] == [(T.SUCCEEDED, 2)]
+    assert plan.run_state == RunState.SUCCEEDED
+
+
+def test_adopting_never_revives_a_finished_task() -> None:
+    view = fresh(dag(task("a"), task("b")))
+    decide.on_start(view, POLICY)
+    decide.on_report(view, report("a", "failed", 1, exitCode=1), POLICY)
+    assert decide.on_report(view, report("a", "succeeded", 2), POLICY, adopt=True).empty
+    assert view.tasks["a"].state == T.FAILED and view.tasks["a"].attempt == 1
