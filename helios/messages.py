@@ -192,6 +192,8 @@ class TaskEvent(Message):
     cache: CacheStats = Field(default_factory=CacheStats)
     timings: Timings = Field(default_factory=Timings)
     generation: int = Field(default=0, description="The run's retry generation.")
+    lost_attempts: int = Field(default=0, alias="lostAttempts",
+                               description="Attempts of the task lost with their executor.")
 
     @property
     def msg_id(self) -> str:

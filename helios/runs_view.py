@@ -40,6 +40,7 @@ class TaskDetail(_Record):
     memoized: bool = False
     memo_reason: str | None = Field(default=None, alias="memoReason")
     retry_of: int | None = Field(default=None, alias="retryOf")
+    lost_attempts: int = Field(default=0, alias="lostAttempts")  # re-run, no retry spent
     timings: Timings | None = None
     cache: CacheStats | None = None
     updated_at: float | None = Field(default=None, alias="updatedAt")

@@ -50,6 +50,7 @@ async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
             "name": task.name,
             "state": record.state.value,
             "attempts": record.attempts,
+            "lostAttempts": d.lost_attempts,
             "dependsOn": task.dependencies,
             "node": d.node,
             "exitCode": d.exit_code,

@@ -413,4 +413,5 @@ def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: boo
         message=d.get("message"), memoized=bool(d.get("memoized")), useCache=use_cache,
         inputs=inputs, cache=CacheStats.model_validate(d.get("cache") or {}),
         timings=Timings.model_validate(d.get("timings") or {}), generation=generation,
+        lostAttempts=int(d.get("lostAttempts") or 0),
     )
