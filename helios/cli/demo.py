@@ -4,6 +4,7 @@ example twice (cache miss, then hit), prints the downloader's lines and the metr
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,8 @@ from helios.auth_tokens import dev_headers
 from helios.cli.client import Client
 from helios.cli.main import follow
 from helios.cli.render import metrics_table
-from helios.devstack.stack import dev_stack
+from helios.devstack.stack import PortInUse, dev_stack
+from helios.devstack.supervise import CrashLoop
 
 SEED = "examples/cache-test.yaml"
 
@@ -33,6 +35,14 @@ async def _settled_metrics(client: Client, name: str, dag_id: str) -> dict[str, 
 
 
 async def run_demo(data_dir: Path, port: int, metrics_port: int, file: Path | None) -> int:
+    try:
+        return await _demo(data_dir, port, metrics_port, file)
+    except (PortInUse, CrashLoop) as exc:
+        print(f"helios demo: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+async def _demo(data_dir: Path, port: int, metrics_port: int, file: Path | None) -> int:
     if file is None:
         file = Path(str(resources.files("helios").joinpath(SEED)))
     print(f"starting the embedded stack (data in {data_dir}) ...", flush=True)

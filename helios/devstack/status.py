@@ -69,9 +69,20 @@ class StatusPublisher:
         self.dirty = asyncio.Event()
         supervisor.notify(self.dirty.set)
 
-    async def clear(self) -> None:
-        """Forget the previous run's records (the append-only file kept them)."""
-        await asyncio.wait_for(self.redis.delete(keys.supervisor()), 5)
+    async def clear(self, timeout_s: float = 60.0) -> None:
+        """Forget the previous run's records (the append-only file kept them). Valkey
+        listens before it has loaded a large append-only file and answers LOADING
+        meanwhile, so this waits for it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                await asyncio.wait_for(self.redis.delete(keys.supervisor()), 5)
+                return
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
 
     async def run(self) -> None:
         while True:
