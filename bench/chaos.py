@@ -53,6 +53,7 @@ class Config:
     back_within_s: float = 10.0
     settle_s: float = 240.0
     cli_followers: int = 5
+    pause_slack_s: float = 5.0
     shapes: tuple[str, ...] | None = None
     work_dir: Path | None = None
 
@@ -122,6 +123,9 @@ class Scenario:
                     cancelled = True
         except Exception as exc:  # reported as the follower's failure, never swallowed
             f.error = f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            f.error = "still following when the wait for the runs ended"
+            raise
 
     async def cli_follow(self, f: Followed) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -268,6 +272,9 @@ async def judge(s: Scenario, base_status: dict[str, dict[str, Any]],
         Check("followers ended without an error", not errors, f"{len(errors)} errors", errors),
         Check("`helios follow` exit codes", not cli_bad, f"{len(cli) - len(cli_bad)} of {len(cli)} right", cli_bad),
         chaoslib.check_transitions({i: [d for _, d in f] for i, f in feeds.items()}),
+        # The slow shape's long task, plus the 5 s recovery bound, plus slack for load.
+        chaoslib.check_pauses({i: [d for _, d in f] for i, f in feeds.items()},
+                              4 * s.cfg.task_s + 5.0 + s.cfg.pause_slack_s),
         chaoslib.check_metrics(expected, metrics, base_metrics, extra),
         Check("killed children restarted by the supervisor", not unsupervised,
               f"{len(s.kills) - len(unsupervised)} of {len(s.kills)}",

@@ -10,6 +10,7 @@ that actually started, not from anything Helios says about itself.
 from __future__ import annotations
 
 import collections
+import itertools
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -222,6 +223,24 @@ def check_transitions(reference: dict[str, list[dict[str, Any]]]) -> Check:
     details = [f"{dag_id}: {dup}" for dag_id, events in reference.items()
                for dup in duplicate_transitions(events)]
     return Check("transitions published twice", not details, str(len(details)), details)
+
+
+def check_pauses(feeds: dict[str, list[dict[str, Any]]], limit_s: float) -> Check:
+    """No run stood still for longer than `limit_s` (its longest task plus the recovery
+    bound): the longest gap between consecutive events of each run, by their `at`."""
+    details = []
+    worst = 0.0
+    for dag_id, events in feeds.items():
+        timed = [e for e in events if isinstance(e.get("at"), (int, float))]
+        gaps = [(b["at"] - a["at"], b) for a, b in itertools.pairwise(timed)]
+        if not gaps:
+            continue
+        gap, e = max(gaps, key=lambda g: g[0])
+        worst = max(worst, gap)
+        if gap > limit_s:
+            details.append(f"{dag_id}: {gap:.1f}s before {e.get('task') or 'run'} {e.get('state')}")
+    return Check(f"runs never stood still longer than {limit_s:g}s", not details,
+                 f"longest pause {worst:.1f}s; {len(details)} runs over", details)
 
 
 def comparable(metrics: dict[str, Any], with_cache: bool) -> dict[str, Any]:

@@ -67,3 +67,11 @@ def test_plan_has_every_shape_once_and_one_cancel() -> None:
     assert len(plan) == 50 and {s.name for s in plan} == {s.name for s in shapes}
     assert sum(s.cancel for s in plan) == 1
     assert plan == chaoslib.plan_runs(shapes, 50, random.Random(3))  # seeded
+
+
+def test_a_run_standing_still_is_caught() -> None:
+    events = [{"task": "a", "state": "QUEUED", "at": 0.0}, {"task": "a", "state": "RUNNING", "at": 1.0},
+              {"task": "a", "state": "SUCCEEDED", "at": 31.0}]
+    check = chaoslib.check_pauses({"r1": events}, limit_s=10)
+    assert not check.ok and "30.0s before a SUCCEEDED" in check.details[0]
+    assert chaoslib.check_pauses({"r1": events[:2]}, limit_s=10).ok
