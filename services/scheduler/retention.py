@@ -42,6 +42,7 @@ DAY_S = 24 * 3600.0
 DELETED_STREAM_MAXLEN = 100_000  # entries of `runs:deleted` kept (approximately)
 S3_DELETE_BATCH = 1000  # the most one DeleteObjects request takes
 MEMO_GRACE_S = 3600.0  # a run that got a memo hit just before expiry still reads its inputs
+MAX_BATCHES_PER_PASS = 100  # a backlog is worked off over several passes, memory bounded
 
 
 # --- decisions (pure) ---------------------------------------------------------------
@@ -128,10 +129,11 @@ class Retention:
                 await asyncio.wait_for(stop.wait(), self.settings.interval_s)
 
     async def pass_once(self, now: float) -> PassReport:
-        """Delete every expired run (batch by batch), then every object queued and due."""
+        """Delete expired runs, then queued objects that are due, batch by batch (at most
+        `MAX_BATCHES_PER_PASS` of each: the next pass carries on)."""
         report = PassReport()
         limit = cutoff(now, self.settings.days)
-        while True:
+        for _ in range(MAX_BATCHES_PER_PASS):
             # Runs kept in this pass (changed under us) stay in the index: skip past them.
             ids = [str(v) for v in await self.redis.zrangebyscore(
                 keys.RUNS_ENDED, "-inf", limit, start=len(report.runs_kept),
@@ -147,7 +149,7 @@ class Retention:
                 (report.runs_deleted if gone else report.runs_kept).append(dag_id)
             if len(ids) < self.settings.batch:
                 break
-        while True:
+        for _ in range(MAX_BATCHES_PER_PASS):
             due = [str(v) for v in await self.redis.zrangebyscore(
                 keys.RETENTION_OBJECTS, "-inf", now, start=0, num=self.settings.batch)]
             for dag_id in due:
