@@ -16,7 +16,7 @@ from helios.auth_tokens import dev_headers
 from helios.cli.client import Client
 from helios.cli.main import follow
 from helios.cli.render import metrics_table
-from helios.devstack.stack import PortInUse, dev_stack
+from helios.devstack.stack import DataDirBusy, PortInUse, dev_stack
 from helios.devstack.supervise import CrashLoop
 
 SEED = "examples/cache-test.yaml"
@@ -37,7 +37,7 @@ async def _settled_metrics(client: Client, name: str, dag_id: str) -> dict[str, 
 async def run_demo(data_dir: Path, port: int, metrics_port: int, file: Path | None) -> int:
     try:
         return await _demo(data_dir, port, metrics_port, file)
-    except (PortInUse, CrashLoop) as exc:
+    except (PortInUse, DataDirBusy, CrashLoop) as exc:
         print(f"helios demo: {exc}", file=sys.stderr, flush=True)
         return 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helios import logs
 from helios.auth_tokens import usage_hint
-from helios.devstack.stack import DevStack, PortInUse, dev_stack
+from helios.devstack.stack import DataDirBusy, DevStack, PortInUse, dev_stack
 from helios.devstack.supervise import CrashLoop
 
 
@@ -27,7 +27,7 @@ async def run_dev(data_dir: Path, port: int, metrics_port: int) -> int:
     print(f"starting Helios (data in {data_dir}) ...", flush=True)
     try:
         return await _serve(data_dir, port, metrics_port, stop)
-    except (PortInUse, CrashLoop) as exc:
+    except (PortInUse, DataDirBusy, CrashLoop) as exc:
         print(f"helios dev: {exc}", file=sys.stderr, flush=True)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"helios dev: could not start: {exc}", file=sys.stderr, flush=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +48,32 @@ T = TypeVar("T")
 
 class PortInUse(RuntimeError):
     """A port `helios dev` needs is taken; the message is the one line to print."""
+
+
+class DataDirBusy(RuntimeError):
+    """Another `helios dev` runs on this data dir: two Valkeys on one append-only file
+    would corrupt it. The lock dies with its holder, even on `kill -9`."""
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "helios-dev.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise DataDirBusy(f"{data_dir} is in use by another helios dev (pid {holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -136,6 +164,8 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
     sup = Supervisor(policy or RestartPolicy(ready_timeout_s=timeout_s))
     publisher: asyncio.Task[None] | None = None
     redis: aioredis.Redis | None = None
+    held = contextlib.ExitStack()
+    held.enter_context(data_dir_lock(data_dir))  # before anything touches the data
     try:
         async with backing_servers(data_dir, explicit, timeout_s, wait_for_s3=False,
                                    supervisor=sup) as ep:
@@ -177,3 +207,4 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
         if redis is not None:
             with contextlib.suppress(Exception):
                 await redis.aclose()
+        held.close()

@@ -1,0 +1,83 @@
+"""The restart policy as plain functions, and the supervisor over tiny real children."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from helios.devstack.procs import free_port, listens
+from helios.devstack.stack import data_dir_lock
+from helios.devstack.supervise import ChildSpec, RestartPolicy, Supervisor
+from tests.devstack.devproc import HELIOS
+
+
+def test_backoff_doubles_up_to_a_cap() -> None:
+    policy = RestartPolicy(first_delay_s=0.25, max_delay_s=2.0)
+    assert [policy.delay(n) for n in range(1, 7)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_gives_up_only_on_crashes_within_the_window() -> None:
+    policy = RestartPolicy(max_crashes=3, window_s=60)
+    assert policy.gives_up([100.0, 130.0, 150.0], now=150.0)
+    assert not policy.gives_up([10.0, 130.0, 150.0], now=150.0)  # the first one aged out
+    assert policy.recent([10.0, 130.0], now=150.0) == [130.0]
+
+
+def listener(tmp: Path, port: int) -> ChildSpec:
+    code = ("import socket, time; s = socket.socket(); "
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)")
+    return ChildSpec("listener", "server", [sys.executable, "-c", code], tmp / "listener.log",
+                     port=port, grace_s=2)
+
+
+async def test_a_killed_child_comes_back_on_its_port(tmp_path: Path) -> None:
+    changed = asyncio.Event()
+    sup = Supervisor(RestartPolicy(first_delay_s=0.01), on_change=changed.set)
+    port = free_port()
+    try:
+        child = await sup.start(listener(tmp_path, port))
+        first = child.proc
+        assert first and listens(first.pid, port)
+        os.kill(first.pid, signal.SIGKILL)
+        async with asyncio.timeout(60):
+            while not (child.restarts == 1 and child.state == "running"):
+                changed.clear()
+                await changed.wait()
+        assert child.proc and child.proc.pid != first.pid and listens(child.proc.pid, port)
+        assert child.last_exit == -signal.SIGKILL
+        assert not sup.failed.is_set()
+    finally:
+        await sup.stop()
+    assert child.state == "stopped" and child.proc.returncode is not None
+
+
+async def test_a_crash_loop_gives_up_with_the_reason(tmp_path: Path) -> None:
+    sup = Supervisor(RestartPolicy(first_delay_s=0.01, max_crashes=3, window_s=60))
+    spec = ChildSpec("flaky", "service", [sys.executable, "-c", "raise SystemExit(3)"],
+                     tmp_path / "flaky.log")
+    try:
+        await sup.start(spec)
+        await asyncio.wait_for(sup.failed.wait(), 60)
+    finally:
+        await sup.stop()
+    assert sup.failure and sup.failure.startswith("flaky crashed 3 times within 60s (last exit code 3)")
+    assert sup.children["flaky"].restarts == 2
+
+
+async def test_a_second_helios_dev_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with data_dir_lock(data):
+        proc = await asyncio.create_subprocess_exec(
+            *HELIOS, "dev", "--data-dir", str(data), "--port", str(free_port()),
+            "--metrics-port", str(free_port()), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert err.decode().strip() == f"helios dev: {data.resolve()} is in use by another helios dev (pid {os.getpid()})"
+    assert not (data / "valkey").exists()
+
+
