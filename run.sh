@@ -16,6 +16,8 @@ apt_install() {
 setup() {
   # bubblewrap gives each local task its private root with /artifacts.
   command -v bwrap >/dev/null || apt_install bubblewrap
+  # openssl makes the per-start certificates that lock SeaweedFS's gRPC ports (helios dev).
+  command -v openssl >/dev/null || apt_install openssl
   local py="${PYTHON:-python3.11}"
   command -v "$py" >/dev/null || py=python3
   if [ ! -x .venv/bin/python ]; then
