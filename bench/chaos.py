@@ -38,6 +38,7 @@ from helios.devstack.procs import free_port
 
 log = logging.getLogger("chaos")
 T = TypeVar("T")
+CUT = "still following when the wait for the runs ended"
 
 
 @dataclass
@@ -124,7 +125,7 @@ class Scenario:
         except Exception as exc:  # reported as the follower's failure, never swallowed
             f.error = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
-            f.error = "still following when the wait for the runs ended"
+            f.error = CUT
             raise
 
     async def cli_follow(self, f: Followed) -> None:
@@ -268,13 +269,15 @@ async def judge(s: Scenario, base_status: dict[str, dict[str, Any]],
         chaoslib.check_lost({i: [d for _, d in f] for i, f in feeds.items()}),
         chaoslib.check_feeds({f.dag_id: f.ids for f in followers},
                              {i: [n for n, _ in f] for i, f in feeds.items()},
-                             {f.dag_id: sum("interrupted" in n for n in f.notes) for f in followers}),
+                             {f.dag_id: sum("interrupted" in n for n in f.notes) for f in followers},
+                             cut={f.dag_id for f in followers if f.error == CUT}),
         Check("followers ended without an error", not errors, f"{len(errors)} errors", errors),
         Check("`helios follow` exit codes", not cli_bad, f"{len(cli) - len(cli_bad)} of {len(cli)} right", cli_bad),
         chaoslib.check_transitions({i: [d for _, d in f] for i, f in feeds.items()}),
         # The slow shape's long task, plus the 5 s recovery bound, plus slack for load.
         chaoslib.check_pauses({i: [d for _, d in f] for i, f in feeds.items()},
-                              4 * s.cfg.task_s + 5.0 + s.cfg.pause_slack_s),
+                              4 * s.cfg.task_s + 5.0 + s.cfg.pause_slack_s,
+                              [(k.wall, k.target) for k in s.kills]),
         chaoslib.check_metrics(expected, metrics, base_metrics, extra),
         Check("killed children restarted by the supervisor", not unsupervised,
               f"{len(s.kills) - len(unsupervised)} of {len(s.kills)}",

@@ -76,6 +76,7 @@ def role_of(argv: list[str]) -> str | None:
 class Kill:
     target: str
     at_s: float
+    wall: float = field(default_factory=time.time)
     pid: int | None = None
     back_after_s: float | None = None
     harness_restarted: bool = False  # the supervisor did not bring it back: we did

@@ -23,7 +23,7 @@ SHAPES = ("chain", "diamond", "fanout", "retry", "failing", "cancel")
 async def test_kills_of_scheduler_watcher_and_valkey_lose_nothing(tmp_path: Path) -> None:
     cfg = Config(
         runs=10, seed=7, targets=("scheduler", "watcher", "valkey"), whole_stack=False,
-        task_s=0.3, submit_span_s=6.0, first_kill_s=1.0, min_gap_s=1.5, back_within_s=8.0, settle_s=45.0,
+        task_s=0.3, submit_span_s=6.0, first_kill_s=1.0, min_gap_s=1.5, back_within_s=8.0, settle_s=30.0,
         cli_followers=2, shapes=SHAPES, work_dir=tmp_path,
     )
     checks, kills = await asyncio.wait_for(scenario(cfg), 170)
