@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import nats
@@ -20,7 +21,7 @@ from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from helios.messages import Message
 from helios.settings import NatsSettings
@@ -113,36 +114,137 @@ async def publish(
     return ack.seq
 
 
+# Recovery after a kill is bounded by the ack wait: what a dead process held comes back
+# that long after it died. So the wait is short, and whoever works on a message longer
+# signals progress (`in_progress()`, every HEARTBEAT_S: see `keep_alive`). Each further
+# redelivery of an unacknowledged message waits longer (JetStream's BackOff): a message
+# that kills its consumer every time is retried ever more slowly, not in a hot loop.
+REDELIVERY_S: tuple[float, ...] = (4.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+HEARTBEAT_S = 1.0
+
+
 @dataclass(frozen=True)
 class Consumer:
-    """A durable consumer: where it reads and how patiently."""
+    """A durable consumer: where it reads and how patiently.
+
+    `ack_wait_s` is the ack wait of a first delivery, `backoff_s` those of the next ones
+    (the last repeats; never shorter than `ack_wait_s`). Handlers that may take longer
+    than `ack_wait_s` keep their messages alive (`keep_alive`)."""
 
     stream: str
     durable: str
     filter_subject: str
-    ack_wait_s: float = 30.0
+    ack_wait_s: float = REDELIVERY_S[0]
+    backoff_s: tuple[float, ...] = REDELIVERY_S[1:]
     max_deliver: int = 20
     batch: int = 256
     max_ack_pending: int = 10_000
 
 
 def consumer_config(consumer: Consumer, *, durable: bool) -> ConsumerConfig:
+    wait = consumer.ack_wait_s
+    backoff = [wait, *(max(wait, b) for b in consumer.backoff_s)] if consumer.backoff_s else None
     return ConsumerConfig(
         durable_name=consumer.durable if durable else None,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=consumer.ack_wait_s,
+        backoff=backoff,
         max_deliver=consumer.max_deliver,
         max_ack_pending=consumer.max_ack_pending,
         filter_subject=consumer.filter_subject,
     )
 
 
+def _drift(have: ConsumerConfig, want: ConsumerConfig) -> list[str]:
+    """The settings of an existing durable that differ from what this code wants."""
+    def close(a: float | None, b: float | None) -> bool:
+        return abs((a or 0.0) - (b or 0.0)) < 1e-3
+
+    out = []
+    if not close(have.ack_wait, want.ack_wait):
+        out.append("ack_wait")
+    if len(have.backoff or []) != len(want.backoff or []) or not all(
+            close(a, b) for a, b in zip(have.backoff or [], want.backoff or [], strict=True)):
+        out.append("backoff")
+    for name in ("max_deliver", "max_ack_pending", "filter_subject", "ack_policy"):
+        if getattr(have, name) != getattr(want, name):
+            out.append(name)
+    return out
+
+
+async def reconcile_consumer(js: JetStreamContext, consumer: Consumer) -> None:
+    """Bring an existing durable to this code's settings (a durable keeps the config it
+    was created with: an upgrade from a version with a 120 s ack wait would keep it).
+
+    The editable fields are updated in place. If the server refuses the edit (a field it
+    cannot change, or an older server), the durable is recreated from its ack floor: at
+    worst a few acknowledged messages come again, which every consumer tolerates."""
+    try:
+        info = await js.consumer_info(consumer.stream, consumer.durable)
+    except NotFoundError:
+        return  # the subscribe creates it with the right config
+    want = consumer_config(consumer, durable=True)
+    drift = _drift(info.config, want)
+    if not drift:
+        return
+    have = info.config
+    update = dataclasses.replace(
+        have, ack_wait=want.ack_wait, backoff=want.backoff, max_deliver=want.max_deliver,
+        max_ack_pending=want.max_ack_pending, filter_subject=want.filter_subject,
+        ack_policy=want.ack_policy,
+    )
+    fields = {"consumer": consumer.durable, "changed": drift}
+    try:
+        await js.add_consumer(consumer.stream, config=update)
+        log.info("durable consumer updated", extra=fields)
+        return
+    except APIError as exc:
+        log.warning("durable consumer not updatable (%s); recreating it from its ack floor",
+                    exc.description, extra=fields)
+    start = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+    recreated = dataclasses.replace(
+        update, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+        opt_start_time=None, name=None,
+    )
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(consumer.stream, consumer.durable)
+    try:
+        await js.add_consumer(consumer.stream, config=recreated)
+    except APIError as exc:  # another replica recreated it first: its config is ours
+        log.info("durable consumer recreated elsewhere: %s", exc.description, extra=fields)
+
+
 async def ensure_consumer(js: JetStreamContext, consumer: Consumer) -> JetStreamContext.PullSubscription:
+    await reconcile_consumer(js, consumer)
     return await js.pull_subscribe(
         consumer.filter_subject, durable=consumer.durable, stream=consumer.stream,
         config=consumer_config(consumer, durable=True),
     )
+
+
+async def progress(msgs: Iterable[Msg]) -> None:
+    """Tell JetStream these messages are still being worked on (resets their ack wait)."""
+    for msg in msgs:
+        with contextlib.suppress(Exception):  # acked meanwhile, or the connection is down
+            await msg.in_progress()
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(msgs: Sequence[Msg], every_s: float = HEARTBEAT_S) -> AsyncIterator[None]:
+    """While the body runs, signal progress on `msgs` every `every_s`."""
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await progress(msgs)
+
+    task = asyncio.create_task(beat(), name="in-progress")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -156,6 +258,7 @@ async def push_subscribe(
     `max_ack_pending` is the back-pressure: the server holds back what we have not acked.
     `cb` must not block for long; it runs once per message, in order."""
     # The queue name doubles as the durable name (nats-py sets it from `queue`).
+    await reconcile_consumer(js, consumer)
     config = consumer_config(consumer, durable=False)
     return await js.subscribe(
         consumer.filter_subject, queue=consumer.durable, stream=consumer.stream,
@@ -195,6 +298,7 @@ async def pull_forever(
             except NotFoundError:
                 log.error("consumer vanished; stopping the pull loop")
                 raise
-            await on_batch(msgs)
+            async with keep_alive(msgs):  # a long batch must not be redelivered meanwhile
+                await on_batch(msgs)
     finally:
         stopped.cancel()

@@ -17,6 +17,7 @@ decoding another service's layout, and never decides from another service's priv
 | `runs:ended` (the runs index)                       | scheduler | retention (same service)  |
 | `memo:{fp}`, `memo:last:{name}:{t}`, `memo:refs:{id}` | scheduler | retention (same service)|
 | `dag:{id}:task:{t}:logs`                            | watcher   | api (`helios.tasklogs`)   |
+| `dag:{id}:task:{t}:logs:cuts`                       | watcher   | api (`helios.tasklogs`)   |
 | `dag:{id}:task:{t}:attempt:{n}:claim`, `:watch`     | watcher   | watcher only (private)    |
 | `dag:{id}:metrics` (hash), `dagRuns:{name}` (list)  | metrics   | metrics api, clients      |
 | `dag:{id}:metrics:*`, `metrics:*` (private)         | metrics   | metrics only              |
@@ -57,6 +58,12 @@ def task_status(dag_id: str, task: str) -> str:
 
 def task_logs(dag_id: str, task: str) -> str:
     return f"dag:{dag_id}:task:{task}:logs"
+
+
+def task_log_cuts(dag_id: str, task: str) -> str:
+    """Hash: attempt -> JSON {attempt, keptBytes, fullLog} of each attempt whose lines in
+    `task_logs` were cut at HELIOS_LOG_MAX_BYTES (the whole log is in its object)."""
+    return f"dag:{dag_id}:task:{task}:logs:cuts"
 
 
 def task_attempts(dag_id: str, task: str) -> str:
@@ -164,7 +171,7 @@ def run_keys(dag_id: str, attempts: Mapping[str, int]) -> list[str]:
            metrics(dag_id), metrics_state(dag_id), metrics_seen(dag_id),
            metrics_timings(dag_id)]
     for task, last in attempts.items():
-        out += [task_status(dag_id, task), task_logs(dag_id, task),
+        out += [task_status(dag_id, task), task_logs(dag_id, task), task_log_cuts(dag_id, task),
                 task_attempts(dag_id, task), task_detail(dag_id, task),
                 task_outputs(dag_id, task)]
         # Attempt numbers start at 1; one past the last covers a claim racing a report.

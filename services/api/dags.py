@@ -169,8 +169,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
     lines = await tasklogs.read_lines(c.redis, dag_id, task, offset, offset + limit - 1)
     if "text/plain" in request.headers.get("Accept", ""):
         return web.Response(text="".join(f"{line}\n" for line in lines))
+    # Attempts cut at HELIOS_LOG_MAX_BYTES: their lines end with a truncation line, and
+    # `truncated` says which attempts and where the whole log is.
+    cuts = await tasklogs.read_cuts(c.redis, dag_id, task)
     return web.json_response({"dagId": dag_id, "task": task, "offset": offset,
-                              "next": offset + len(lines), "lines": lines})
+                              "next": offset + len(lines), "lines": lines,
+                              "truncated": bool(cuts), "cuts": [cut.as_json() for cut in cuts]})
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -182,8 +182,8 @@ class Engine:
             effects.append({"kind": "cancel"})
         for timer in plan.timers:
             effects.append(_publish(subjects.wake(dag_id), Wake(
-                dagId=dag_id, task=timer.task, attempt=timer.attempt,
-                fireAt=time.time() + timer.delay_s)))
+                dag_id=dag_id, task=timer.task, attempt=timer.attempt,
+                fire_at=time.time() + timer.delay_s)))
         await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects)
         await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
         await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
@@ -246,8 +246,8 @@ class Engine:
         ended = now if state.terminal else None
         run_fields["endedAt"] = ended if ended is not None else ""
         effects.append(_publish(subjects.run_event(dag_id), RunEvent(
-            dagId=dag_id, dagName=dag_name, state=state, at=now, useCache=use_cache,
-            taskCount=len(view.dag.tasks), startedAt=started_at, endedAt=ended,
+            dag_id=dag_id, dag_name=dag_name, state=state, at=now, use_cache=use_cache,
+            task_count=len(view.dag.tasks), started_at=started_at, ended_at=ended,
             generation=view.generation,
         )))
         return started_at
@@ -290,10 +290,10 @@ class Engine:
         for name, attempt in dict.fromkeys(launch):
             task = view.dag.task(name)
             out.append(TaskDispatch(
-                dagId=dag_id, dagName=dag_name, task=task, attempt=attempt,
-                jobName=job_name(dag_id, name, attempt), useCache=use_cache and task.cache,
+                dag_id=dag_id, dag_name=dag_name, task=task, attempt=attempt,
+                job_name=job_name(dag_id, name, attempt), use_cache=use_cache and task.cache,
                 inputs=await self.store.resolve_inputs(view.dag, dag_id, name, stored),
-                dispatchedAt=now,
+                dispatched_at=now,
             ))
         return out
 
@@ -321,7 +321,7 @@ class Engine:
                 keep.append(d)
                 continue
             plan.launch.remove((d.task.name, d.attempt))
-            report = TaskReport(dagId=dag_id, task=d.task.name, attempt=d.attempt,
+            report = TaskReport(dag_id=dag_id, task=d.task.name, attempt=d.attempt,
                                 phase="succeeded", at=time.time(), outputs=found.outputs)
             step = decide.on_report(view, report, self.policy)
             for t in step.transitions:
@@ -408,10 +408,10 @@ def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: boo
                 inputs: int, generation: int) -> TaskEvent:
     d = t.detail
     return TaskEvent(
-        dagId=dag_id, dagName=dag_name, task=t.task, state=t.state, attempt=t.attempt,
-        at=time.time(), node=d.get("node"), exitCode=d.get("exitCode"), reason=d.get("reason"),
-        message=d.get("message"), memoized=bool(d.get("memoized")), useCache=use_cache,
+        dag_id=dag_id, dag_name=dag_name, task=t.task, state=t.state, attempt=t.attempt,
+        at=time.time(), node=d.get("node"), exit_code=d.get("exitCode"), reason=d.get("reason"),
+        message=d.get("message"), memoized=bool(d.get("memoized")), use_cache=use_cache,
         inputs=inputs, cache=CacheStats.model_validate(d.get("cache") or {}),
         timings=Timings.model_validate(d.get("timings") or {}), generation=generation,
-        lostAttempts=int(d.get("lostAttempts") or 0),
+        lost_attempts=int(d.get("lostAttempts") or 0),
     )

@@ -7,7 +7,9 @@ batch (one state load, one write), which keeps a 1000-task fan-out cheap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -27,9 +29,13 @@ class RunQueues(Generic[M]):
         self.pending: dict[str, list[M]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.limit = asyncio.Semaphore(max_active)
+        # Every item taken and not yet settled (queued or being handled), by identity,
+        # with when it was last known alive: see `keep_alive`.
+        self.held: dict[int, tuple[float, M]] = {}
 
     def put(self, key: str, item: M) -> None:
         self.pending.setdefault(key, []).append(item)
+        self.held[id(item)] = (time.monotonic(), item)
         QUEUED.inc()
         if key not in self.workers:
             self.workers[key] = asyncio.create_task(self._work(key), name=f"run:{key}")
@@ -47,12 +53,31 @@ class RunQueues(Generic[M]):
                         log.exception("run worker failed", extra={"dagId": key})
                     finally:
                         ACTIVE.dec()
+                        for item in batch:
+                            self.held.pop(id(item), None)
         finally:
             self.workers.pop(key, None)
+
+    async def keep_alive(self, touch: Callable[[list[M]], Awaitable[None]], every_s: float,
+                         stop: asyncio.Event) -> None:
+        """Until `stop`: every `every_s`, `touch` the items held longer than that (a
+        backlog behind busy runs, a slow evaluation), so the bus does not redeliver them
+        meanwhile. Items settled within `every_s` (nearly all) cost nothing."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            now = time.monotonic()
+            due = [(k, item) for k, (since, item) in self.held.items() if now - since >= every_s]
+            for k, item in due:
+                self.held[k] = (now, item)
+            if due:
+                await touch([item for _, item in due])
 
     async def drain(self, timeout_s: float) -> list[M]:
         """Wait for in-flight batches; returns what was queued but never started."""
         dropped = [item for items in self.pending.values() for item in items]
+        for item in dropped:
+            self.held.pop(id(item), None)
         self.pending.clear()
         QUEUED.dec(len(dropped))
         workers = list(self.workers.values())

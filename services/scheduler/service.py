@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -9,7 +10,15 @@ import uuid
 from nats.aio.msg import Msg
 
 from helios import subjects
-from helios.bus import Consumer, connect, connected_check, ensure_streams, push_subscribe
+from helios.bus import (
+    HEARTBEAT_S,
+    Consumer,
+    connect,
+    connected_check,
+    ensure_streams,
+    progress,
+    push_subscribe,
+)
 from helios.bus import close as close_nats
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
@@ -61,15 +70,18 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
                 await push_subscribe(js, consumer, route)
                 for consumer in (
                     # Never give up on a submission or a report (an outage must not drop
-                    # a run); the engine backs off instead. A long ack wait keeps a
-                    # backlog queued behind busy runs from being redelivered meanwhile.
+                    # a run); the engine backs off instead. The ack wait is short (what a
+                    # killed scheduler held comes back within seconds); `keep_alive`
+                    # below keeps a backlog behind busy runs from being redelivered.
                     Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>",
-                             ack_wait_s=120.0, max_deliver=-1),
+                             max_deliver=-1),
                     Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>",
-                             ack_wait_s=120.0, max_deliver=-1),
+                             max_deliver=-1),
                 )
             ]
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
+            settled = asyncio.Event()  # held messages stay alive through the drain too
+            alive = guard(queues.keep_alive(progress, HEARTBEAT_S, settled), "in-progress")
             # The one retention loop of the system (see helios.keys: one owner per record).
             retention = guard(Retention(redis, s3, settings.s3.bucket, settings.retention,
                                         engine.store.forget).run(stop), "retention", stop)
@@ -85,6 +97,8 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             for msg in await queues.drain(settings.drain_timeout_s):
                 with contextlib.suppress(Exception):
                     await msg.nak()
+            settled.set()
+            await alive
     finally:
         await close_nats(nc)
         await redis.aclose()

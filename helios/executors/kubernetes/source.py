@@ -303,8 +303,8 @@ class KubernetesTaskSource:
         if timings.finished_at is None:
             timings.finished_at = time.time()
         return TaskReport(
-            dagId=ident.dag_id, task=ident.task, attempt=ident.attempt, phase=phase,
-            at=time.time(), exitCode=v.exit_code, reason=reason, message=message,
+            dag_id=ident.dag_id, task=ident.task, attempt=ident.attempt, phase=phase,
+            at=time.time(), exit_code=v.exit_code, reason=reason, message=message,
             node=v.node, timings=timings, cache=summary.cache,
             outputs=summary.outputs if phase == "succeeded" else [],
         )
@@ -325,7 +325,7 @@ class KubernetesTaskSource:
         if step == "running" and await self.ledger.done(d, t, a, "running"):
             return
         if report is None:
-            report = TaskReport(dagId=d, task=t, attempt=a, phase="running", at=time.time(),
+            report = TaskReport(dag_id=d, task=t, attempt=a, phase="running", at=time.time(),
                                 node=v.node, timings=v.timings)
         await sink(report)
         await self.ledger.mark(d, t, a, "terminal" if step == "terminal" else "running")

@@ -1,7 +1,9 @@
-"""Attempt logs copied to S3 in the background, in bursts.
+"""Attempt logs copied to S3 in the background, in bursts, from their spool files.
 
-The lines are already in Redis when an attempt reports; the object copy is a second
-home. Uploading it right away put S3 request signing on the event loop exactly when
+The lines are already in Redis (up to the cap) when an attempt reports; the object is
+the whole log. It is uploaded from the attempt's spool file a part at a time, and the
+file removed once stored, so the watcher's memory does not grow with what tasks print.
+Uploading it right away put S3 request signing on the event loop exactly when
 the next attempt's dispatch arrives (measured: +5 ms per chained task), so uploads wait
 a moment and go out together.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 from helios import tasklogs
@@ -26,14 +29,15 @@ class LogArchiver:
         self.bucket = bucket
         self.delay_s = delay_s
         self.parallel = parallel
-        self.queue: asyncio.Queue[tuple[str, str, int, str]] = asyncio.Queue(max_queued)
+        self.queue: asyncio.Queue[tuple[str, str, int, Path]] = asyncio.Queue(max_queued)
 
-    def submit(self, dag_id: str, task: str, attempt: int, text: str) -> None:
+    def submit(self, dag_id: str, task: str, attempt: int, spool: Path) -> None:
         try:
-            self.queue.put_nowait((dag_id, task, attempt, text))
+            self.queue.put_nowait((dag_id, task, attempt, spool))
         except asyncio.QueueFull:
             log.warning("log archive queue full; this attempt's log stays in Redis only",
                         extra=log_fields(dagId=dag_id, task=task, attempt=attempt))
+            spool.unlink(missing_ok=True)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`, then once more for whatever is queued."""
@@ -50,22 +54,24 @@ class LogArchiver:
             await self._upload([first.result(), *self._drain()])
         await self._upload(self._drain())
 
-    def _drain(self) -> list[tuple[str, str, int, str]]:
+    def _drain(self) -> list[tuple[str, str, int, Path]]:
         items = []
         while not self.queue.empty():
             items.append(self.queue.get_nowait())
         return items
 
-    async def _upload(self, items: list[tuple[str, str, int, str]]) -> None:
+    async def _upload(self, items: list[tuple[str, str, int, Path]]) -> None:
         gate = asyncio.Semaphore(self.parallel)
 
-        async def one(dag_id: str, task: str, attempt: int, text: str) -> None:
+        async def one(dag_id: str, task: str, attempt: int, spool: Path) -> None:
             async with gate:
                 try:
-                    await tasklogs.archive_attempt(self.s3, self.bucket, dag_id, task, attempt,
-                                                   text)
+                    await tasklogs.archive_file(self.s3, self.bucket, dag_id, task, attempt,
+                                                spool)
                 except Exception as exc:
                     log.warning("could not archive an attempt's log: %s", exc,
                                 extra=log_fields(dagId=dag_id, task=task, attempt=attempt))
+                finally:
+                    spool.unlink(missing_ok=True)
 
         await asyncio.gather(*(one(*item) for item in items))

@@ -22,7 +22,7 @@ from prometheus_client import Gauge
 
 from helios import keys, subjects, tasklogs
 from helios.artifacts.cache import NodeCache
-from helios.bus import Consumer, ensure_streams, push_subscribe
+from helios.bus import HEARTBEAT_S, Consumer, ensure_streams, progress, push_subscribe
 from helios.definitions import is_run_id
 from helios.executors.base import ReportSink
 from helios.executors.local.archiver import LogArchiver
@@ -38,10 +38,11 @@ from helios.subjects import Streams
 
 log = logging.getLogger(__name__)
 
+SPOOL_DIR = ".logs"  # under the work dir: each attempt's whole log until it is archived
+
 RUNNING = Gauge("helios_local_attempts_running", "Attempts running on this node")
 
 CLAIM_TTL_S = 7 * 24 * 3600
-HEARTBEAT_S = 10.0
 
 
 class LocalRunner:
@@ -64,7 +65,9 @@ class LocalRunner:
         self.consumer = Consumer(
             stream=Streams(replicas=settings.nats.stream_replicas).dispatch,
             durable="local-runner", filter_subject=f"{subjects.PREFIX}.dispatch.>",
-            ack_wait_s=3 * HEARTBEAT_S, max_deliver=-1, max_ack_pending=settings.local.max_parallel,
+            # The default short ack wait: a dispatch held by a killed runner comes back
+            # within seconds (then reported lost); a running attempt beats every second.
+            max_deliver=-1, max_ack_pending=settings.local.max_parallel,
         )
 
     async def run(self, sink: ReportSink, stop: asyncio.Event, ready: asyncio.Event) -> None:
@@ -167,8 +170,15 @@ class LocalRunner:
                   and task.attempts == d.attempt)
         return bool(claimed), owner, wanted
 
+    def _attempt_log(self, d: TaskDispatch) -> AttemptLog:
+        # The spool lives beside the workspaces, not in one: a workspace goes when its
+        # attempt ends, the spool only once the archiver has stored it.
+        return AttemptLog(self.redis, d.dag_id, d.task.name, attempt=d.attempt,
+                          max_bytes=self.settings.log_max_bytes, bucket=self.settings.s3.bucket,
+                          spool=self.settings.local.work_dir / SPOOL_DIR / f"{d.job_name}.log")
+
     async def _run_attempt(self, msg: Msg, d: TaskDispatch, sink: ReportSink, extra: dict[str, Any]) -> None:
-        logs = AttemptLog(self.redis, d.dag_id, d.task.name)
+        logs = self._attempt_log(d)
         attempt = Attempt(self.ctx, d, logs)
         self.running.setdefault(d.dag_id, {})[d.task.name] = attempt
         RUNNING.inc()
@@ -193,7 +203,8 @@ class LocalRunner:
             await _deliver(sink, attempt.report("succeeded" if outcome.ok else "failed", outcome),
                            extra)
             await msg.ack()
-            self.archiver.submit(d.dag_id, d.task.name, d.attempt, logs.text)
+            if logs.spool is not None:
+                self.archiver.submit(d.dag_id, d.task.name, d.attempt, logs.spool)
             log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.reason}",
                      extra=extra)
         except BaseException:
@@ -231,5 +242,4 @@ async def _deliver(sink: ReportSink, report: TaskReport, extra: dict[str, Any]) 
 async def _heartbeat(msg: Msg) -> None:
     while True:
         await asyncio.sleep(HEARTBEAT_S)
-        with contextlib.suppress(Exception):
-            await msg.in_progress()
+        await progress([msg])
