@@ -164,11 +164,11 @@ class DevProcess:
         if record.pid is None:
             log.warning("no %s process to kill", target)
             return record
+        why = ""
         try:
             how: tuple[list[str], dict[str, str], str] | None = _how_started(record.pid)
         except (OSError, RuntimeError) as exc:
-            how = None
-            log.warning("%s", exc)
+            how, why = None, str(exc)
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGKILL)
         while time.monotonic() - t0 < back_within_s:
@@ -181,6 +181,7 @@ class DevProcess:
                     back_within_s, "it" if how else "the whole stack")
         record.harness_restarted = True
         if how is None:
+            log.warning("%s", why)
             await self.kill_all()
             await self.start()
             record.stack_restarted = True
