@@ -31,7 +31,9 @@ class MetricsOptions:
     durable: str = "metrics"
     batch: int = 256
     concurrency: int = 32  # runs refreshed in parallel within one batch
-    ack_wait_s: float = 30.0  # an unacked event comes back after this (e.g. after a kill)
+    # An unacked event comes back after this (e.g. after a kill): short, so a restarted
+    # service catches up within seconds; a long batch signals progress (bus.keep_alive).
+    ack_wait_s: float = bus.REDELIVERY_S[0]
     fetch_timeout_s: float = 1.0  # an idle fetch returns after this, so stop is noticed
     window: int = keys.WINDOW_SIZE
 
