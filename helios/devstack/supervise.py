@@ -175,6 +175,9 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             await self._launch(child)
+            if self._stopping.is_set():  # stop() ran while we were spawning it
+                await self._kill(child)
+                return
             child.restarts += 1
             try:
                 await self._wait_ready(child)
