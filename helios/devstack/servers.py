@@ -105,7 +105,10 @@ def plan(data_dir: Path, ports: Ports) -> tuple[Endpoints, dict[str, ChildSpec]]
     )
     logs = data_dir / "logs"
     for sub in ("nats", "valkey", "s3"):
+        # The servers' files are for the servers alone: no other local user (a task's
+        # unprivileged uid included) reads blobs or keys straight off the disk.
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        (data_dir / sub).chmod(0o700)
     nats = ChildSpec(
         "nats", "server", [
             _binary("nats-server"), "-js", "-sd", str(data_dir / "nats"), "-a", HOST,

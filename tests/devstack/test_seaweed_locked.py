@@ -105,3 +105,5 @@ async def test_grpc_ports_demand_a_client_certificate(weed: tuple[Endpoints, Por
         assert await _grpc_hello(port, (tls / "node.crt", tls / "node.key"))
     assert oct((tls / "node.key").stat().st_mode & 0o777) == "0o600"
     assert not (tls / "ca.key").exists()
+    for server in ("s3", "nats", "valkey"):  # nobody else reads the servers' files off disk
+        assert (data / server).stat().st_mode & 0o777 == 0o700
