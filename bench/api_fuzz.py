@@ -35,8 +35,9 @@ ST = Path(sys.executable).with_name("st")
 
 @dataclass
 class Figures:
-    requests: int = 0
-    cases: int = 0
+    requests: int = 0  # answered by the API, counted by the API
+    cases: int = 0  # test cases schemathesis generated
+    statuses: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # check -> one failure, shortened
     errors: list[str] = field(default_factory=list)
@@ -46,6 +47,7 @@ class Figures:
     def add(self, other: Figures) -> None:
         self.requests += other.requests
         self.cases += other.cases
+        self.statuses.update(other.statuses)
         self.failures.update(other.failures)
         for check, text in other.examples.items():
             self.examples.setdefault(check, text)
@@ -54,9 +56,26 @@ class Figures:
 
     def report(self) -> dict[str, Any]:
         return {"requests": self.requests, "cases": self.cases,
+                "responses_by_status": dict(sorted(self.statuses.items())),
                 "failures_by_check": dict(self.failures), "errors": len(self.errors),
                 "seconds": round(self.seconds, 1),
                 "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0}
+
+
+async def served_responses(api_url: str) -> Counter[str]:
+    """The API's own count of the responses it sent, by status (its Prometheus counter):
+    schemathesis's reports keep one example per test case, not every request."""
+    import aiohttp
+
+    counts: Counter[str] = Counter()
+    async with aiohttp.ClientSession() as http, http.get(f"{api_url}/metrics") as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith("helios_api_responses_total{"):
+            labels, _, value = line.rpartition(" ")
+            status = labels.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] += int(float(value))
+    return counts
 
 
 def _walk(value: Any) -> Any:
@@ -82,17 +101,37 @@ def read_ndjson(path: Path) -> Figures:
         except ValueError:
             continue
         for node in _walk(event):
-            if "request" in node and "response" in node and isinstance(node["request"], dict):
-                figures.requests += 1
             if node.get("status") in ("FAILURE", "failure") and isinstance(node.get("name"), str):
                 figures.failures[node["name"]] += 1
                 failure = node.get("failure_info") or node.get("failure") or {}
                 figures.examples.setdefault(node["name"], json.dumps(failure)[:1500])
             if node.get("status") in ("ERROR", "error") and "info" in node:
                 figures.errors.append(json.dumps(node)[:500])
-        if "ScenarioFinished" in event:
-            figures.cases += 1
     return figures
+
+
+def summary_failures(output: str) -> Counter[str]:
+    """The "Failures:" block of schemathesis's summary: `❌ ST202 Schema-valid ...: 3`."""
+    found: Counter[str] = Counter()
+    lines = iter(output.splitlines())
+    for line in lines:
+        if line.strip() == "Failures:":
+            for item in lines:
+                if not item.strip():
+                    break
+                name, _, count = item.strip().lstrip("❌ ").rpartition(": ")
+                if count.isdigit():
+                    found[name] += int(count)
+    return found
+
+
+def generated_cases(output: str) -> int:
+    """"Test cases: N generated, ..." from schemathesis's summary."""
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) > 1 and words[1].rstrip(",") == "generated" and words[0].isdigit():
+            return int(words[0])
+    return 0
 
 
 async def run_schemathesis(api_url: str, token: str | None, *, max_time_s: float, seed: int,
@@ -110,6 +149,7 @@ async def run_schemathesis(api_url: str, token: str | None, *, max_time_s: float
         argv += ["--header", f"Authorization: Bearer {token}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "bench.st_hooks",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    before = await served_responses(api_url)
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -122,9 +162,16 @@ async def run_schemathesis(api_url: str, token: str | None, *, max_time_s: float
     figures = read_ndjson(ndjson)
     figures.seconds = time.perf_counter() - started
     figures.exit_code = proc.returncode
-    (report_dir / f"st-{seed}.out").write_bytes(output)
+    after = await served_responses(api_url)
+    figures.statuses = after - before
+    figures.requests = sum(figures.statuses.values())
+    text = output.decode(errors="replace")
+    figures.cases = generated_cases(text)
+    if not figures.failures:  # the summary is the authority if the event format moved
+        figures.failures = summary_failures(text)
+    (report_dir / f"st-{seed}.out").write_text(text)
     if proc.returncode != 0 and not figures.failures:
-        figures.errors.append(output.decode(errors="replace")[-3000:])
+        figures.errors.append(text[-3000:])
     return figures
 
 

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import zlib
+from typing import cast
 
 import nats.errors
 from aiohttp import web
@@ -115,8 +116,8 @@ async def submit(request: web.Request) -> web.Response:
         await pipe.execute()
     # Stored first, published second: the scheduler never sees a run it cannot read.
     # If the publish fails, the stored run is removed again: nothing half-submitted stays.
-    submission = Submission(dagId=dag_id, dagName=dag.dag_name, useCache=dag.use_cache,
-                            submittedAt=now)
+    submission = Submission(dag_id=dag_id, dag_name=dag.dag_name, use_cache=dag.use_cache,
+                            submitted_at=now)
     try:
         # A timeout may hide a stored message whose ack was lost: publishing again with
         # the same Nats-Msg-Id is safe (deduplicated) and usually settles which it was.
@@ -181,12 +182,14 @@ async def cancel(request: web.Request) -> web.Response:
     c = ctx(request)
     dag_id = check_dag_id(request.match_info["dag_id"])
     await load_dag(request, dag_id)
-    state, generation = await c.redis.hmget(keys.run(dag_id), "state", "generation")
+    # The client decodes responses: these are str (the stubs also allow bytes).
+    state, generation = cast("list[str | None]", await c.redis.hmget(
+        keys.run(dag_id), "state", "generation"))
     if state and RunState(state).terminal:
         raise Problem(409, "Conflict", f"run {dag_id} already ended ({state})")
     # One cancel per generation: a retried run can be cancelled again.
     await publish(c.js, subjects.cancel(dag_id), CancelRequest(
-        dagId=dag_id, requestedAt=time.time(), generation=int(generation or 0),
+        dag_id=dag_id, requested_at=time.time(), generation=int(generation or 0),
     ), timeout=c.settings.nats.request_timeout_s)
     return web.json_response({"dagId": dag_id, "status": "CANCELLING"}, status=202)
 
@@ -200,9 +203,9 @@ async def retry(request: web.Request) -> web.Response:
         raise Problem(409, "Conflict", f"run {dag_id} is still running")
     if state == RunState.SUCCEEDED.value:
         raise Problem(409, "Conflict", f"run {dag_id} succeeded; nothing to retry")
-    generation = await c.redis.hget(keys.run(dag_id), "generation") or "0"
+    generation = cast("str | None", await c.redis.hget(keys.run(dag_id), "generation")) or "0"
     # One retry per generation: a double-clicked retry is deduplicated by JetStream.
     await publish(c.js, subjects.retry(dag_id), RetryRequest(
-        dagId=dag_id, requestId=f"g{generation}", requestedAt=time.time(),
+        dag_id=dag_id, request_id=f"g{generation}", requested_at=time.time(),
     ), timeout=c.settings.nats.request_timeout_s)
     return web.json_response({"dagId": dag_id, "status": "RETRYING"}, status=202)

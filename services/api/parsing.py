@@ -37,6 +37,7 @@ PARSE_TIMEOUT_S = 5.0  # a 1 MiB DAG of 1000 tasks parses in about a second
 WAIT_FOR_WORKER_S = 10.0
 START_TIMEOUT_S = 30.0  # a worker imports pydantic and the models: slow on a busy node
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+WORKER_NICENESS = 10
 
 # A frame: two big-endian u32 (header length, payload length), a JSON header, the payload.
 _FRAME = struct.Struct(">II")
@@ -96,6 +97,9 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
 def worker_main() -> None:
     """One document in, one result out, until the API closes our stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process decides when we stop
+    # Parsing yields to the API itself when CPUs are scarce: requests stay quick.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     # The protocol owns the real stdout; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -15,6 +15,7 @@ import nats.errors
 import orjson
 import redis.exceptions
 from aiohttp import web
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,17 @@ def unavailable(exc: BaseException) -> str:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVER = "helios"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+RESPONSES = Counter("helios_api_responses_total", "API responses, by method and status",
+                    ["method", "status"])
 
 
-async def server_header(_: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: the Server header names no software versions."""
+async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: the Server header names no software versions; every
+    response is counted (a client's made-up method is "OTHER": labels stay bounded)."""
     response.headers["Server"] = SERVER
+    method = request.method if request.method in METHODS else "OTHER"
+    RESPONSES.labels(method, str(response.status)).inc()
 
 
 @web.middleware

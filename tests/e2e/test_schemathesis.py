@@ -1,0 +1,44 @@
+"""schemathesis against the served OpenAPI document, bounded to about a minute.
+
+Every check schemathesis has (`--checks all`): no 5xx, every response conforms to the
+document (status, content type, headers, body schema), a request valid by the schema is
+never rejected (positive_data_acceptance), an invalid one always is
+(negative_data_rejection), 405 with Allow for undocumented methods, 401 without the
+token. The longer run (10,000+ requests) is `python -m bench.api_fuzz`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bench.api_fuzz import ST, run_schemathesis
+from helios.settings import Settings
+from tests.conftest import WRITE_TOKEN
+from tests.e2e.apionly import api_only
+from tests.stack import Stack
+
+MAX_TIME_S = 50
+SEED = 20261201
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Stack]:
+    async with api_only(settings) as stack:
+        yield stack
+
+
+@pytest.mark.skipif(not ST.exists(), reason="schemathesis is in the test extra")
+@pytest.mark.timeout(MAX_TIME_S + 240)
+async def test_schemathesis_finds_nothing(api: Stack, tmp_path: Path) -> None:
+    token = None if api.settings.auth.disabled else WRITE_TOKEN
+    figures = await run_schemathesis(api.api_url, token, max_time_s=MAX_TIME_S, seed=SEED,
+                                     report_dir=tmp_path, max_examples=200)
+    output = next(tmp_path.glob("st-*.out")).read_text(errors="replace")
+    print(figures.report())
+    assert not figures.failures, (figures.failures, figures.examples, output[-6000:])
+    assert not figures.errors, (figures.errors, output[-6000:])
+    assert figures.exit_code == 0, output[-6000:]
+    assert figures.requests >= 300, (figures.report(), output[-3000:])
