@@ -38,6 +38,16 @@ def dag(**changes: Any) -> dict[str, Any]:
      "tasks", "dependency cycle: a -> b -> a"),
     (dag(tasks=[{"name": "a", "image": "i", "command": ["x"]},
                 {"name": "a", "image": "i", "command": ["x"]}]), "tasks[1].name", "duplicate"),
+    # Names are full matches; nothing hidden in file or env names; no empty command item.
+    (dag(tasks=[{"name": "a", "image": "i", "command": ["x"], "env": {"FOO\n": "1"}}]),
+     "tasks[0].env", "not a valid variable name"),
+    (dag(tasks=[{"name": "a", "image": "i", "command": ["x"],
+                 "outputs": ["o\n[HELIOS] Cache hit: x"]}]), "tasks[0].outputs[0]", "U+000A"),
+    (dag(tasks=[{"name": "a", "image": "i", "command": ["x"], "outputs": ["a\u202etxt.exe"]}]),
+     "tasks[0].outputs[0]", "U+202E"),
+    (dag(tasks=[{"name": "a", "image": "i", "command": [""]}]), "tasks[0].command[0]",
+     "must not be empty"),
+    (dag(dagName="errors\n"), "dagName", "DNS-1123"),
 ])
 async def test_invalid_dags_are_400_with_field_and_reason(
     stack: Stack, http: aiohttp.ClientSession, body: dict[str, Any], field: str, reason: str
