@@ -131,8 +131,8 @@ def test_unschedulable_and_no_pod_at_all() -> None:
 def test_deleted_job() -> None:
     p = pod([state("main", terminated=ended(143))], phase="Failed")
     v = verdict(job(), p, deleted=True)
-    assert (v.phase, v.reason, v.exit_code) == ("failed", "JobDeleted", 143)
-    assert verdict(job(), None, deleted=True).reason == "JobDeleted"
+    assert (v.phase, v.reason, v.exit_code) == ("failed", "ExecutorLost", 143)
+    assert verdict(job(), None, deleted=True).reason == "ExecutorLost"
     done = pod([state("main", terminated=ended(0, "Completed"))], phase="Succeeded")
     assert verdict(job(), done, deleted=True).phase == "succeeded"
 
@@ -141,4 +141,18 @@ def test_evicted_pod() -> None:
     p = pod([state("main", running={})], phase="Failed", reason="Evicted",
             message="The node was low on resource: memory.")
     v = verdict(job(), p)
-    assert (v.phase, v.reason) == ("failed", "Evicted")
+    assert (v.phase, v.reason) == ("failed", "ExecutorLost")
+    assert v.message and v.message.startswith("Evicted: The node was low")
+
+
+def test_disrupted_pod_and_vanished_pod_are_lost() -> None:
+    p = pod([state("main", running={})], phase="Running")
+    p["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True",
+                                  "reason": "PreemptionByScheduler", "message": "preempted"}]
+    v = verdict(job(), p)
+    assert (v.phase, v.reason, v.message) == ("failed", "ExecutorLost",
+                                              "PreemptionByScheduler: preempted")
+    failed_job = job()
+    failed_job["status"] = {"conditions": [{"type": "Failed", "status": "True",
+                                            "reason": "BackoffLimitExceeded"}]}
+    assert verdict(failed_job, None).reason == "ExecutorLost"

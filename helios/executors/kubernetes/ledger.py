@@ -43,8 +43,9 @@ class Ledger:
             await pipe.execute()
 
     async def append_logs_once(self, dag_id: str, task: str, attempt: int,
-                               lines: Sequence[str]) -> bool:
-        """Append the attempt's lines unless done before; True if this call did it."""
+                               lines: Sequence[str], cut: tasklogs.LogCut | None = None) -> bool:
+        """Append the attempt's lines (and, if they were cut, the truncation line and its
+        record) unless done before; True if this call did it."""
         key = ledger_key(dag_id, task, attempt)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -54,6 +55,8 @@ class Ledger:
                         return False
                     pipe.multi()
                     await tasklogs.append_lines(pipe, dag_id, task, lines)  # type: ignore[arg-type]
+                    if cut is not None:
+                        tasklogs.record_cut(pipe, dag_id, task, cut)
                     pipe.sadd(key, "logs")
                     pipe.expire(key, TTL_S)
                     await pipe.execute()

@@ -36,7 +36,7 @@ from helios.executors.kubernetes.client import JOBS, PODS, KubeApi
 from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, SELECTOR, AttemptId
 from helios.executors.kubernetes.ledger import Ledger
 from helios.executors.kubernetes.podlogs import assemble, read_pod
-from helios.executors.kubernetes.status import Verdict, judge, pick_pod
+from helios.executors.kubernetes.status import EXECUTOR_LOST, Verdict, judge, pick_pod
 from helios.executors.kubernetes.watch import ListWatch, WatchPolicy
 from helios.executors.kubernetes.workqueue import WorkQueue
 from helios.logs import log_fields
@@ -259,14 +259,20 @@ class KubernetesTaskSource:
             verdict = self._judge(job, pod, deleted)
             read = await read_pod(self.api, pod) if pod is not None else {}
             logs = assemble(pod, read, self.snapshots.get(name, {}), ident.attempt)
-            report = await self._final_report(ident, verdict, logs.summary, logs.complete, job)
+            report = await self._final_report(ident, verdict, logs.summary, logs.complete, job,
+                                              deleted)
             # The object first, then the lines with their marker: once the marker is set
             # both are safe, and a later pass (maybe with the pod gone) must not overwrite.
             if not await self.ledger.done(ident.dag_id, ident.task, ident.attempt, "logs"):
                 await tasklogs.archive_attempt(self.s3, self.settings.s3.bucket, ident.dag_id,
                                                ident.task, ident.attempt, logs.text)
+                # Redis keeps the first HELIOS_LOG_MAX_BYTES; the object has it all.
+                kept, cut_at = tasklogs.cap_lines(logs.lines, self.settings.log_max_bytes)
+                cut = None if cut_at is None else tasklogs.LogCut(
+                    ident.attempt, cut_at, tasklogs.archive_url(
+                        self.settings.s3.bucket, ident.dag_id, ident.task, ident.attempt))
                 await self.ledger.append_logs_once(ident.dag_id, ident.task, ident.attempt,
-                                                   logs.lines)
+                                                   kept, cut)
             await self._report_once(sink, ident, "terminal", verdict, report)
             log.info("attempt %s%s", report.phase,
                      f": {report.reason}" if report.reason else "", extra=fields)
@@ -284,7 +290,7 @@ class KubernetesTaskSource:
             self.gone.pop(name, None)
 
     async def _final_report(self, ident: AttemptId, v: Verdict, summary: Any, complete: bool,
-                            job: dict[str, Any]) -> TaskReport:
+                            job: dict[str, Any], deleted: bool = False) -> TaskReport:
         phase: Literal["succeeded", "failed"] = "succeeded" if v.phase == "succeeded" else "failed"
         reason, message = v.reason, v.message
         declared = json.loads(((job.get("metadata") or {}).get("annotations") or {})
@@ -297,7 +303,7 @@ class KubernetesTaskSource:
             message = "the uploaded outputs could not be confirmed: " + (
                 "the uploader's log was lost" if not complete else "the uploader did not "
                 f"report {', '.join(sorted(set(declared) - uploaded))}")
-        if reason == "JobDeleted" and await self._run_cancelled(ident.dag_id):
+        if deleted and reason == EXECUTOR_LOST and await self._run_cancelled(ident.dag_id):
             reason, message = "Cancelled", "the run was cancelled"
         timings = v.timings.model_copy()
         if timings.finished_at is None:

@@ -24,6 +24,12 @@ STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "CreateContainerC
 HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})  # fail at once
 KUBELET_REASONS = frozenset({"OOMKilled", "ContainerCannotRun", "StartError"})
 MESSAGE_MAX = 2000
+# The attempt died with its executor, not by its own doing: the scheduler re-runs it as a
+# new attempt without spending the task's retries (services/scheduler/decide.py).
+EXECUTOR_LOST = "ExecutorLost"
+# Pod failure reasons that mean the pod or its node went away under the attempt.
+LOST_POD_REASONS = frozenset({"Evicted", "NodeLost", "Preempting", "Shutdown", "NodeShutdown",
+                              "Terminated", "UnexpectedAdmissionError", "NodeAffinity"})
 HELIOS_PREFIX = "[HELIOS] "
 
 
@@ -142,8 +148,13 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
             limit = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
             reason, message = "DeadlineExceeded", f"killed after exceeding timeoutSeconds={limit}"
         elif deleted:
-            reason, message = "JobDeleted", "the Job was deleted before it finished"
+            reason, message = EXECUTOR_LOST, "the Job was deleted before it finished"
         return Verdict("failed", reason, _short(message), code, **base)
+
+    def lost(cause: str, message: str | None) -> Verdict:
+        return failed(EXECUTOR_LOST, f"{cause}: {message}" if message else cause)
+
+    disrupted = _condition(pod, "DisruptionTarget")
 
     for name, init in _statuses(pod, "initContainerStatuses").items():
         init_end = (init.get("state") or {}).get("terminated")
@@ -173,16 +184,25 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
             why = "MissingOutputs" if "declared output(s) not found" in message \
                 else "UploadFailed"
             return failed(why, message, 0)
+    if disrupted and not deadline:  # preempted, evicted, taint manager, pod GC
+        return lost(disrupted.get("reason") or "DisruptionTarget", disrupted.get("message"))
+    if job_failed and pod is None and not deadline and not main_end:
+        # backoffLimit 0: the Job failed because its only pod went away (deleted by
+        # someone, or with its node) before the user's command ended.
+        return lost(job_failed.get("reason") or "PodGone",
+                    "the attempt's pod was deleted before it finished")
     if job_failed:
         return failed(job_failed.get("reason") or "Failed", job_failed.get("message"))
     if _condition(job, "Complete"):
         return Verdict("succeeded", exit_code=0, **base)
     if deleted:
-        return Verdict("failed", "JobDeleted", "the Job was deleted before it finished",
+        return Verdict("failed", EXECUTOR_LOST, "the Job was deleted before it finished",
                        **base)
     pod_phase = ((pod or {}).get("status") or {}).get("phase")
     if pod_phase == "Failed":  # evicted, node lost: the pod's reason says which
         status = (pod or {}).get("status") or {}
+        if status.get("reason") in LOST_POD_REASONS:
+            return lost(status["reason"], status.get("message"))
         return failed(status.get("reason") or "PodFailed", status.get("message"))
     if main_end or "running" in main_state:
         return Verdict("running", **base)
