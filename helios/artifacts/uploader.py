@@ -30,11 +30,22 @@ from helios.dag.model import check_file_name
 from helios.messages import OutputArtifact
 from helios.s3 import SHA256_META
 
-__all__ = ["MissingOutputs", "upload_outputs"]
+__all__ = ["MissingOutputs", "OutputTooLarge", "upload_outputs"]
 
 PART_SIZE = 8 * 1024 * 1024
 MULTIPART_THRESHOLD = 2 * PART_SIZE
 DEFAULT_PARALLEL = 4
+
+
+class OutputTooLarge(ArtifactError):
+    """The declared outputs together are larger than the attempt may upload."""
+
+    def __init__(self, total: int, limit: int):
+        self.total, self.limit = total, limit
+        super().__init__(
+            f"declared outputs total {total} bytes, over the limit of {limit} bytes per "
+            "attempt (HELIOS_LOCAL_OUTPUT_MAX_BYTES); nothing was uploaded"
+        )
 
 
 async def upload_outputs(
@@ -47,14 +58,22 @@ async def upload_outputs(
     bucket: str,
     emit: Callable[[str], None],
     parallel: int = DEFAULT_PARALLEL,
+    max_bytes: int | None = None,
 ) -> list[OutputArtifact]:
-    """Upload every declared output, in declaration order; check all before uploading any."""
+    """Upload every declared output, in declaration order; check all before uploading any.
+
+    `max_bytes` caps their total apparent size (a sparse file counts in full: that is
+    what an upload would send), checked before the first byte goes out."""
     for name in outputs:
         try:
             check_file_name(name)
         except ValueError as exc:
             raise ArtifactError(f"output {name!r}: {exc}") from None
     _check_present(outputs, artifacts_dir)
+    if max_bytes is not None:
+        total = sum(os.lstat(artifacts_dir / name).st_size for name in dict.fromkeys(outputs))
+        if total > max_bytes:
+            raise OutputTooLarge(total, max_bytes)
     limit = asyncio.Semaphore(parallel)
 
     async def one(name: str) -> OutputArtifact:

@@ -21,13 +21,25 @@ import orjson
 
 from helios.artifacts.cache import NodeCache
 from helios.artifacts.downloader import place_inputs
-from helios.artifacts.uploader import MissingOutputs, upload_outputs
+from helios.artifacts.uploader import MissingOutputs, OutputTooLarge, upload_outputs
+from helios.executors.local import limits
+from helios.executors.local.cgroups import TaskCgroup, limits_of
 from helios.executors.local.logsink import AttemptLog
-from helios.executors.local.sandbox import ARTIFACTS, bwrap_argv, launcher_env, task_env
+from helios.executors.local.sandbox import (
+    ARTIFACTS,
+    bwrap_argv,
+    launcher_argv,
+    launcher_env,
+    prepare_root,
+    staged,
+    task_env,
+)
 from helios.logs import log_fields
 from helios.messages import CacheStats, OutputArtifact, TaskDispatch, TaskReport, Timings
 
 log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.5  # how often the disk caps are checked while a task runs
 
 
 @dataclass
@@ -51,7 +63,8 @@ class AttemptContext:
     node: str
     sandbox: str
     keep_workspace: bool = False
-    network: str = "host"
+    network: str = "none"
+    limits: limits.HostLimits | None = None  # None: nothing enforced (unit tests)
 
 
 class Attempt:
@@ -62,6 +75,9 @@ class Attempt:
         self.timings = Timings(queuedAt=dispatch.dispatched_at)
         self.proc: asyncio.subprocess.Process | None = None
         self.cancelled = False
+        self.cgroup: TaskCgroup | None = None
+        self.limit_hit: tuple[str, str] | None = None  # (reason, message) of a disk cap
+        self.inputs_size = 0
         self.workspace = ctx.work_dir / dispatch.dag_id / f"{dispatch.task.name}-{dispatch.attempt}"
         self.extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name,
                                 attempt=dispatch.attempt)
@@ -83,16 +99,25 @@ class Attempt:
         if self.proc and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()  # what left the process group (daemons) dies too
 
     async def run(self, on_started: Any) -> Outcome:
         self.timings.scheduled_at = time.time()
         artifacts = self.workspace / "artifacts"
         try:
-            if artifacts.exists():
-                shutil.rmtree(artifacts)
+            if self.workspace.exists():
+                shutil.rmtree(self.workspace)
             artifacts.mkdir(parents=True)
+            (self.workspace / "tmp").mkdir()
+            drop_to = self.ctx.limits.drop_to if self.ctx.limits else None
+            if drop_to is not None:  # the task's own folders belong to the task's user
+                for folder in (artifacts, self.workspace / "tmp"):
+                    os.chown(folder, *drop_to)
             return await self._run(artifacts, on_started)
         finally:
+            if self.cgroup is not None:
+                await _remove_cgroup(self.cgroup)
             if not self.ctx.keep_workspace:
                 shutil.rmtree(self.workspace, ignore_errors=True)
 
@@ -108,11 +133,15 @@ class Attempt:
             return Outcome(ok=False, reason="InputsFailed", message=str(exc))
         if self.cancelled:
             return Outcome(ok=False, reason="Cancelled", cache=stats)
+        self.inputs_size = await asyncio.to_thread(limits.tree_size, artifacts)
         code, reason = await self._execute(artifacts, on_started)
         self.timings.finished_at = time.time()
         if reason is not None:
-            return Outcome(ok=False, exit_code=code, reason=reason, cache=stats,
-                           message=_message(reason, code, self.d.task.timeout_seconds))
+            message = _message(reason, code, self.d.task.timeout_seconds, self.d.task)
+            if self.limit_hit is not None and reason == self.limit_hit[0]:
+                message = self.limit_hit[1]
+            self.logs.emit(f"[HELIOS] {reason}: {message}")
+            return Outcome(ok=False, exit_code=code, reason=reason, cache=stats, message=message)
         if code != 0:
             return Outcome(ok=False, exit_code=code, reason="Error", cache=stats,
                            message=f"command exited with code {code}")
@@ -122,7 +151,12 @@ class Attempt:
             outputs = await upload_outputs(
                 self.d.dag_id, self.d.task.name, list(self.d.task.outputs), artifacts,
                 s3=self.ctx.s3, bucket=self.ctx.bucket, emit=self.logs.emit,
+                max_bytes=self.ctx.limits.disk.output_max if self.ctx.limits else None,
             )
+        except OutputTooLarge as exc:
+            self.logs.emit(f"[HELIOS] {exc}")
+            return Outcome(ok=False, exit_code=0, reason=limits.OUTPUT_REASON, message=str(exc),
+                           cache=stats)
         except MissingOutputs as exc:
             self.logs.emit(f"[HELIOS] {exc}")
             return Outcome(ok=False, exit_code=0, reason="MissingOutputs", message=str(exc),
@@ -141,20 +175,40 @@ class Attempt:
             "HELIOS_ATTEMPT": str(self.d.attempt),
             "HELIOS_ARTIFACTS_DIR": ARTIFACTS if sandboxed else str(artifacts),
             "HELIOS_CACHE_ENABLED": "true" if self.d.use_cache else "false",
-            "HELIOS_CACHE_DIR": str(self.ctx.cache.root),
             "HELIOS_INPUT_ARTIFACTS": orjson.dumps(
                 [i.model_dump(by_alias=True) for i in self.d.inputs]
             ).decode(),
         }
+        if not sandboxed:  # inside a sandbox the host's cache folder does not exist
+            helios["HELIOS_CACHE_DIR"] = str(self.ctx.cache.root)
         return task_env(self.d.task.env, helios)
 
     async def _execute(self, artifacts: Path, on_started: Any) -> tuple[int | None, str | None]:
         argv = [*self.d.task.command, *self.d.task.args]
         env = self._env(artifacts)
+        host = self.ctx.limits
+        stage: dict[str, Path] = {}
         if self.ctx.sandbox == "bwrap":
-            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", artifacts, argv, env=env,
-                              network=self.ctx.network == "host")
+            root = self.workspace / "root"
+            etc_binds = await asyncio.to_thread(prepare_root, root, self.ctx.network)
+            folders = {"artifacts": artifacts, "tmp": self.workspace / "tmp",
+                       "etc": root / "etc", "empty": root / "empty"}
+            if host is not None and host.drop_to is not None:
+                # The task's user may not reach the workspace by its path: stage it.
+                stage, folders = folders, staged(list(folders))
+            argv = bwrap_argv(shutil.which("bwrap") or "bwrap", folders["artifacts"], argv,
+                              env=env, tmp=folders["tmp"], etc=folders["etc"],
+                              empty=folders["empty"], etc_binds=etc_binds,
+                              network=self.ctx.network)
             env = launcher_env()
+        if host is not None:
+            resources = self.d.task.resources
+            self.cgroup = host.cgroups.create(
+                f"{self.d.dag_id}.{self.d.task.name}.{self.d.attempt}",
+                limits_of(resources.limits if resources else None, host.pids_max))
+            argv = launcher_argv(
+                argv, procs_files=self.cgroup.procs_files if self.cgroup else (),
+                file_max=host.disk.file_max, drop_to=host.drop_to, stage=stage)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -169,6 +223,7 @@ class Attempt:
         assert self.proc.stdout and self.proc.stderr
         pumps = [asyncio.create_task(self._pump(self.proc.stdout)),
                  asyncio.create_task(self._pump(self.proc.stderr))]
+        watch = asyncio.create_task(self._watch(artifacts), name="disk-watchdog")
         timeout = self.d.task.timeout_seconds
         reason = None
         try:
@@ -178,14 +233,37 @@ class Attempt:
             self._kill()
             await self.proc.wait()
         finally:
+            watch.cancel()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pumps, return_exceptions=True), 5.0)
             for pump in pumps:
                 pump.cancel()
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        code = self.proc.returncode
+        if self.ctx.limits is not None and self.limit_hit is None:
+            # Once more after the exit: a task may finish between two watchdog checks.
+            self.limit_hit = await asyncio.to_thread(
+                limits.over_cap, self.workspace / "tmp", artifacts, self.ctx.limits.disk,
+                self.inputs_size)
         if self.cancelled:
             reason = "Cancelled"
-        code = self.proc.returncode
+        elif reason is None and code != 0 and self.cgroup is not None and self.cgroup.oom_killed():
+            reason = "OOMKilled"
+        elif reason is None and self.limit_hit is not None:
+            reason = self.limit_hit[0]
         return code, reason
+
+    async def _watch(self, artifacts: Path) -> None:
+        """Kill the task as soon as its /tmp or /artifacts is over its cap."""
+        if self.ctx.limits is None:
+            return
+        while self.limit_hit is None:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            self.limit_hit = await asyncio.to_thread(
+                limits.over_cap, self.workspace / "tmp", artifacts, self.ctx.limits.disk,
+                self.inputs_size)
+        self._kill()
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
         while True:
@@ -198,9 +276,23 @@ class Attempt:
             self.logs.emit(raw.decode(errors="replace").rstrip("\r\n"))
 
 
-def _message(reason: str, code: int | None, timeout: int | None) -> str:
+def _message(reason: str, code: int | None, timeout: int | None, task: Any) -> str:
     if reason == "DeadlineExceeded":
         return f"killed after exceeding timeoutSeconds={timeout}"
     if reason == "Cancelled":
         return "the run was cancelled"
+    if reason == "OOMKilled":
+        limit = task.resources.limits.memory if task.resources and task.resources.limits else "?"
+        return f"killed: memory use reached resources.limits.memory={limit} (exit code {code})"
     return f"{reason} (exit code {code})"
+
+
+async def _remove_cgroup(cgroup: TaskCgroup) -> None:
+    """A killed task's processes take a moment to leave its cgroup; then it goes."""
+    for _ in range(40):
+        cgroup.kill()
+        cgroup.remove()
+        if not any(folder.exists() for folder in cgroup.dirs):
+            return
+        await asyncio.sleep(0.05)
+    log.warning("cgroup of a finished attempt could not be removed: %s", cgroup.dirs[0])
