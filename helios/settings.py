@@ -69,8 +69,17 @@ class LocalExecutorSettings(_Env):
         "bwrap", description="bwrap: a private root with /artifacts; none: tests only."
     )
     keep_workspaces: bool = Field(False, description="Keep workspaces for debugging.")
-    network: Literal["host", "none"] = Field(
-        "host", description="Tasks' network: the host's, or none (a private namespace)."
+    network: Literal["none", "outbound", "host"] = Field(
+        "none", description="Tasks' network: none (own namespace, loopback only; the safe "
+        "default), outbound (internet through slirp4netns, host unreachable), host (UNSAFE: "
+        "tasks reach every service of the machine)."
+    )
+    task_uid: int = Field(65534, ge=1, description="Host uid tasks run as when Helios is root.")
+    task_gid: int = Field(65534, ge=1, description="Host gid tasks run as when Helios is root.")
+    pids_max: int = Field(1024, ge=16, description="Processes and threads one task may have.")
+    tmp_max_bytes: int = Field(1024**3, ge=4096, description="Cap of a task's disk-backed /tmp.")
+    output_max_bytes: int = Field(
+        10 * 1024**3, ge=4096, description="Cap of what one attempt writes to /artifacts."
     )
 
 

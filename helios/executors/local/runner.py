@@ -27,6 +27,7 @@ from helios.definitions import is_run_id
 from helios.executors.base import ReportSink
 from helios.executors.local.archiver import LogArchiver
 from helios.executors.local.attempt import Attempt, AttemptContext, Outcome
+from helios.executors.local.limits import HostLimits
 from helios.executors.local.logsink import AttemptLog
 from helios.logs import log_fields
 from helios.messages import CancelRun, TaskDispatch, TaskReport
@@ -58,6 +59,7 @@ class LocalRunner:
             work_dir=settings.local.work_dir,
             node=settings.local.node_name, sandbox=settings.local.sandbox,
             keep_workspace=settings.local.keep_workspaces, network=settings.local.network,
+            limits=HostLimits.from_settings(settings.local),
         )
         self.running: dict[str, dict[str, Attempt]] = {}
         self.archiver = LogArchiver(s3, settings.s3.bucket)
