@@ -10,7 +10,8 @@ decoding another service's layout, and never decides from another service's priv
 
 | key family                                          | owner     | read by (through)         |
 | --------------------------------------------------- | --------- | ------------------------- |
-| `dag:{id}:definition`, `dag:{id}:useCache`          | api       | all (`helios.definitions`)|
+| `dag:{id}:definition`, `dag:{id}:useCache`,         | api       | all (`helios.definitions`)|
+|   the submission's parameters                       |           |                           |
 | `dag:{id}:run` (hash; see `run`)                    | scheduler | api, runner (`runs_view`) |
 | `dag:{id}:task:{t}:status`, `:attempts`, `:detail`, | scheduler | api, runner (`runs_view`) |
 |   `:outputs`; `dag:{id}:outbox`                     |           |                           |
@@ -19,6 +20,7 @@ decoding another service's layout, and never decides from another service's priv
 | `dag:{id}:task:{t}:logs`                            | watcher   | api (`helios.tasklogs`)   |
 | `dag:{id}:task:{t}:logs:cuts`                       | watcher   | api (`helios.tasklogs`)   |
 | `dag:{id}:task:{t}:attempt:{n}:claim`, `:watch`     | watcher   | watcher only (private)    |
+| attempt reports (NATS `helios.exec.{id}`, no key)   | watcher   | scheduler                 |
 | `dag:{id}:metrics` (hash), `dagRuns:{name}` (list)  | metrics   | metrics api, clients      |
 | `dag:{id}:metrics:*`, `metrics:*` (private)         | metrics   | metrics only              |
 | `helios:services` (heartbeats)                      | each service its own field | api   |
