@@ -40,6 +40,8 @@ from helios.messages import CacheStats, OutputArtifact, TaskDispatch, TaskReport
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.5  # how often the disk caps are checked while a task runs
+# The task (or the shell that ran it) died of SIGXFSZ: a file hit RLIMIT_FSIZE.
+XFSZ_CODES = (128 + signal.SIGXFSZ, -signal.SIGXFSZ)
 
 
 @dataclass
@@ -252,6 +254,8 @@ class Attempt:
             reason = "OOMKilled"
         elif reason is None and self.limit_hit is not None:
             reason = self.limit_hit[0]
+        elif reason is None and self.ctx.limits is not None and code in XFSZ_CODES:
+            reason = limits.FILE_REASON
         return code, reason
 
     async def _watch(self, artifacts: Path) -> None:
@@ -281,6 +285,9 @@ def _message(reason: str, code: int | None, timeout: int | None, task: Any) -> s
         return f"killed after exceeding timeoutSeconds={timeout}"
     if reason == "Cancelled":
         return "the run was cancelled"
+    if reason == limits.FILE_REASON:
+        return (f"a file reached the per-file size limit (exit code {code}): see "
+                "HELIOS_LOCAL_TMP_MAX_BYTES and HELIOS_LOCAL_OUTPUT_MAX_BYTES")
     if reason == "OOMKilled":
         limit = task.resources.limits.memory if task.resources and task.resources.limits else "?"
         return f"killed: memory use reached resources.limits.memory={limit} (exit code {code})"

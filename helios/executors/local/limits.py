@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 FSIZE_SLACK = 4096
 TMP_REASON = "TmpLimitExceeded"
 OUTPUT_REASON = "OutputLimitExceeded"
+FILE_REASON = "FileSizeLimitExceeded"
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,9 @@ def bwrap_argv(
                 out += _bind(empty, masked, ro=True)
     out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run"]
     out += _bind(tmp, "/tmp") if tmp is not None else ["--tmpfs", "/tmp"]
-    out += [*_bind(workspace, ARTIFACTS), "--chdir", ARTIFACTS]
+    # Last: the root tmpfs itself becomes read-only, as an image's root would be to a
+    # non-root user; /tmp and /artifacts stay the only writable folders.
+    out += [*_bind(workspace, ARTIFACTS), "--remount-ro", "/", "--chdir", ARTIFACTS]
     if network != "host":
         out.append("--unshare-net")  # only a loopback of its own
     out += ["--cap-drop", "ALL"]
