@@ -55,6 +55,13 @@ def valkey_binary() -> str:
     raise FileNotFoundError(f"no valkey-server under {root}")
 
 
+def _private(path: Path, text: str) -> Path:
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
 @dataclass
 class Endpoints:
     """Where the servers listen, with the credentials they were started with. Every
@@ -109,18 +116,20 @@ def plan(data_dir: Path, ports: Ports) -> tuple[Endpoints, dict[str, ChildSpec]]
         # unprivileged uid included) reads blobs or keys straight off the disk.
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
         (data_dir / sub).chmod(0o700)
+    # Secrets go in 0600 files, never on a command line that `ps` shows every local user.
+    nats_conf = _private(data_dir / "nats" / "auth.conf", f'authorization {{ token: "{nats_token}" }}\n')
+    valkey_conf = _private(data_dir / "valkey" / "auth.conf", f"requirepass {redis_password}\n")
     nats = ChildSpec(
         "nats", "server", [
-            _binary("nats-server"), "-js", "-sd", str(data_dir / "nats"), "-a", HOST,
-            "-p", str(ports.nats), "--no_advertise", "--auth", nats_token,
+            _binary("nats-server"), "-c", str(nats_conf), "-js", "-sd", str(data_dir / "nats"),
+            "-a", HOST, "-p", str(ports.nats), "--no_advertise",
         ], logs / "nats.log", port=ports.nats)
     valkey = ChildSpec(
         "valkey", "server", [
-            valkey_binary(), "--bind", HOST, "--port", str(ports.redis),
+            valkey_binary(), str(valkey_conf), "--bind", HOST, "--port", str(ports.redis),
             "--dir", str(data_dir / "valkey"),
             # Durable: every write goes to the append-only file, fsynced once a second.
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--requirepass", redis_password,
         ], logs / "valkey.log", port=ports.redis)
     s3 = weed_spec(_binary("weed"), data_dir / "s3", ports.s3, ports.weed, ep.access_key,
                    ep.secret_key, logs / "seaweedfs.log")

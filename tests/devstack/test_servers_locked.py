@@ -1,16 +1,22 @@
-"""Only the S3 gateway of the embedded SeaweedFS serves anyone, and only with the
-stack's credentials: master, volume, filer and admin refuse anonymous reads and writes
+"""Every port of the embedded servers needs this start's credentials. NATS and Valkey
+ask for a token and a password. Only the S3 gateway of SeaweedFS serves clients, and only with the
+stack's keys: master, volume, filer and admin refuse anonymous reads and writes
 over HTTP, and every gRPC port demands a client certificate made at this start."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import nats
 import pytest
+import redis
+import redis.asyncio as aioredis
 
 from helios.devstack.servers import Endpoints, Ports, backing_servers
 from helios.devstack.stack import create_bucket
@@ -107,3 +113,27 @@ async def test_grpc_ports_demand_a_client_certificate(weed: tuple[Endpoints, Por
     assert not (tls / "ca.key").exists()
     for server in ("s3", "nats", "valkey"):  # nobody else reads the servers' files off disk
         assert (data / server).stat().st_mode & 0o777 == 0o700
+
+
+async def test_nats_and_valkey_refuse_clients_without_the_start_credentials(
+        weed: tuple[Endpoints, Ports, Path]) -> None:
+    ep, ports, data = weed
+    with pytest.raises(Exception, match=r"(?i)authoriz"):
+        await nats.connect(f"nats://127.0.0.1:{ports.nats}", allow_reconnect=False,
+                           max_reconnect_attempts=0, connect_timeout=5)
+    anonymous = aioredis.Redis(host="127.0.0.1", port=ports.redis, socket_timeout=5)
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await anonymous.get("anything")
+    finally:
+        await anonymous.aclose()
+    # The secrets are in 0600 files, not on command lines every local user can read.
+    secrets = [ep.access_key, ep.secret_key, ep.nats_url.split("@")[0].split("//")[1],
+               ep.redis_url.split("@")[0].split(":")[-1]]
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                assert not any(s in cmdline for s in secrets), cmdline
+    for conf in (data / "nats" / "auth.conf", data / "valkey" / "auth.conf"):
+        assert conf.stat().st_mode & 0o777 == 0o600
