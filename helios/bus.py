@@ -119,7 +119,7 @@ async def publish(
 # signals progress (`in_progress()`, every HEARTBEAT_S: see `keep_alive`). Each further
 # redelivery of an unacknowledged message waits longer (JetStream's BackOff): a message
 # that kills its consumer every time is retried ever more slowly, not in a hot loop.
-REDELIVERY_S: tuple[float, ...] = (4.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+REDELIVERY_S: tuple[float, ...] = (3.0, 3.0, 6.0, 15.0, 30.0, 60.0)
 HEARTBEAT_S = 1.0
 
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,3 +90,13 @@ class Child:
             await asyncio.wait_for(self.proc.wait(), 20)
         except TimeoutError:
             await self.kill()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float,
+                     every_s: float = 0.05) -> None:
+    """Poll an outside server until `check()` (no event to wait on across processes)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(every_s)
