@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import struct
 import sys
@@ -38,6 +39,7 @@ WAIT_FOR_WORKER_S = 10.0
 START_TIMEOUT_S = 30.0  # a worker imports pydantic and the models: slow on a busy node
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 WORKER_NICENESS = 10
+WORKER_MEMORY_BYTES = 1024**3
 
 # A frame: two big-endian u32 (header length, payload length), a JSON header, the payload.
 _FRAME = struct.Struct(">II")
@@ -100,6 +102,9 @@ def worker_main() -> None:
     # Parsing yields to the API itself when CPUs are scarce: requests stay quick.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
+    # A megabyte of document never needs a gigabyte: past that, this worker fails alone.
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
     # The protocol owns the real stdout; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
