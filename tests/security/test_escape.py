@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from helios import objects
 from helios.settings import Settings
@@ -200,3 +203,24 @@ async def test_huge_sparse_output_is_refused(settings: Settings, s3: Any, tmp_pa
                          outputs=["out.bin"])
     assert ran.outcome.reason == "FileSizeLimitExceeded", ran.outcome
     assert "HELIOS_LOCAL_OUTPUT_MAX_BYTES" in (ran.outcome.message or "")
+
+
+async def test_outbound_network_still_keeps_host_loopback_out(settings: Settings, s3: Any,
+                                                             tmp_path: Path) -> None:
+    if shutil.which("slirp4netns") is None:
+        pytest.skip("slirp4netns is not installed (run.sh installs it)")
+    loopback = sorted({port for address, port in host_listeners()
+                       if ipaddress.ip_address(address).is_loopback})
+    # 10.0.2.2 is slirp4netns's gateway: the host's loopback unless disabled.
+    lines = "\n".join(f"{a} {p}" for p in loopback for a in ("127.0.0.1", "10.0.2.2"))
+    script = (
+        "grep -q tap0 /proc/net/dev && echo 'has tap0'; cat /etc/resolv.conf; "
+        "n=0; while read -r a p; do n=$((n+1)); "
+        "if timeout 3 bash -c \"exec 3<>/dev/tcp/$a/$p\" 2>/dev/null; "
+        "then echo \"REACHED $a:$p\"; fi; done <<'EOF'\n" + lines + "\nEOF\necho \"tried $n\""
+    )
+    ran = await run_task(settings, s3, tmp_path, script, local={"network": "outbound"})
+    assert ran.outcome.ok, ran.text
+    assert "has tap0" in ran.lines and "nameserver 10.0.2.3" in ran.lines
+    assert f"tried {2 * len(loopback)}" in ran.lines
+    assert not [line for line in ran.lines if line.startswith("REACHED")], ran.text

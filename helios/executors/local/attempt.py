@@ -25,6 +25,7 @@ from helios.artifacts.uploader import MissingOutputs, OutputTooLarge, upload_out
 from helios.executors.local import limits
 from helios.executors.local.cgroups import TaskCgroup, limits_of
 from helios.executors.local.logsink import AttemptLog
+from helios.executors.local.network import NetworkSetupError, OutboundLink
 from helios.executors.local.sandbox import (
     ARTIFACTS,
     bwrap_argv,
@@ -188,6 +189,18 @@ class Attempt:
     async def _execute(self, artifacts: Path, on_started: Any) -> tuple[int | None, str | None]:
         argv = [*self.d.task.command, *self.d.task.args]
         env = self._env(artifacts)
+        outbound = self.ctx.sandbox == "bwrap" and self.ctx.network == "outbound"
+        link = OutboundLink() if outbound else None
+        try:
+            return await self._spawn_and_wait(argv, env, artifacts, link, on_started)
+        finally:
+            if link is not None:
+                await link.close()
+
+    async def _spawn_and_wait(
+        self, argv: list[str], env: dict[str, str], artifacts: Path,
+        link: OutboundLink | None, on_started: Any,
+    ) -> tuple[int | None, str | None]:
         host = self.ctx.limits
         stage: dict[str, Path] = {}
         if self.ctx.sandbox == "bwrap":
@@ -201,7 +214,8 @@ class Attempt:
             argv = bwrap_argv(shutil.which("bwrap") or "bwrap", folders["artifacts"], argv,
                               env=env, tmp=folders["tmp"], etc=folders["etc"],
                               empty=folders["empty"], etc_binds=etc_binds,
-                              network=self.ctx.network)
+                              network=self.ctx.network,
+                              extra=link.bwrap_opts() if link is not None else ())
             env = launcher_env()
         if host is not None:
             resources = self.d.task.resources
@@ -216,10 +230,22 @@ class Attempt:
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=env,
                 cwd=artifacts, start_new_session=True,
+                pass_fds=link.child_fds() if link is not None else (),
             )
         except OSError as exc:
             self.logs.emit(f"[HELIOS] Could not start the command: {exc}")
             return 127, "StartError"
+        finally:
+            if link is not None:
+                link.spawned()
+        if link is not None:
+            try:
+                await link.attach()
+            except (NetworkSetupError, OSError, TimeoutError) as exc:
+                self.logs.emit(f"[HELIOS] Could not set up the task's network: {exc}")
+                self._kill()
+                await self.proc.wait()
+                return 127, "StartError"
         self.timings.started_at = time.time()
         await on_started()
         assert self.proc.stdout and self.proc.stderr

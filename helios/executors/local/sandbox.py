@@ -63,7 +63,9 @@ ENTER_FAILED = 125
 
 def _etc_files(network: str) -> dict[str, str]:
     resolv = "# no network\n"
-    if network != "none":
+    if network == "outbound":
+        resolv = "nameserver 10.0.2.3\n"  # slirp4netns's DNS forwarder
+    elif network == "host":
         try:
             resolv = "".join(line for line in Path("/etc/resolv.conf").read_text().splitlines(True)
                              if line.startswith(("nameserver", "search", "options")))
@@ -113,7 +115,7 @@ def _bind(src: Path, dest: str, *, ro: bool = False) -> list[str]:
 def bwrap_argv(
     bwrap: str, workspace: Path, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     tmp: Path | None = None, etc: Path | None = None, empty: Path | None = None,
-    etc_binds: Sequence[str] = (), network: str = "none",
+    etc_binds: Sequence[str] = (), network: str = "none", extra: Sequence[str] = (),
 ) -> list[str]:
     """The sandbox command line: `workspace` at /artifacts, `tmp` at /tmp (else a tmpfs),
     `etc` at /etc with `etc_binds` on top (else no /etc), `empty` over /usr/local.
@@ -149,7 +151,7 @@ def bwrap_argv(
         out.append("--clearenv")
         for key, value in env.items():
             out += ["--setenv", key, value]
-    return [*out, "--", *argv]
+    return [*out, *extra, "--", *argv]
 
 
 def staged(names: Sequence[str]) -> dict[str, Path]:
