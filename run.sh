@@ -16,6 +16,8 @@ apt_install() {
 setup() {
   # bubblewrap gives each local task its private root with /artifacts.
   command -v bwrap >/dev/null || apt_install bubblewrap
+  # slirp4netns gives tasks internet access when HELIOS_LOCAL_NETWORK=outbound (tests use it).
+  command -v slirp4netns >/dev/null || apt_install slirp4netns
   # openssl makes the per-start certificates that lock SeaweedFS's gRPC ports (helios dev).
   command -v openssl >/dev/null || apt_install openssl
   local py="${PYTHON:-python3.11}"
