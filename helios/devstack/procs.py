@@ -78,7 +78,7 @@ def listens(pid: int, port: int) -> bool:
 
 async def spawn(
     name: str, argv: Sequence[str], *, log_file: Path, env: dict[str, str] | None = None,
-    cwd: Path | None = None,
+    cwd: Path | None = None, pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     out = log_file.open("ab")
@@ -86,7 +86,7 @@ async def spawn(
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent, pass_fds=pass_fds,
         )
     finally:
         out.close()

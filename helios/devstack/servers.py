@@ -139,7 +139,7 @@ def plan(data_dir: Path, ports: Ports) -> tuple[Endpoints, dict[str, ChildSpec]]
 @contextlib.asynccontextmanager
 async def backing_servers(data_dir: Path, ports: Ports | None = None, timeout_s: float = 30.0,
                           wait_for_s3: bool = True, supervisor: Supervisor | None = None,
-                          ) -> AsyncIterator[Endpoints]:
+                          pass_fds: tuple[int, ...] = ()) -> AsyncIterator[Endpoints]:
     """NATS (JetStream), Valkey and SeaweedFS S3 under `data_dir`, supervised, stopped on
     exit (unless the caller passed its own `supervisor`, which then owns the stop).
 
@@ -149,6 +149,8 @@ async def backing_servers(data_dir: Path, ports: Ports | None = None, timeout_s:
     sup = supervisor or Supervisor(RestartPolicy(ready_timeout_s=timeout_s))
     data_dir.mkdir(parents=True, exist_ok=True)
     ep, specs = plan(data_dir, (ports or Ports()).fill())
+    for spec in specs.values():
+        spec.pass_fds = pass_fds
     s3 = asyncio.ensure_future(sup.start(specs["s3"]))
     s3.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None
                          else sup.fail(f"SeaweedFS did not start: {t.exception()}"))

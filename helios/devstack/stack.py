@@ -56,7 +56,9 @@ class DataDirBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[None]:
+def data_dir_lock(data_dir: Path) -> Iterator[int]:
+    """Hold the data dir's lock; yields its descriptor, which the children inherit so the
+    lock outlives a `kill -9` of `helios dev` until its servers have exited too."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "helios-dev.lock"
     with path.open("a+") as handle:
@@ -65,13 +67,14 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
-            raise DataDirBusy(f"{data_dir} is in use by another helios dev (pid {holder})") from None
+            raise DataDirBusy(f"{data_dir} is in use by another helios dev (pid {holder}) "
+                              "or by its servers still stopping") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         try:
-            yield
+            yield handle.fileno()
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -165,10 +168,10 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
     publisher: asyncio.Task[None] | None = None
     redis: aioredis.Redis | None = None
     held = contextlib.ExitStack()
-    held.enter_context(data_dir_lock(data_dir))  # before anything touches the data
+    lock_fd = held.enter_context(data_dir_lock(data_dir))  # before anything touches the data
     try:
         async with backing_servers(data_dir, explicit, timeout_s, wait_for_s3=False,
-                                   supervisor=sup) as ep:
+                                   supervisor=sup, pass_fds=(lock_fd,)) as ep:
             redis = aioredis.Redis.from_url(ep.redis_url, socket_timeout=5)
             status = StatusPublisher(redis, sup)
             await status.clear()
@@ -194,6 +197,7 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
                     data_dir / "logs" / f"{name}.log",
                     env={**env, "HELIOS_HTTP_PORT": str(port)}, port=port,
                     ready=service_ready(name, url, timeout_s), grace_s=30.0,
+                    pass_fds=(lock_fd,),
                 ))
             # The services start while SeaweedFS is still coming up; the bucket is made then.
             await _unless_failed(sup, asyncio.gather(

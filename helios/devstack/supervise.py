@@ -64,6 +64,7 @@ class ChildSpec:
     port: int | None = None  # a port the child itself must listen on before it counts as up
     ready: ReadyCheck | None = None  # raises until the child is ready (called once listening)
     grace_s: float = 10.0  # SIGTERM budget on stop
+    pass_fds: tuple[int, ...] = ()  # inherited descriptors (the data dir's lock)
 
 
 @dataclass
@@ -132,7 +133,7 @@ class Supervisor:
     async def _launch(self, child: Child) -> None:
         spec = child.spec
         child.proc = await spawn(spec.name, spec.argv, log_file=spec.log_file, env=spec.env,
-                                 cwd=spec.cwd)
+                                 cwd=spec.cwd, pass_fds=spec.pass_fds)
         child.started_at = time.time()
 
     async def _wait_ready(self, child: Child) -> None:

@@ -132,7 +132,7 @@ class Dev:
                 os.kill(pid, signal.SIGKILL)
         await asyncio.wait_for(self.proc.wait(), 30)
         for pid in pids[1:]:
-            await eventually(lambda p=pid: _gone(p), 30, f"pid {pid} gone")  # type: ignore[misc]
+            await eventually(lambda p=pid: gone(p), 30, f"pid {pid} gone")  # type: ignore[misc]
 
     async def close(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -153,7 +153,7 @@ class Dev:
             return resp.status, await resp.json(content_type=None)
 
 
-async def _gone(pid: int) -> bool:
+async def gone(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -13,7 +13,7 @@ import pytest
 from helios.devstack.status import ProcessStatus
 from helios.s3 import open_s3
 from helios.settings import S3Settings
-from tests.devstack.devproc import Dev, env_of, eventually
+from tests.devstack.devproc import Dev, env_of, eventually, gone
 
 SEED = {
     "apiVersion": "v1", "dagName": "durable-seed",
@@ -140,3 +140,18 @@ def test_process_status_round_trips() -> None:
     record = ProcessStatus(name="nats", kind="server", state="running", pid=1, restarts=2,
                            lastExitCode=-9, startedAt=1.0)
     assert ProcessStatus.model_validate_json(record.model_dump_json()) == record
+
+
+async def test_kill_9_of_helios_dev_alone_stops_its_children_and_a_new_one_takes_over(
+        dev: Dev, http: aiohttp.ClientSession) -> None:
+    await dev.start()
+    dag_id = await submit(dev, http, SEED)
+    assert (await ended(dev, http, dag_id))["status"] == "SUCCEEDED"
+    assert dev.proc
+    orphans = list(dev.children().values())
+    dev.proc.kill()
+    await dev.proc.wait()
+    for pid in orphans:  # the parent-death signal drains and stops each of them
+        await eventually(lambda p=pid: gone(p), 90, f"orphan {pid} gone")  # type: ignore[misc]
+    await dev.start()
+    assert (await run_state(dev, http, dag_id) or {}).get("status") == "SUCCEEDED"
