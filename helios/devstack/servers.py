@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helios.devstack.procs import free_port
+from helios.devstack.procs import free_port, port_taken
 from helios.devstack.supervise import HOST, ChildSpec, RestartPolicy, Supervisor
 from helios.devstack.weed import weed_spec
 
@@ -87,6 +87,18 @@ class Endpoints:
         }
 
 
+ADMIN_GRPC_OFFSET = 10000
+
+
+def admin_port_pair() -> int:
+    """A free port p with p + 10000 free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + ADMIN_GRPC_OFFSET <= 65535 and not port_taken(HOST, port + ADMIN_GRPC_OFFSET):
+            return port
+    raise RuntimeError("no free pair of ports for the SeaweedFS admin server")
+
+
 @dataclass
 class Ports:
     nats: int = 0
@@ -98,7 +110,12 @@ class Ports:
         self.nats = self.nats or free_port()
         self.redis = self.redis or free_port()
         self.s3 = self.s3 or free_port()
-        self.weed = self.weed or [free_port() for _ in range(9)]
+        if not self.weed:
+            self.weed = [free_port() for _ in range(7)]
+            # weed mini's maintenance worker dials the admin server's gRPC at its HTTP
+            # port + 10000, whatever -admin.port.grpc says: give it exactly that pair.
+            admin = admin_port_pair()
+            self.weed += [admin, admin + ADMIN_GRPC_OFFSET]
         return self
 
 

@@ -73,7 +73,8 @@ async def system_status(request: web.Request) -> web.Response:
         })
     for store in stores:
         store.update(_restarts(processes.get(STORE_PROCESS[store["name"]])))
-    ok = all(s["ok"] for s in stores) and all(s["ok"] for s in services)
+    ok = (all(s["ok"] for s in stores) and all(s["ok"] for s in services)
+          and all(p.state == "running" for p in processes.values()))
     body: dict[str, Any] = {"status": "ok" if ok else "degraded", "executor": c.settings.executor,
                             "stores": stores, "services": services}
     if processes:
