@@ -121,7 +121,8 @@ async def test_writes_outside_artifacts_leave_the_host_unchanged(settings: Setti
     sentinel.write_text("untouched\n")
     watched = [Path("/"), Path("/etc"), Path("/usr/bin"), Path("/tmp"), tmp_path]
     before = {p: sorted(os.listdir(p)) for p in watched}
-    paths = ["/escaped", "/etc/escaped", "/usr/bin/escaped", "/run/../escaped",
+    paths = ["/escaped", "/etc/escaped", "/usr/bin/escaped", "/usr/local/escaped",
+             "/run/escaped", "/dev/escaped", "/run/../escaped",
              "/proc/sys/kernel/hostname", str(sentinel), str(tmp_path / "escaped")]
     script = "\n".join(
         f"if (echo pwned > '{p}') 2>/dev/null; then echo 'WROTE {p}'; else echo 'refused {p}'; fi"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def test_root_is_never_the_hosts_and_artifacts_is_the_workspace() -> None:
     assert not any(flag.endswith("bind") and dst == "/" for flag, _, dst in pairs)
     assert not any(src in ("/opt", "/etc") for flag, src, _ in pairs if flag.endswith("bind"))
     # The root is made read-only after every mount is in place.
-    assert argv.index("--remount-ro") > argv.index("/artifacts")
+    remounts = [i for i, (a, b) in enumerate(itertools.pairwise(argv))
+                if (a, b) == ("--remount-ro", "/")]
+    assert remounts and remounts[0] > argv.index("/artifacts")
+    assert ("--remount-ro", "/dev") in list(itertools.pairwise(argv))
 
 
 def test_task_is_uid_1000_in_its_own_user_namespace_without_capabilities() -> None:

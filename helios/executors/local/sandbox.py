@@ -11,11 +11,21 @@ a user namespace that maps to an unprivileged host user: when Helios runs as roo
 the launcher drops to `HELIOS_LOCAL_TASK_UID` before bwrap starts, because a user
 namespace created by root still reaches files as host root.
 
-Chain of processes: `sh` (joins the attempt's cgroups, sets RLIMIT_FSIZE, still as
-Helios's user) -> `setpriv` (drops to the task user, root only) -> `bwrap` -> command.
-The root is bwrap's own tmpfs, never a bind of the host's `/`: bwrap creates missing
-mount points in the new root, and with `/` bound that would be the host's own
-filesystem.
+Network (`HELIOS_LOCAL_NETWORK`): `none`, the default, gives the task a namespace with
+only its own loopback: no address of the host, loopback included, answers, so neither
+Helios's servers nor anything else on the machine can be reached, and a task that
+needs no network (the common case: inputs and outputs travel through Helios) loses
+nothing. Safe by default; access is opted into. `outbound` adds internet access
+through slirp4netns with the host's loopback disabled (see network.py for its one
+caveat); `host` shares the host's network and is UNSAFE: every task reaches every
+service of the machine.
+
+Chain of processes: `sh` (joins the attempt's cgroups, sets RLIMIT_FSIZE, as Helios's
+user) -> `unshare --mount` + `sh` (root only: stages the workspace folders) ->
+`setpriv` (root only: drops to the task user) -> `bwrap` -> command. The root is
+bwrap's own tmpfs, made read-only once mounted, never a bind of the host's `/`: bwrap
+creates missing mount points in the new root, and with `/` bound that would be the
+host's own filesystem.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ ETC_SHARED = (
 )
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORKS = ("none", "outbound", "host")
+SHM_BYTES = 64 * 1024**2  # /dev/shm, Docker's default size
 
 # Runs as Helios's user: join every cgroup given, cap file sizes and core dumps, exec.
 _ENTER = (
@@ -139,7 +150,11 @@ def bwrap_argv(
         for masked in MASKED:
             if os.path.isdir(masked):
                 out += _bind(empty, masked, ro=True)
-    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run"]
+    # /dev is bwrap's tmpfs: read-only, with a small /dev/shm (RAM, also charged to the
+    # task's memory cgroup) as a container runtime gives; /run is an empty folder of the
+    # read-only root. Only /tmp and /artifacts, both on disk and capped, take writes.
+    out += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev", "--dir", "/run"]
     out += _bind(tmp, "/tmp") if tmp is not None else ["--tmpfs", "/tmp"]
     # Last: the root tmpfs itself becomes read-only, as an image's root would be to a
     # non-root user; /tmp and /artifacts stay the only writable folders.
