@@ -104,6 +104,11 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the client went away
+    except Exception as exc:
+        # The headers are out, so no problem response can follow (the middleware's 503
+        # would leave this stream open and silent until the client's read timeout). End
+        # the stream: the client resumes with Last-Event-ID once the backend is back.
+        log.warning("feed closed early: %r", exc, extra={"dagId": dag_id})
     finally:
         shutdown.cancel()
         with contextlib.suppress(Exception):
