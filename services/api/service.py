@@ -21,7 +21,7 @@ from services.api.app import make_app
 from services.api.auth import check_auth
 from services.api.context import ApiContext
 from services.api.parsing import PARSER, ParserPool
-from services.api.problems import server_header
+from services.api.problems import hide_server_version, server_header
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health,
             app = make_app(context, health)
             app[PARSER] = parser
             app.on_response_prepare.append(server_header)
+            hide_server_version()
             # Bodies are decompressed by the handler, bounded: a zip bomb stops at 1 MiB.
             async with serve_http(app, settings.http.host, settings.http.port,
                                   auto_decompress=False, **HTTP_LIMITS) as port:

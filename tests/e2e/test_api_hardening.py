@@ -178,6 +178,19 @@ async def test_no_versions_in_the_server_header(api: Stack, http: aiohttp.Client
             assert not any(ch.isdigit() for ch in server), (path, server)
 
 
+async def test_no_versions_even_for_a_request_aiohttp_cannot_parse(api: Stack) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(api))
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    head = reply.partition(b"\r\n\r\n")[0].decode()
+    assert head.split()[1] == "400", head
+    assert "Server: helios" in head and "aiohttp" not in head and "Python" not in head
+
+
 async def test_405_carries_allow(api: Stack, http: aiohttp.ClientSession) -> None:
     async with http.delete(f"{api.api_url}/api/v1/dags") as resp:
         assert resp.status == 405 and resp.content_type == PROBLEM
