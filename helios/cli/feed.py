@@ -116,13 +116,24 @@ async def follow_feed(
                         return  # the server ends the feed after the run's terminal event
                     reason = "the stream closed before the run ended"
         except TRANSIENT as exc:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            reason = why(exc)
         failures += 1
         if not interrupted and on_note:
             where = f"after event {last}" if last is not None else "from the start"
             on_note(f"feed interrupted ({reason}); resuming {where}")
         interrupted = True
         await asyncio.sleep(backoff_s(failures))
+
+
+def why(exc: BaseException) -> str:
+    """A few words on a transient error, for the note a user reads."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "the API is unreachable"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no data for {SILENCE_S:g} s"
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+        return "the connection dropped"
+    return type(exc).__name__
 
 
 async def _body(resp: aiohttp.ClientResponse) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from helios.cli.feed import BACKOFF_S, FeedEvent, SseParser, backoff_s
+import aiohttp
+
+from helios.cli.feed import BACKOFF_S, FeedEvent, SseParser, backoff_s, why
 
 
 def parse(text: str) -> list[FeedEvent]:
@@ -27,3 +29,8 @@ def test_backoff_grows_then_stays_at_its_cap() -> None:
     pauses = [backoff_s(n) for n in range(1, 12)]
     assert pauses == sorted(pauses) and pauses[0] == BACKOFF_S[0] and pauses[-1] == BACKOFF_S[-1]
     assert backoff_s(0) == BACKOFF_S[0]
+
+
+def test_notes_name_the_trouble_in_a_few_words() -> None:
+    assert why(aiohttp.ServerDisconnectedError()) == "the connection dropped"
+    assert why(TimeoutError()).startswith("no data for")
