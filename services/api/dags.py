@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 BODY_IDLE_S = 5.0
 BODY_DEADLINE_S = 20.0
 JSON_TYPES = ("application/json", "")
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _decompress(data: bytes, encoding: str) -> bytearray:
