@@ -9,6 +9,7 @@ import ctypes
 import errno
 import logging
 import os
+import random
 import signal
 import socket
 from collections.abc import Sequence
@@ -26,7 +27,24 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def ephemeral_low() -> int:
+    """The first port the kernel may give an outgoing connection."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on, chosen below the kernel's ephemeral range when it can
+    be: a port the kernel hands out (bind to 0) can be taken by any outgoing connection
+    between this call and the server's bind, which under load made servers fail to start."""
+    lo = ephemeral_low()
+    if lo > 20000:
+        for _ in range(50):
+            port = random.randrange(10000, lo)
+            if not port_taken(host, port):
+                return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

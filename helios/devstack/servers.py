@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helios.devstack.procs import free_port, port_taken
+from helios.devstack.procs import ephemeral_low, free_port, port_taken
 from helios.devstack.supervise import HOST, ChildSpec, RestartPolicy, Supervisor
 from helios.devstack.weed import weed_spec
 
@@ -92,9 +92,11 @@ ADMIN_GRPC_OFFSET = 10000
 
 def admin_port_pair() -> int:
     """A free port p with p + 10000 free too."""
-    for _ in range(200):
+    for attempt in range(200):
         port = free_port()
-        if port + ADMIN_GRPC_OFFSET <= 65535 and not port_taken(HOST, port + ADMIN_GRPC_OFFSET):
+        pair = port + ADMIN_GRPC_OFFSET
+        # Prefer a pair below the ephemeral range too (see free_port), then any pair.
+        if (pair < ephemeral_low() or attempt >= 100) and pair <= 65535 and not port_taken(HOST, pair):
             return port
     raise RuntimeError("no free pair of ports for the SeaweedFS admin server")
 
