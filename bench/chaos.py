@@ -277,7 +277,7 @@ async def judge(s: Scenario, base_status: dict[str, dict[str, Any]],
         # The slow shape's long task, plus the 5 s recovery bound, plus slack for load.
         chaoslib.check_pauses({i: [d for _, d in f] for i, f in feeds.items()},
                               4 * s.cfg.task_s + 5.0 + s.cfg.pause_slack_s,
-                              [(k.wall, k.target) for k in s.kills]),
+                              [(k.wall, k.target, k.back_after_s or 0.0) for k in s.kills]),
         chaoslib.check_metrics(expected, metrics, base_metrics, extra),
         Check("killed children restarted by the supervisor", not unsupervised,
               f"{len(s.kills) - len(unsupervised)} of {len(s.kills)}",

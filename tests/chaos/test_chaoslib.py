@@ -75,3 +75,5 @@ def test_a_run_standing_still_is_caught() -> None:
     check = chaoslib.check_pauses({"r1": events}, limit_s=10)
     assert not check.ok and "30.0s before a SUCCEEDED" in check.details[0]
     assert chaoslib.check_pauses({"r1": events[:2]}, limit_s=10).ok
+    # A kill whose process took 25 s to come back explains most of the pause.
+    assert chaoslib.check_pauses({"r1": events}, limit_s=10, kills=[(5.0, "all", 25.0)]).ok
