@@ -107,8 +107,9 @@ async def test_stop_and_start_on_the_same_data_dir_keeps_runs(dev: Dev, http: ai
     assert (await ended(dev, http, again))["status"] == "SUCCEEDED"
 
 
-async def test_kill_9_of_the_whole_stack_mid_run_then_restart_finishes_the_run(
-        dev: Dev, http: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize("how", ["kill -9 of every process", "SIGTERM"])
+async def test_a_stack_stopped_mid_run_finishes_the_run_after_a_restart(
+        dev: Dev, http: aiohttp.ClientSession, how: str) -> None:
     await dev.start()
     doc = {
         "apiVersion": "v1", "dagName": "durable-kill",
@@ -127,7 +128,10 @@ async def test_kill_9_of_the_whole_stack_mid_run_then_restart_finishes_the_run(
         return bool(body) and {t["name"]: t["state"] for t in body["tasks"]}["slow"] == "RUNNING"  # type: ignore[index]
 
     await eventually(slow_running, 60, "task slow running")
-    await dev.kill_all()
+    if how == "SIGTERM":
+        assert await dev.stop() == 0
+    else:
+        await dev.kill_all()
 
     await dev.start()
     final = await ended(dev, http, dag_id, timeout_s=180)
