@@ -65,6 +65,7 @@ class Followed:
     dag_id: str
     ids: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    last: dict[str, Any] | None = None
     error: str | None = None
     cli_code: int | None = None
     cli_out: str = ""
@@ -118,6 +119,7 @@ class Scenario:
         try:
             async for event in self.client.feed(f.dag_id, on_note=f.notes.append):
                 f.ids.append(event.id)
+                f.last = event.data
                 if (f.shape.cancel and not cancelled and event.data.get("task")
                         and event.data.get("state") == "RUNNING"):
                     await patiently(lambda: self.client.cancel(f.dag_id))
@@ -272,6 +274,7 @@ async def judge(s: Scenario, base_status: dict[str, dict[str, Any]],
                              {f.dag_id: sum("interrupted" in n for n in f.notes) for f in followers},
                              cut={f.dag_id for f in followers if f.error == CUT}),
         Check("followers ended without an error", not errors, f"{len(errors)} errors", errors),
+        chaoslib.check_terminal({f.dag_id: f.last for f in followers if not f.error}, statuses),
         Check("`helios follow` exit codes", not cli_bad, f"{len(cli) - len(cli_bad)} of {len(cli)} right", cli_bad),
         chaoslib.check_transitions({i: [d for _, d in f] for i, f in feeds.items()}),
         # The slow shape's long task, plus the 5 s recovery bound, plus slack for load.

@@ -214,6 +214,19 @@ def check_feeds(seen: dict[str, list[int]], reference: dict[str, list[int]],
                  details)
 
 
+def check_terminal(last_seen: Mapping[str, dict[str, Any] | None],
+                   statuses: Mapping[str, dict[str, Any] | None]) -> Check:
+    """Each follower's feed ended on a terminal run event, and it is how the run ended."""
+    details = []
+    for dag_id, last in last_seen.items():
+        status = statuses.get(dag_id) or {}
+        if not last or last.get("type") != "run" or last.get("state") != status.get("status"):
+            details.append(f"{dag_id}: feed ended on {last and (last.get('task') or 'run', last.get('state'))}, "
+                           f"run is {status.get('status')}")
+    return Check("every feed ended on the run's own end", not details,
+                 f"{len(last_seen) - len(details)} of {len(last_seen)}", details)
+
+
 def duplicate_transitions(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """Transitions published more than once (same task, attempt, state and generation)."""
     keys = collections.Counter(

@@ -77,3 +77,10 @@ def test_a_run_standing_still_is_caught() -> None:
     assert chaoslib.check_pauses({"r1": events[:2]}, limit_s=10).ok
     # A kill whose process took 25 s to come back explains most of the pause.
     assert chaoslib.check_pauses({"r1": events}, limit_s=10, kills=[(5.0, "all", 25.0)]).ok
+
+
+def test_a_feed_must_end_on_the_runs_own_end() -> None:
+    done = {"r1": status("SUCCEEDED", a="SUCCEEDED")}
+    assert chaoslib.check_terminal({"r1": {"type": "run", "state": "SUCCEEDED"}}, done).ok
+    assert not chaoslib.check_terminal({"r1": {"type": "run", "state": "FAILED"}}, done).ok
+    assert not chaoslib.check_terminal({"r1": {"type": "task", "task": "a", "state": "SUCCEEDED"}}, done).ok
