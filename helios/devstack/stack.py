@@ -35,6 +35,7 @@ from helios.devstack.supervise import (
     RestartPolicy,
     Supervisor,
 )
+from helios.runtime import guard
 from helios.s3 import ensure_bucket, open_s3
 from helios.settings import S3Settings
 
@@ -175,7 +176,7 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
             redis = aioredis.Redis.from_url(ep.redis_url, socket_timeout=5)
             status = StatusPublisher(redis, sup)
             await status.clear()
-            publisher = asyncio.create_task(status.run(), name="supervisor-status")
+            publisher = guard(status.run(), "supervisor-status")  # a crash is logged
             metrics_url = f"http://{HOST}:{metrics_port}"
             env = {
                 **ep.env(),
