@@ -134,11 +134,14 @@ async def test_pathological_documents_do_not_stall_other_requests(
     finally:
         done.set()
         samples = await probe
-    titles = [[(status, body["title"]) for status, body in batch] for batch in answers]
-    assert titles[0] == [(400, "document too deeply nested")] * 4
-    assert titles[1] == [(400, "document too complex")] * 4
-    assert titles[2] == [(400, "malformed YAML")] * 4
-    assert all("32 levels" in body["detail"] for _, body in answers[2])
+    # Each is refused by its bound; on a crowded machine (workers are niced) the time
+    # bound may also be the first to stop the cheap ones, which is just as bounded. The
+    # pre-scan and the composer's depth bound are pinned in tests/unit/test_dag_fuzz.py.
+    too_complex = (400, "document too complex")
+    titles = [{(status, body["title"]) for status, body in batch} for batch in answers]
+    assert titles[0] <= {(400, "document too deeply nested"), too_complex}, titles
+    assert titles[1] == {too_complex}, titles
+    assert titles[2] <= {(400, "malformed YAML"), too_complex}, titles
     p99 = pct(samples, 99)
     print(f"healthz while posting: {len(samples)} samples over {elapsed:.1f} s, "
           f"p50 {pct(samples, 50):.1f} ms, p99 {p99:.1f} ms, max {max(samples):.1f} ms")

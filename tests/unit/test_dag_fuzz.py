@@ -285,6 +285,8 @@ VALID_YAML = b"apiVersion: v1\ndagName: fuzz\ntasks:\n- name: a\n  image: i\n  c
     (b"[" * 100_000, YAML, "document too deeply nested"),
     (b"{\"a\":" * 50_000, JSON, "document too deeply nested"),
     (b"[" * (1024 * 1024), YAML, "document too deeply nested"),
+    # An apostrophe in a plain scalar fools the pre-scan; the composer's bound holds.
+    (b"a: b'\nc: " + b"[" * 100_000 + b" '\n", YAML, "malformed YAML"),
     # Block nesting (indentation) is refused by the YAML composer's own depth bound.
     (b"a:\n" + b"".join(b" " * i + b"b:\n" for i in range(1, 1000)), YAML, "malformed YAML"),
     (b"retries: " + b"9" * 5000, YAML, "malformed YAML"),
