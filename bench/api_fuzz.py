@@ -9,6 +9,9 @@ DAGs are stored and queued, never run, so generated commands never execute), the
 seed). Prints the figures the README quotes: requests, failures by check, duration.
 Exits non-zero on any failure. `run_schemathesis` is shared with the suite's bounded
 run (tests/e2e/test_schemathesis.py).
+
+Last run (2026-12-01, 2 shared cores at load 5-6, schemathesis 4.32.5, seeds 1-3):
+12,326 requests in 950 s, 0 failures of any check, 0 errors.
 """
 
 from __future__ import annotations
