@@ -225,3 +225,19 @@ async def test_outbound_network_still_keeps_host_loopback_out(settings: Settings
     assert "has tap0" in ran.lines and "nameserver 10.0.2.3" in ran.lines
     assert f"tried {2 * len(loopback)}" in ran.lines
     assert not [line for line in ran.lines if line.startswith("REACHED")], ran.text
+
+
+async def test_cpu_limit_is_a_quota(settings: Settings, s3: Any, tmp_path: Path) -> None:
+    # A busy loop for one second of wall time gets at most its quota of CPU time. (Only an
+    # upper bound is asserted: a loaded machine lowers the share, never raises it.)
+    script = r"""python3 - <<'EOF'
+import time
+wall, cpu = time.monotonic(), time.process_time()
+while time.monotonic() - wall < 1.0:
+    pass
+print("share %.2f" % ((time.process_time() - cpu) / (time.monotonic() - wall)))
+EOF"""
+    ran = await run_task(settings, s3, tmp_path, script, resources={"limits": {"cpu": "200m"}})
+    assert ran.outcome.ok, ran.text
+    share = float(next(line for line in ran.lines if line.startswith("share ")).split()[1])
+    assert share < 0.45, share

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,12 @@ class HostLimits:
         else:
             log.warning("HELIOS_LOCAL_SANDBOX=none: tasks run unsandboxed as Helios's own user, "
                         "with the host's network and files (tests only)")
+        if local.network == "host":
+            log.warning("HELIOS_LOCAL_NETWORK=host: tasks share this machine's network and can "
+                        "reach every service listening on it (UNSAFE)")
+        elif local.network == "outbound" and shutil.which("slirp4netns") is None:
+            log.error("HELIOS_LOCAL_NETWORK=outbound needs slirp4netns, which is not installed: "
+                      "every task will fail to start")
         return cls(cgroups=Cgroups.probe(), pids_max=local.pids_max,
                    disk=DiskCaps(tmp_max=local.tmp_max_bytes, output_max=local.output_max_bytes),
                    drop_to=drop_to)
