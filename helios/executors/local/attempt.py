@@ -88,8 +88,8 @@ class Attempt:
     def report(self, phase: str, outcome: Outcome | None = None) -> TaskReport:
         o = outcome or Outcome(ok=True)
         return TaskReport(
-            dagId=self.d.dag_id, task=self.d.task.name, attempt=self.d.attempt,
-            phase=phase, at=time.time(), exitCode=o.exit_code, reason=o.reason,  # type: ignore[arg-type]
+            dag_id=self.d.dag_id, task=self.d.task.name, attempt=self.d.attempt,
+            phase=phase, at=time.time(), exit_code=o.exit_code, reason=o.reason,  # type: ignore[arg-type]
             message=o.message, node=self.ctx.node, timings=self.timings.model_copy(),
             cache=o.cache, outputs=o.outputs,
         )
