@@ -356,7 +356,7 @@ class Engine:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
 
 
-DEFER_DELIVERIES = 6  # 0.5 + 1 + 2 + 4 + 8 s of waiting for the record to catch up
+DEFER_DELIVERIES = 5  # 0.5 + 1 + 2 + 4 s of waiting for the record to catch up
 
 
 def _deliveries(msg: Msg) -> int:

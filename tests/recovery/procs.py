@@ -15,6 +15,7 @@ import aiohttp
 
 from helios.devstack.procs import free_port, spawn
 from helios.devstack.servers import Endpoints
+from helios.s3 import open_s3
 from helios.settings import Settings
 
 
@@ -100,3 +101,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float,
             if await check():
                 return
             await asyncio.sleep(every_s)
+
+
+async def archived(settings: Settings, key: str, timeout_s: float = 30.0) -> bytes:
+    """The archiver uploads a moment after the report: wait for the object."""
+    body: list[bytes] = []
+    async with open_s3(settings.s3) as s3:
+        async def stored() -> bool:
+            try:
+                obj = await s3.get_object(Bucket=settings.s3.bucket, Key=key)
+            except s3.exceptions.NoSuchKey:
+                return False
+            async with obj["Body"] as stream:
+                body.append(await stream.read())
+            return True
+
+        await eventually(stored, timeout_s, every_s=0.2)
+    return body[0]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
@@ -35,9 +36,9 @@ async def test_an_old_push_durable_is_updated_in_place(js: JetStreamContext) -> 
     for i in range(3):
         await js.publish(f"reconcile.{i}", b"x")
     consumer = bus.Consumer(STREAM, "old", SUBJECT, max_deliver=-1)
-    got = []
+    got: list[Msg] = []
 
-    async def on(msg: nats.aio.msg.Msg) -> None:
+    async def on(msg: Msg) -> None:
         got.append(msg)
         await msg.ack()
 

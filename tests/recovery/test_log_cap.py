@@ -14,28 +14,11 @@ from helios import keys, objects, tasklogs
 from helios.s3 import open_s3
 from helios.settings import Settings
 from tests.recovery.conftest import StartMixed
-from tests.recovery.procs import eventually
+from tests.recovery.procs import archived, eventually
 from tests.stack import by_name, doc, running_stack, sh, submit, wait_run
 
 CAP = 64 * 1024
 LINES = 20_000  # "line 000001" .. : 12 bytes each with the newline, 240 kB: ~3.7x the cap
-
-
-async def archived(settings: Settings, key: str, timeout_s: float = 30.0) -> bytes:
-    """The archiver uploads a moment after the report: wait for the object."""
-    body: list[bytes] = []
-    async with open_s3(settings.s3) as s3:
-        async def stored() -> bool:
-            try:
-                obj = await s3.get_object(Bucket=settings.s3.bucket, Key=key)
-            except s3.exceptions.NoSuchKey:
-                return False
-            async with obj["Body"] as stream:
-                body.append(await stream.read())
-            return True
-
-        await eventually(stored, timeout_s, every_s=0.2)
-    return body[0]
 
 
 async def test_redis_keeps_the_cap_the_archive_keeps_everything(
@@ -51,13 +34,13 @@ async def test_redis_keeps_the_cap_the_archive_keeps_everything(
 
         redis = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
         try:
-            stored = await redis.lrange(keys.task_logs(dag_id, "loud"), 0, -1)
+            stored = [str(x) for x in await redis.lrange(keys.task_logs(dag_id, "loud"), 0, -1)]
         finally:
             await redis.aclose()
         *kept, last = stored
         url = f"s3://{settings.s3.bucket}/{objects.log(dag_id, 'loud', 1)}"
         kept_bytes = sum(tasklogs.line_bytes(line) for line in kept)
-        assert kept_bytes <= CAP and kept_bytes > CAP - 100
+        assert CAP - 100 < kept_bytes <= CAP, (kept[:3], kept[-3:], len(kept))
         assert last == f"[HELIOS] log truncated after {kept_bytes} bytes; full log: {url}"
 
         async with http.get(f"{stack.api_url}/api/v1/dags/{dag_id}/tasks/loud/logs") as resp:

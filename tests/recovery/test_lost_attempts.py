@@ -11,11 +11,12 @@ import aiohttp
 import nats
 import redis.asyncio as aioredis
 
-from helios import keys, subjects
+from helios import keys, objects, subjects
 from helios.bus import publish
 from helios.messages import TaskDispatch, TaskReport
 from helios.settings import Settings
 from tests.recovery.conftest import StartMixed
+from tests.recovery.procs import archived
 from tests.stack import by_name, doc, follow, sh, submit, task_logs, wait_run
 
 
@@ -69,6 +70,8 @@ async def test_attempt_lost_with_its_runner_is_rerun_without_spending_retries(
     finally:
         await redis.aclose()
     assert "ran attempt 2" in await task_logs(http, m.api, dag_id, "slow")
+    # The lost attempt's log, up to the kill, was archived from its spool by the successor.
+    assert b"first" in await archived(settings, objects.log(dag_id, "slow", 1))
 
 
 async def test_a_task_that_keeps_getting_lost_fails_after_the_max(

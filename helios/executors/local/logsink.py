@@ -82,6 +82,14 @@ class AttemptLog:
                 await self.flush()
             except Exception as exc:  # kept for the next flush; the loop goes on
                 log.warning("log lines not stored yet: %s", exc)
+            if self._file is not None:
+                # On disk as often as in Redis: if this runner is killed, its successor
+                # archives the lost attempt's spool, which then holds what was printed.
+                try:
+                    self._file.flush()
+                except OSError as exc:
+                    log.warning("log spool write failed: %s", exc)
+                    self._drop_spool()
             # Pause between batches, but end the pause at once when the attempt ends.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self.flush_s)
@@ -93,8 +101,9 @@ class AttemptLog:
         except BaseException:
             self._pending[:0] = batch  # not lost: first in line for the next flush
             raise
-        if self.cut is not None and not self._cut_stored:
-            # After the kept lines: the truncation line is the attempt's last in Redis.
+        if self.cut is not None and not self._cut_stored and not self._pending:
+            # After every kept line (some may have queued up during the RPUSH above; the
+            # next flush writes them first): the truncation line is the attempt's last.
             await tasklogs.append_cut(self.redis, self.dag_id, self.task, self.cut)
             self._cut_stored = True
 

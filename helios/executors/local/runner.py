@@ -141,6 +141,10 @@ class LocalRunner:
                 ok=False, reason="ExecutorLost",
                 message="the runner of this attempt stopped before it finished")))
             await msg.ack()
+            # What the lost attempt printed until its runner died is still in its spool.
+            spool = self._attempt_log(dispatch).spool
+            if spool is not None and spool.exists():
+                self.archiver.submit(dispatch.dag_id, dispatch.task.name, dispatch.attempt, spool)
             return
         if not wanted:
             log.info("attempt no longer wanted; skipping", extra=extra)
