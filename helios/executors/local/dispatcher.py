@@ -24,7 +24,7 @@ class LocalDispatcher:
         await publish(self.js, subjects.dispatch(dispatch.dag_id), dispatch, timeout=self.timeout)
 
     async def cancel_run(self, dag_id: str) -> None:
-        await self.nc.publish(subjects.cancel_run(dag_id), CancelRun(dagId=dag_id).to_bytes())
+        await self.nc.publish(subjects.cancel_run(dag_id), CancelRun(dag_id=dag_id).to_bytes())
 
     async def close(self) -> None:
         return None
