@@ -21,6 +21,7 @@ from helios.executors.local.cgroups import (
     v2_files,
 )
 from helios.executors.local.limits import DiskCaps, over_cap, tree_size
+from helios.executors.local.network import NetworkSetupError, child_pid, slirp_argv
 from helios.executors.local.sandbox import (
     bwrap_argv,
     launcher_argv,
@@ -173,3 +174,15 @@ async def test_uploader_refuses_a_huge_sparse_output_before_uploading(tmp_path: 
         # No S3 client at all: the refusal must come before any request.
         await upload_outputs("d", "t", ["out.bin"], tmp_path, s3=None, bucket="b",
                              emit=lambda _: None, max_bytes=10 * 2**30)
+
+
+def test_slirp4netns_attaches_by_namespace_path() -> None:
+    argv = slirp_argv("slirp4netns", 42, 5, 6)
+    assert "--disable-host-loopback" in argv and "--enable-sandbox" in argv
+    assert argv[-2:] == ["/proc/42/ns/net", "tap0"]
+    assert "--netns-type=path" in argv and "--ready-fd=5" in argv and "--exit-fd=6" in argv
+    rootless = slirp_argv("slirp4netns", 42, 5, 6, userns_fd=9)
+    assert "--userns-path=/proc/self/fd/9" in rootless and "--enable-sandbox" not in rootless
+    assert child_pid(b'{"child-pid": 42, "net-namespace": 1}') == 42
+    with pytest.raises(NetworkSetupError):
+        child_pid(b"")

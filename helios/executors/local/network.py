@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -28,14 +29,24 @@ class NetworkSetupError(Exception):
     pass
 
 
-def slirp_argv(slirp: str, pid: int, ready_fd: int, exit_fd: int, *, as_root: bool) -> list[str]:
-    """slirp4netns for the sandbox whose first process is `pid`. As root it opens
-    /dev/net/tun itself and then drops its capabilities (`--enable-sandbox`); as an
-    ordinary user it joins the sandbox's user namespace to be allowed to."""
+NS_GET_USERNS = 0xB701  # ioctl: the user namespace that owns a namespace
+
+
+def slirp_argv(slirp: str, pid: int, ready_fd: int, exit_fd: int,
+               userns_fd: int | None = None) -> list[str]:
+    """slirp4netns for the sandbox whose first process is `pid`, by namespace path:
+    given a pid, slirp4netns would also join that pid's current user namespace, which
+    bwrap replaces by a nested one (for uid 1000) while it sets up, and from there the
+    network namespace, owned by the outer one, cannot be entered. As root it opens
+    /dev/net/tun itself, then drops its capabilities (`--enable-sandbox`); as an
+    ordinary user it joins the namespace's owner (`userns_fd`) to be allowed to."""
     out = [slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
-           f"--ready-fd={ready_fd}", f"--exit-fd={exit_fd}"]
-    out += ["--enable-sandbox"] if as_root else [f"--userns-path=/proc/{pid}/ns/user"]
-    return [*out, str(pid), "tap0"]
+           f"--ready-fd={ready_fd}", f"--exit-fd={exit_fd}", "--netns-type=path"]
+    if userns_fd is None:
+        out.append("--enable-sandbox")
+    else:
+        out.append(f"--userns-path=/proc/self/fd/{userns_fd}")
+    return [*out, f"/proc/{pid}/ns/net", "tap0"]
 
 
 def child_pid(info: bytes) -> int:
@@ -77,21 +88,32 @@ class OutboundLink:
             pid = child_pid(await asyncio.to_thread(_read_all, self.info_r))
             ready_r, ready_w = os.pipe()
             exit_r, self.exit_w = os.pipe()
+            userns = None if os.geteuid() == 0 else _owner_userns(pid)
             try:
                 self.proc = await asyncio.create_subprocess_exec(
-                    *slirp_argv(slirp, pid, ready_w, exit_r, as_root=os.geteuid() == 0),
+                    *slirp_argv(slirp, pid, ready_w, exit_r, userns),
                     stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL, pass_fds=(ready_w, exit_r),
+                    stderr=asyncio.subprocess.PIPE,
+                    pass_fds=(ready_w, exit_r) if userns is None else (ready_w, exit_r, userns),
                 )
             finally:
-                os.close(ready_w)
-                os.close(exit_r)
+                for fd in (ready_w, exit_r, userns):
+                    if fd is not None:
+                        os.close(fd)
             try:
                 if await asyncio.to_thread(os.read, ready_r, 1) != b"1":
-                    raise NetworkSetupError("slirp4netns could not set up the task's network")
+                    raise NetworkSetupError(
+                        f"slirp4netns could not set up the task's network: {await self._why()}")
             finally:
                 os.close(ready_r)
         os.write(self.block_w, b"1")
+
+    async def _why(self) -> str:
+        assert self.proc is not None and self.proc.stderr is not None
+        with contextlib.suppress(TimeoutError):
+            err = await asyncio.wait_for(self.proc.stderr.read(2000), 2.0)
+            return err.decode(errors="replace").strip().replace("\n", "; ")
+        return "no reason given"
 
     async def close(self) -> None:
         for fd in (self.info_r, self.block_w, self.exit_w):
@@ -105,6 +127,14 @@ class OutboundLink:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+def _owner_userns(pid: int) -> int:
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(netns, NS_GET_USERNS)
+    finally:
+        os.close(netns)
 
 
 def _read_all(fd: int) -> bytes:
