@@ -90,7 +90,7 @@ class Engine:
         # A report still ahead of our record after several deferrals will never be caught
         # up by a redelivered command (its launch record is gone): adopt it.
         adopt = {id(item) for msg, item in items
-                       if isinstance(item, TaskReport) and _deliveries(msg) > DEFER_DELIVERIES}
+                       if isinstance(item, TaskReport) and _deliveries(msg) >= DEFER_DELIVERIES}
         try:
             await self._evaluate_or_forget(dag_id, [item for _, item in items], adopt)
         except UnknownRun:
@@ -356,7 +356,9 @@ class Engine:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
 
 
-DEFER_DELIVERIES = 5  # 0.5 + 1 + 2 + 4 s of waiting for the record to catch up
+# A report ahead of the record is deferred on its first deliveries (0.5 + 1 + 2 + 4 s of
+# waiting for the record to catch up) and adopted on this one.
+DEFER_DELIVERIES = 5
 
 
 def _deliveries(msg: Msg) -> int:
