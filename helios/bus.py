@@ -156,7 +156,7 @@ def consumer_config(consumer: Consumer, *, durable: bool) -> ConsumerConfig:
     )
 
 
-def _drift(have: ConsumerConfig, want: ConsumerConfig) -> list[str]:
+def config_drift(have: ConsumerConfig, want: ConsumerConfig) -> list[str]:
     """The settings of an existing durable that differ from what this code wants."""
     def close(a: float | None, b: float | None) -> bool:
         return abs((a or 0.0) - (b or 0.0)) < 1e-3
@@ -185,7 +185,7 @@ async def reconcile_consumer(js: JetStreamContext, consumer: Consumer) -> None:
     except NotFoundError:
         return  # the subscribe creates it with the right config
     want = consumer_config(consumer, durable=True)
-    drift = _drift(info.config, want)
+    drift = config_drift(info.config, want)
     if not drift:
         return
     have = info.config
