@@ -81,6 +81,7 @@ class Attempt:
         self.cgroup: TaskCgroup | None = None
         self.limit_hit: tuple[str, str] | None = None  # (reason, message) of a disk cap
         self.inputs_size = 0
+        self.start_error: str | None = None  # why the command could not start
         self.workspace = ctx.work_dir / dispatch.dag_id / f"{dispatch.task.name}-{dispatch.attempt}"
         self.extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name,
                                 attempt=dispatch.attempt)
@@ -143,6 +144,8 @@ class Attempt:
             message = _message(reason, code, self.d.task.timeout_seconds, self.d.task)
             if self.limit_hit is not None and reason == self.limit_hit[0]:
                 message = self.limit_hit[1]
+            elif reason == "StartError" and self.start_error:
+                message = self.start_error
             self.logs.emit(f"[HELIOS] {reason}: {message}")
             return Outcome(ok=False, exit_code=code, reason=reason, cache=stats, message=message)
         if code != 0:
@@ -233,6 +236,7 @@ class Attempt:
                 pass_fds=link.child_fds() if link is not None else (),
             )
         except OSError as exc:
+            self.start_error = f"could not start the command: {exc}"
             self.logs.emit(f"[HELIOS] Could not start the command: {exc}")
             return 127, "StartError"
         finally:
@@ -242,10 +246,11 @@ class Attempt:
             try:
                 await link.attach()
             except (NetworkSetupError, OSError, TimeoutError) as exc:
+                self.start_error = f"could not set up the task's network: {exc}"
                 self.logs.emit(f"[HELIOS] Could not set up the task's network: {exc}")
                 self._kill()
                 await self.proc.wait()
-                return 127, "StartError"
+                return 127, "Cancelled" if self.cancelled else "StartError"
         self.timings.started_at = time.time()
         await on_started()
         assert self.proc.stdout and self.proc.stderr
