@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 0.5  # how often the disk caps are checked while a task runs
 # The task (or the shell that ran it) died of SIGXFSZ: a file hit RLIMIT_FSIZE.
 XFSZ_CODES = (128 + signal.SIGXFSZ, -signal.SIGXFSZ)
+# Waits between tries to remove a finished attempt's cgroup (busy until its last
+# process is reaped, usually within a few ms).
+CGROUP_REMOVE_RETRY_S = (0.002, 0.005, 0.01, 0.02, 0.05, *(0.1,) * 20)
 
 
 @dataclass
@@ -327,10 +330,10 @@ def _message(reason: str, code: int | None, timeout: int | None, task: Any) -> s
 
 async def _remove_cgroup(cgroup: TaskCgroup) -> None:
     """A killed task's processes take a moment to leave its cgroup; then it goes."""
-    for _ in range(40):
+    for delay in CGROUP_REMOVE_RETRY_S:
         cgroup.kill()
         cgroup.remove()
         if not any(folder.exists() for folder in cgroup.dirs):
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(delay)
     log.warning("cgroup of a finished attempt could not be removed: %s", cgroup.dirs[0])
