@@ -82,6 +82,8 @@ def openapi_document() -> dict[str, Any]:
                 "node": {"type": ["string", "null"]}, "exitCode": {"type": ["integer", "null"]},
                 "reason": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]},
                 "memoized": {"type": "boolean"}, "memoReason": {"type": ["string", "null"]},
+                "lostAttempts": {"type": "integer", "description":
+                                 "attempts lost with their executor and re-run (no retry spent)"},
                 "timings": {"type": "object"}, "cache": {"type": "object"},
             },
         },
@@ -100,7 +102,12 @@ def openapi_document() -> dict[str, Any]:
             "type": "object",
             "properties": {"dagId": {"type": "string"}, "task": {"type": "string"},
                            "offset": {"type": "integer"}, "next": {"type": "integer"},
-                           "lines": {"type": "array", "items": {"type": "string"}}},
+                           "lines": {"type": "array", "items": {"type": "string"}},
+                           "truncated": {"type": "boolean", "description":
+                                         "some attempt's lines were cut at HELIOS_LOG_MAX_BYTES"},
+                           "cuts": {"type": "array", "items": {"type": "object", "properties": {
+                               "attempt": {"type": "integer"}, "keptBytes": {"type": "integer"},
+                               "fullLog": {"type": "string"}}}}},
         },
     }
     return document_security({
