@@ -43,6 +43,28 @@ def host_listeners() -> set[tuple[str, int]]:
     return found
 
 
+def listening_ports_of(program: str) -> set[int]:
+    """TCP ports listened on by processes named `program` (socket inodes of their fds)."""
+    inodes: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "comm").read_text().strip() != program:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == LISTEN and fields[9] in inodes:
+                ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
 def host_addresses() -> set[str]:
     """The host's own IPv4 addresses (what a wildcard listener answers on)."""
     lines = Path("/proc/net/fib_trie").read_text().splitlines()
@@ -73,7 +95,12 @@ async def test_no_listener_of_the_host_is_reachable(settings: Settings, s3: Any,
         assert any(port == api_port for _, port in listeners)
         s3_port = int(settings.s3.endpoint_url.rsplit(":", 1)[1])  # type: ignore[union-attr]
         assert any(port == s3_port for _, port in listeners)
+        # SeaweedFS's internal ports (master, volume, filer, gRPC), NATS and Valkey too.
+        weed = listening_ports_of("weed")
+        assert len(weed) > 1, weed
+        servers = weed | listening_ports_of("nats-server") | listening_ports_of("valkey-server")
         probes = targets(listeners)
+        assert servers <= {port for _, port in probes}
         lines = "\n".join(f"{a} {p}" for a, p in probes)
         script = (
             "n=0; while read -r a p; do n=$((n+1)); "
