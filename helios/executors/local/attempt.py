@@ -114,7 +114,7 @@ class Attempt:
         artifacts = self.workspace / "artifacts"
         try:
             if self.workspace.exists():
-                shutil.rmtree(self.workspace)
+                await asyncio.to_thread(shutil.rmtree, self.workspace)
             artifacts.mkdir(parents=True)
             (self.workspace / "tmp").mkdir()
             drop_to = self.ctx.limits.drop_to if self.ctx.limits else None
@@ -126,7 +126,8 @@ class Attempt:
             if self.cgroup is not None:
                 await _remove_cgroup(self.cgroup)
             if not self.ctx.keep_workspace:
-                shutil.rmtree(self.workspace, ignore_errors=True)
+                # Off the loop: a workspace may hold gigabytes in many files.
+                await asyncio.to_thread(shutil.rmtree, self.workspace, ignore_errors=True)
 
     async def _run(self, artifacts: Path, on_started: Any) -> Outcome:
         cache = self.ctx.cache if self.d.use_cache else None
