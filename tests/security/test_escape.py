@@ -278,3 +278,28 @@ EOF"""
     assert ran.outcome.ok, ran.text
     share = float(next(line for line in ran.lines if line.startswith("share ")).split()[1])
     assert share < 0.45, share
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_no_process_outlives_its_task(settings: Settings, s3: Any, tmp_path: Path) -> None:
+    marker = f"helios-escape-{os.getpid()}-{id(tmp_path)}"
+    # A daemon in a session of its own, and a task that times out with children running.
+    script = f"setsid bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 & echo started"
+    ran = await run_task(settings, s3, tmp_path, script)
+    assert ran.outcome.ok and "started" in ran.lines, ran.text
+    assert processes_with(marker) == []
+    ran = await run_task(settings, s3, tmp_path / "t",
+                         f"(exec -a {marker} sleep 300) & (exec -a {marker} sleep 300) & wait",
+                         timeoutSeconds=1)
+    assert ran.outcome.reason == "DeadlineExceeded", ran.text
+    assert processes_with(marker) == []
