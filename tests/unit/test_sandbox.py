@@ -10,6 +10,7 @@ import pytest
 
 from helios.artifacts.uploader import OutputTooLarge, upload_outputs
 from helios.executors.local.cgroups import (
+    Cgroups,
     Limits,
     cpu_quota_us,
     limits_of,
@@ -186,3 +187,14 @@ def test_slirp4netns_attaches_by_namespace_path() -> None:
     assert child_pid(b'{"child-pid": 42, "net-namespace": 1}') == 42
     with pytest.raises(NetworkSetupError):
         child_pid(b"")
+
+
+def test_sweep_removes_only_old_empty_cgroups(tmp_path: Path) -> None:
+    old, young, busy = tmp_path / "old", tmp_path / "young", tmp_path / "busy"
+    for folder in (old, young, busy):
+        folder.mkdir()
+    (busy / "cgroup.procs").write_text("123\n")  # like a cgroup with a process: rmdir fails
+    for folder in (old, busy):
+        os.utime(folder, (0, 0))
+    assert Cgroups(version=1, parents={"pids": tmp_path}).sweep(min_age_s=60) == 1
+    assert not old.exists() and young.exists() and busy.exists()

@@ -336,5 +336,9 @@ async def _remove_cgroup(cgroup: TaskCgroup) -> None:
         cgroup.remove()
         if not any(folder.exists() for folder in cgroup.dirs):
             return
-        await asyncio.sleep(delay)
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            cgroup.remove()  # one last try; the start-up sweep takes what remains
+            raise
     log.warning("cgroup of a finished attempt could not be removed: %s", cgroup.dirs[0])

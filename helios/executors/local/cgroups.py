@@ -20,6 +20,7 @@ import math
 import os
 import re
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
+SWEEP_MIN_AGE_S = 300.0  # a leftover cgroup older than this is nobody's about-to-start attempt
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 _FACTORS = {
@@ -171,6 +173,7 @@ class Cgroups:
             found = cls._probe_v2(root, own.get("", "/"))
         else:
             found = cls._probe_v1(root, own)
+        found.sweep()
         missing = [c for c in CONTROLLERS if c not in found.parents]
         if missing:
             log.warning(
@@ -207,6 +210,25 @@ class Cgroups:
             if enabled:
                 return cls(version=2, parents={c: parent for c in enabled})
         return cls()
+
+    def sweep(self, min_age_s: float = SWEEP_MIN_AGE_S) -> int:
+        """Remove attempts' cgroups left empty by a runner that died (or was killed)
+        before removing them. A cgroup with processes cannot be removed, and a young one
+        may be one another runner is about to enter: both are left alone."""
+        removed = 0
+        now = time.time()
+        for parent in set(self.parents.values()):
+            with contextlib.suppress(OSError):
+                for child in parent.iterdir():
+                    try:
+                        if child.is_dir() and now - child.stat().st_mtime > min_age_s:
+                            child.rmdir()
+                            removed += 1
+                    except OSError:
+                        continue
+        if removed:
+            log.info("removed %d cgroup(s) left behind by earlier runs", removed)
+        return removed
 
     def create(self, name: str, limits: Limits) -> TaskCgroup | None:
         """The attempt's cgroup with its limits written; None where none is usable."""
