@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -74,6 +75,7 @@ class LocalRunner:
 
     async def run(self, sink: ReportSink, stop: asyncio.Event, ready: asyncio.Event) -> None:
         await ensure_streams(self.js, Streams(replicas=self.settings.nats.stream_replicas))
+        _sweep_spools(self.settings.local.work_dir / SPOOL_DIR)
 
         async def on_dispatch(msg: Msg) -> None:
             # max_ack_pending == max_parallel: the server never sends more than we can run.
@@ -225,6 +227,19 @@ class LocalRunner:
             attempts.pop(d.task.name, None)
             if not attempts:
                 self.running.pop(d.dag_id, None)
+
+
+SPOOL_MAX_AGE_S = 24 * 3600
+
+
+def _sweep_spools(folder: Path) -> None:
+    """Spools left by a killed runner are archived when their attempt is reported lost;
+    one nobody came back for (its run cancelled meanwhile) must not stay forever."""
+    cutoff = time.time() - SPOOL_MAX_AGE_S
+    for spool in folder.glob("*.log") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if spool.stat().st_mtime < cutoff:
+                spool.unlink()
 
 
 REPORT_RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
