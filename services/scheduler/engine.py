@@ -45,6 +45,7 @@ from helios.states import RunState, TaskState
 from services.scheduler import decide
 from services.scheduler.decide import Plan, Policy, RunView
 from services.scheduler.memo import MemoStore
+from services.scheduler.pacing import DEFER_DELIVERIES, defer_delay, deliveries, error_backoff
 from services.scheduler.store import RunStore, UnknownRun
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Engine:
         # A report still ahead of our record after several deferrals will never be caught
         # up by a redelivered command (its launch record is gone): adopt it.
         adopt = {id(item) for msg, item in items
-                       if isinstance(item, TaskReport) and _deliveries(msg) >= DEFER_DELIVERIES}
+                       if isinstance(item, TaskReport) and deliveries(msg) >= DEFER_DELIVERIES}
         try:
             await self._evaluate_or_forget(dag_id, [item for _, item in items], adopt)
         except UnknownRun:
@@ -105,7 +106,7 @@ class Engine:
                 await msg.nak(delay=exc.delay)
         except _Deferred as exc:
             # Backed off, and bounded: past DEFER_DELIVERIES the report is adopted.
-            delay = max(_defer_delay(msg) for msg, _ in items)
+            delay = max(defer_delay(msg) for msg, _ in items)
             log.info("deferring %.1fs: %s", delay, exc, extra=log_fields(dagId=dag_id))
             DECISIONS.labels("deferred").inc()
             for msg, _ in items:
@@ -114,7 +115,7 @@ class Engine:
             log.exception("evaluation failed; redelivering", extra=log_fields(dagId=dag_id))
             DECISIONS.labels("error").inc()
             for msg, _ in items:
-                await msg.nak(delay=_backoff(msg))
+                await msg.nak(delay=error_backoff(msg))
         else:
             DECISIONS.labels("ok").inc()
             for msg, _ in items:
@@ -354,28 +355,6 @@ class Engine:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
         if deps:
             DISPATCH_LATENCY.observe(max(0.0, time.time() - max(r.at for r in deps)))
-
-
-# A report ahead of the record is deferred on its first deliveries (0.5 + 1 + 2 + 4 s of
-# waiting for the record to catch up) and adopted on this one.
-DEFER_DELIVERIES = 5
-
-
-def _deliveries(msg: Msg) -> int:
-    try:
-        return int(msg.metadata.num_delivered)
-    except Exception:  # not a JetStream message (tests): first delivery
-        return 1
-
-
-def _defer_delay(msg: Msg) -> float:
-    """0.5 s doubling per delivery, capped at 8 s."""
-    return min(8.0, 0.5 * 2 ** min(_deliveries(msg) - 1, 4))
-
-
-def _backoff(msg: Msg) -> float:
-    """0.5 s doubling per delivery, capped at 30 s: patient through an outage."""
-    return min(30.0, 0.5 * 2 ** min(msg.metadata.num_delivered - 1, 6))
 
 
 def _publish(subject: str, message: Message) -> dict[str, Any]:

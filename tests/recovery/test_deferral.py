@@ -12,7 +12,7 @@ from helios import subjects
 from helios.bus import publish
 from helios.messages import TaskReport
 from helios.settings import Settings
-from services.scheduler.engine import DEFER_DELIVERIES
+from services.scheduler.pacing import DEFER_DELIVERIES
 from tests.recovery.conftest import StartMixed
 from tests.recovery.test_lost_attempts import status_until
 from tests.stack import by_name, doc, sh, submit, wait_run
