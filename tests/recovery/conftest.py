@@ -41,7 +41,8 @@ async def mixed(endpoints: Endpoints, settings: Settings, tmp_path: Path
 
     async def start(env: dict[str, str] | None = None,
                     children: tuple[str, ...] = ("scheduler", "watcher"),
-                    settings_changes: dict[str, Any] | None = None) -> Mixed:
+                    settings_changes: dict[str, Any] | None = None,
+                    in_process: tuple[str, ...] = ("metrics", "api")) -> Mixed:
         s = settings.model_copy(update=settings_changes or {})
         api_port, metrics_port = free_port(), free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}"
@@ -52,8 +53,8 @@ async def mixed(endpoints: Endpoints, settings: Settings, tmp_path: Path
         }
         m = Mixed(stack)
         stacks.append(m)
-        await stack.start("metrics")
-        await stack.start("api")
+        for name in in_process:
+            await stack.start(name)
         for name in children:
             m.children[name] = Child(name, service_env(endpoints, s, **(env or {})), tmp_path)
             await m.children[name].start()
