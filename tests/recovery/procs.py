@@ -45,7 +45,7 @@ class Child:
     port: int = 0
     starts: list[float] = field(default_factory=list)
 
-    async def start(self, *, wait_ready: bool = True, timeout_s: float = 60.0) -> None:
+    async def start(self, *, wait_ready: bool = True, timeout_s: float = 90.0) -> None:
         self.port = free_port()
         self.starts.append(asyncio.get_running_loop().time())
         self.proc = await spawn(

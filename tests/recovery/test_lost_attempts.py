@@ -21,7 +21,7 @@ from tests.stack import by_name, doc, follow, sh, submit, task_logs, wait_run
 
 
 async def status_until(http: aiohttp.ClientSession, api: str, dag_id: str,
-                       ok: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
+                       ok: Callable[[dict[str, Any]], bool], timeout_s: float = 90.0
                        ) -> dict[str, Any]:
     async with asyncio.timeout(timeout_s):
         while True:
