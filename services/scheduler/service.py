@@ -81,7 +81,8 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             ]
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
             settled = asyncio.Event()  # held messages stay alive through the drain too
-            alive = guard(queues.keep_alive(progress, HEARTBEAT_S, settled), "in-progress")
+            # Twice per heartbeat: a held message is touched at most 1 s after it arrived.
+            alive = guard(queues.keep_alive(progress, HEARTBEAT_S / 2, settled), "in-progress")
             # The one retention loop of the system (see helios.keys: one owner per record).
             retention = guard(Retention(redis, s3, settings.s3.bucket, settings.retention,
                                         engine.store.forget).run(stop), "retention", stop)
