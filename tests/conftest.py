@@ -85,7 +85,7 @@ async def reset_backends(ep: Endpoints) -> None:
         js = nc.jetstream()
         for name in await js.streams_info():
             with contextlib.suppress(NotFoundError):
-                await js.delete_stream(name.config.name)
+                await js.delete_stream(str(name.config.name))
     finally:
         await nc.close()
 

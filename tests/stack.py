@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from services.metrics.service import serve as serve_metrics
 from services.scheduler.service import serve as serve_scheduler
 from services.watcher.service import serve as serve_watcher
 
-Serve = Callable[[Settings, StopEvent, Health], Awaitable[None]]
+Serve = Callable[[Settings, StopEvent, Health], Coroutine[Any, Any, None]]
 
 
 @dataclass

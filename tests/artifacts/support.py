@@ -25,7 +25,7 @@ async def publish(
         s3=s3, bucket=settings.s3.bucket, emit=lambda line: None,
     )
     return [
-        InputArtifact(name=o.name, fromTask=task, artifact=o.name, key=o.key,
+        InputArtifact(name=o.name, from_task=task, artifact=o.name, key=o.key,
                       sha256=o.sha256, size=o.size)
         for o in outputs
     ]

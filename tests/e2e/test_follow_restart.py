@@ -132,7 +132,7 @@ async def test_cli_follow_survives_an_api_restart(
         ("run" if e["type"] == "run" else e["task"], e["state"])
         for e in reference if e["state"] != "PENDING"
     )
-    printed = collections.Counter()
+    printed: collections.Counter[tuple[str, str]] = collections.Counter()
     for line in out.lines:
         if m := re.search(r"\d\d:\d\d:\d\d  (?:run (\w+)|\S (\S+)\s+(\w+))", line):
             printed[("run", m.group(1)) if m.group(1) else (m.group(2), m.group(3))] += 1

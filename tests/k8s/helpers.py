@@ -24,9 +24,9 @@ def dispatch(task: dict[str, Any], dag_id: str = "run-1", attempt: int = 1,
              inputs: list[InputArtifact] | None = None, use_cache: bool = True,
              dag_name: str = "demo") -> TaskDispatch:
     t = Task.model_validate({"image": "ubuntu:latest", **task})
-    return TaskDispatch(dagId=dag_id, dagName=dag_name, task=t, attempt=attempt,
-                        jobName=job_name(dag_id, t.name, attempt), useCache=use_cache,
-                        inputs=inputs or [], dispatchedAt=time.time())
+    return TaskDispatch(dag_id=dag_id, dag_name=dag_name, task=t, attempt=attempt,
+                        job_name=job_name(dag_id, t.name, attempt), use_cache=use_cache,
+                        inputs=inputs or [], dispatched_at=time.time())
 
 
 class Recorder:

@@ -103,7 +103,7 @@ async def test_outputs_then_inputs_through_the_node_cache(k8s: Settings, cluster
             return dispatch({"name": "use", "command": ["/bin/bash", "-c",
                                                         "cat /artifacts/input.txt"]},
                             attempt=attempt, inputs=[InputArtifact(
-                                name="input.txt", fromTask="gen", artifact="output.txt",
+                                name="input.txt", from_task="gen", artifact="output.txt",
                                 key=out.key, sha256=out.sha256, size=out.size)])
 
         # A retry (attempt 2) on the node whose cache the producer did not fill: a miss.
