@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 
 from helios import bus, subjects
 from helios.health import Health, health_app, heartbeat, serve_http
+from helios.liveness import ConsumerRef, watch_consumers
 from helios.runtime import StopEvent, cancel_all, guard
 from helios.settings import Settings
 from helios.store import open_redis
@@ -59,6 +60,7 @@ async def serve(
     pull: asyncio.Task[Any] | None = None
     beat: asyncio.Task[Any] | None = None
     prune: asyncio.Task[Any] | None = None
+    watchdog: asyncio.Task[Any] | None = None
     try:
         nc = await bus.connect(settings.nats, "helios-metrics")
         js = nc.jetstream(timeout=settings.nats.request_timeout_s)
@@ -90,6 +92,10 @@ async def serve(
             prune = guard(follow_deletions(redis, store, stop), "metrics-deletions", stop)
             # Readiness published for `GET /api/v1/system/status`.
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "metrics-heartbeat")
+            # Not live without our consumer: exit so that a restart creates it again.
+            watchdog = guard(watch_consumers(
+                js, [ConsumerRef(streams.runs, options.durable)], health, stop,
+            ), "consumer-watchdog", stop)
             health.ready.set()
             log.info("metrics service ready on port %d", bound)
             await stop.wait()
@@ -101,7 +107,8 @@ async def serve(
                             settings.drain_timeout_s)
             await asyncio.wait({beat, prune}, timeout=5.0)  # beat removes its entry on stop
     finally:
-        await cancel_all([t for t in (pull, beat, prune) if t is not None and not t.done()])
+        await cancel_all([t for t in (pull, beat, prune, watchdog)
+                          if t is not None and not t.done()])
         if nc is not None:
             # Flushes the acks of the last batch before closing.
             await bus.close(nc)

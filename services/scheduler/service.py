@@ -22,6 +22,7 @@ from helios.bus import (
 from helios.bus import close as close_nats
 from helios.executors.factory import open_executor
 from helios.health import Health, health_app, heartbeat, serve_http
+from helios.liveness import ConsumerRef, watch_consumers
 from helios.runtime import StopEvent, cancel_all, guard
 from helios.s3 import open_s3
 from helios.settings import Settings
@@ -66,19 +67,17 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             async def route(msg: Msg) -> None:
                 queues.put(run_id_of(msg.subject), msg)
 
-            subs = [
-                await push_subscribe(js, consumer, route)
-                for consumer in (
-                    # Never give up on a submission or a report (an outage must not drop
-                    # a run); the engine backs off instead. The ack wait is short (what a
-                    # killed scheduler held comes back within seconds); `keep_alive`
-                    # below keeps a backlog behind busy runs from being redelivered.
-                    Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>",
-                             max_deliver=-1),
-                    Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>",
-                             max_deliver=-1),
-                )
-            ]
+            consumers = (
+                # Never give up on a submission or a report (an outage must not drop
+                # a run); the engine backs off instead. The ack wait is short (what a
+                # killed scheduler held comes back within seconds); `keep_alive`
+                # below keeps a backlog behind busy runs from being redelivered.
+                Consumer(streams.commands, "scheduler-commands", f"{subjects.PREFIX}.cmd.>",
+                         max_deliver=-1),
+                Consumer(streams.reports, "scheduler-reports", f"{subjects.PREFIX}.exec.>",
+                         max_deliver=-1),
+            )
+            subs = [await push_subscribe(js, consumer, route) for consumer in consumers]
             beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")
             settled = asyncio.Event()  # held messages stay alive through the drain too
             # Twice per heartbeat: a held message is touched at most 1 s after it arrived.
@@ -86,6 +85,10 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             # The one retention loop of the system (see helios.keys: one owner per record).
             retention = guard(Retention(redis, s3, settings.s3.bucket, settings.retention,
                                         engine.store.forget).run(stop), "retention", stop)
+            # Not live without our consumers: exit so that a restart creates them again.
+            watchdog = guard(watch_consumers(
+                js, [ConsumerRef(c.stream, c.durable) for c in consumers], health, stop,
+            ), "consumer-watchdog", stop)
             health.ready.set()
             log.info("scheduler ready", extra={"executor": settings.executor})
             await stop.wait()
@@ -94,7 +97,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             await beat
-            await cancel_all([retention], timeout=settings.drain_timeout_s)
+            await cancel_all([retention, watchdog], timeout=settings.drain_timeout_s)
             for msg in await queues.drain(settings.drain_timeout_s):
                 with contextlib.suppress(Exception):
                     await msg.nak()
