@@ -3,8 +3,6 @@ artifact; a `kill -9` of the whole stack mid-run loses nothing and the run finis
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,21 +23,6 @@ SEED = {
          "inputs": [{"fromTask": "generate-data", "name": "input.txt"}]},
     ],
 }
-
-
-@pytest.fixture
-async def dev(tmp_path: Path) -> AsyncIterator[Dev]:
-    running = Dev(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def submit(dev: Dev, http: aiohttp.ClientSession, doc: dict[str, Any]) -> str:

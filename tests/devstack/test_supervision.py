@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,6 @@ import pytest
 from helios.devstack.procs import free_port, listens
 from tests.devstack.devproc import HELIOS, Dev, eventually
 from tests.devstack.test_durable import SEED, ended, submit
-
-
-@pytest.fixture
-async def dev(tmp_path: Path) -> AsyncIterator[Dev]:
-    running = Dev(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def restarts(status: dict[str, Any]) -> dict[str, int]:
