@@ -49,10 +49,14 @@ async def watch_consumers(
     interval_s: float = 5.0,
     misses_allowed: int = 1,
     timeout_s: float = 2.0,
+    rounds: int | None = None,
 ) -> None:
-    """Run until `stop`; fail the service when a consumer stays missing."""
+    """Run until `stop` (or for `rounds` checks: the finite mode tests use); fail the
+    service when a consumer stays missing."""
     streaks = {c: 0 for c in consumers}
-    while not stop.is_set():
+    done = 0
+    while not stop.is_set() and (rounds is None or done < rounds):
+        done += 1
         for ref in consumers:
             try:
                 await asyncio.wait_for(js.consumer_info(ref.stream, ref.durable), timeout_s)

@@ -28,12 +28,13 @@ async def test_watchdog_fails_the_service_when_its_consumer_is_deleted(settings:
         consumer = bus.Consumer(streams.runs, "liveness-probe", "helios.run.*.>")
         await bus.ensure_consumer(js, consumer)
         health, stop = Health("probe"), StopEvent()
-        watchdog = asyncio.create_task(watch_consumers(
-            js, [ConsumerRef(streams.runs, "liveness-probe")], health, stop,
-            interval_s=0.05, misses_allowed=1))
+        probe = [ConsumerRef(streams.runs, "liveness-probe")]
         # Alive while the consumer exists: several checks pass without a verdict.
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(watch_consumers(js, probe, health, stop, interval_s=0.01,
+                                               rounds=5), 30)
         assert not stop.is_set() and health.dead is None
+        watchdog = asyncio.create_task(watch_consumers(
+            js, probe, health, stop, interval_s=0.05, misses_allowed=1))
         await js.delete_consumer(streams.runs, "liveness-probe")
         await asyncio.wait_for(stop.wait(), 30)
         await asyncio.wait_for(watchdog, 30)
@@ -48,9 +49,7 @@ async def test_unreachable_server_is_not_a_verdict(settings: Settings) -> None:
     js = nc.jetstream()
     await nc.close()  # every call now fails with a connection error, not NotFound
     health, stop = Health("probe"), StopEvent()
-    watchdog = asyncio.create_task(watch_consumers(
-        js, [ConsumerRef("nope", "nope")], health, stop, interval_s=0.01, timeout_s=0.2))
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(watch_consumers(
+        js, [ConsumerRef("nope", "nope")], health, stop, interval_s=0.01, timeout_s=0.2,
+        rounds=5), 30)
     assert not stop.is_set() and health.dead is None
-    stop.set()
-    await asyncio.wait_for(watchdog, 30)
