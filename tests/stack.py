@@ -72,7 +72,10 @@ def _with_port(settings: Settings, port: int, **changes: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def running_stack(
+    settings: Settings, only: tuple[str, ...] = ("metrics", "scheduler", "watcher", "api"),
+) -> AsyncIterator[Stack]:
+    """The services named in `only` (all four by default) in this loop."""
     api_port, metrics_port = free_port(), free_port()
     metrics_url = f"http://127.0.0.1:{metrics_port}"
     stack = Stack(settings, f"http://127.0.0.1:{api_port}", metrics_url)
@@ -82,10 +85,12 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
         "watcher": (serve_watcher, _with_port(settings, 0)),
         "api": (serve_api, _with_port(settings, api_port, metrics_url=metrics_url)),
     }
+    stack.serves = {name: serve for name, serve in stack.serves.items() if name in only}
     try:
         # The API proxies to the metrics service; the others only need the servers.
-        await asyncio.gather(*(stack.start(n) for n in ("metrics", "scheduler", "watcher")))
-        await stack.start("api")
+        await asyncio.gather(*(stack.start(n) for n in stack.serves if n != "api"))
+        if "api" in stack.serves:
+            await stack.start("api")
         yield stack
     finally:
         for name in reversed(list(stack.services)):
