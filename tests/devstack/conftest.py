@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.devstack.devproc import Dev
@@ -19,9 +18,3 @@ async def dev(tmp_path: Path) -> AsyncIterator[Dev]:
     finally:
         await running.close()
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain session: these stacks make their own token, which `Dev` hands out."""
-    async with aiohttp.ClientSession() as session:
-        yield session
