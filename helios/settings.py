@@ -95,6 +95,9 @@ class KubernetesSettings(_Env):
 
     namespace: str = Field("helios", description="Namespace of task Jobs.")
     task_image: str = Field("helios:latest", description="Image of the downloader/uploader.")
+    task_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint as task pods reach it; unset: HELIOS_S3_ENDPOINT_URL."
+    )
     node_cache_dir: str = Field("/var/helios/cache", description="hostPath of the node cache.")
     ttl_seconds_after_finished: int = Field(3600, ge=0, description="Safety net for Job GC.")
     max_parallel_jobs: int = Field(200, ge=1, description="Global cap on running Jobs.")

@@ -123,8 +123,10 @@ def _s3_env(settings: Settings) -> list[dict[str, Any]]:
     s3 = settings.s3
     plain = {"HELIOS_S3_BUCKET": s3.bucket, "HELIOS_S3_REGION": s3.region,
              "HELIOS_S3_TIMEOUT_S": str(s3.timeout_s)}
-    if s3.endpoint_url:
-        plain["HELIOS_S3_ENDPOINT_URL"] = s3.endpoint_url
+    # Where the pods reach S3 may differ from the services' (`helios dev` on a cluster).
+    endpoint = settings.k8s.task_s3_endpoint_url or s3.endpoint_url
+    if endpoint:
+        plain["HELIOS_S3_ENDPOINT_URL"] = endpoint
     # Credentials stay in the Secret; `optional` lets clusters with workload identity
     # (no static keys) run without it.
     secret = [
