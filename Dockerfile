@@ -12,6 +12,15 @@
 # silently; pin a digest (python:3.11-slim-bookworm@sha256:...) for reproducible builds.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# The web page: built from web/ with its lockfile, then copied into the package it is
+# served from (services/api/static/, package data), so the image needs no CDN at run time.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm install -g npm@11 && npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1 \
@@ -21,6 +30,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # .dockerignore admits only pyproject.toml, README.md, LICENSE and the two packages.
 COPY . .
+COPY --from=web /services/api/static services/api/static
 # A non-editable install: the venv ends up holding the project and its dependencies,
 # byte-compiled, and nothing refers back to /src.
 RUN --mount=type=cache,target=/root/.cache/pip \

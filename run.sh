@@ -36,6 +36,30 @@ setup() {
     fi
     touch "$stamp"
   fi
+  build_web
+}
+
+# The web page (web/) is built into services/api/static/, which the api serves; it is not
+# committed, so it is built here whenever a source or the lockfile is newer than the build.
+build_web() {
+  local out=services/api/static/index.html
+  if [ -f "$out" ] && [ -z "$(find web/src web/index.html web/package.json web/package-lock.json \
+        web/vite.config.ts -newer "$out" -print -quit)" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "warning: node and npm are needed to build the web page; the API runs without it" >&2
+    return 0
+  fi
+  echo "building the web page (web/) ..." >&2
+  # npm ci only when the lockfile changed since node_modules was installed.
+  if ! ( cd web \
+         && { [ node_modules/.package-lock.json -nt package-lock.json ] \
+              || npm ci --no-audit --no-fund; } \
+         && npm run build ) >.venv/web-build.log 2>&1; then
+    cat .venv/web-build.log >&2
+    exit 1
+  fi
 }
 
 case "${1:-}" in
@@ -52,6 +76,8 @@ case "${1:-}" in
   test)
     # kubectl renders the kustomize overlays in the deploy tests.
     command -v kubectl >/dev/null || apt_install kubectl || true
+    # Chromium drives the web page's browser tests (tests/web; Playwright never downloads one).
+    command -v chromium >/dev/null || apt_install chromium
     setup
     shift
     # Lint and types first: a style or type error fails the run like a failing test.

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from helios.health import Health
-from services.api import dags, events, system
+from services.api import dags, events, page, system
 from services.api.auth import auth_middleware
 from services.api.context import CTX, ApiContext
 from services.api.openapi import openapi_document
-from services.api.page import index
 from services.api.problems import problems_middleware
 
 
@@ -24,8 +23,8 @@ def make_app(context: ApiContext, health: Health) -> web.Application:
                           client_max_size=2 * 1024 * 1024)
     app[CTX] = context
     app.add_routes(health.routes())
+    app.add_routes(page.routes())  # the web page (built from web/)
     app.add_routes([
-        web.get("/", index),
         web.get("/api/v1/openapi.json", openapi),
         web.post("/api/v1/dags", dags.submit),
         web.get("/api/v1/dags/{dag_id}", dags.status),

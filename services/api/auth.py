@@ -34,6 +34,7 @@ from helios.auth_tokens import (
 )
 from helios.settings import AuthSettings
 from services.api.dags import YAML_TYPES
+from services.api.page import ASSET_ROUTE, PAGE_ROUTES
 from services.api.problems import Handler, problem_response
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ REFUSED = Counter("helios_api_auth_refused_total", "Requests refused by authenti
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Route patterns (aiohttp's `canonical`), so `//healthz` or an encoded path cannot slip by.
-PUBLIC_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+PUBLIC_ROUTES = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json",
+                           # The web page's shell and assets: it must load to ask for a token.
+                           *PAGE_ROUTES, ASSET_ROUTE})
 SUBMIT_ROUTE = "/api/v1/dags"
 REALM = 'Bearer realm="helios"'
 SECURITY_SCHEME = "bearerAuth"

@@ -1,0 +1,83 @@
+// The page's shell: navigation, the token form, and one mounted view at a time.
+import "./styles.css";
+import { Api } from "./api";
+import { match, type Route } from "./router";
+import { mountRunView } from "./run/view";
+import { mountRunsList } from "./views/runs";
+import { mountSubmit } from "./views/submit";
+import { mountMetrics } from "./views/metrics";
+import { mountTemplates } from "./views/templates";
+import { mountTokenForm } from "./views/token";
+import { h } from "./ui";
+
+type Unmount = () => void;
+
+const api = new Api("");
+const view = document.getElementById("view") as HTMLElement;
+const banner = document.getElementById("banner") as HTMLElement;
+let unmount: Unmount = () => {};
+
+function title(route: Route): string {
+  switch (route.name) {
+    case "runs": return "Runs";
+    case "submit": return "Submit a DAG";
+    case "run": return `Run ${route.dagId}`;
+    case "metrics": return `Metrics of ${route.dagName}`;
+    case "templates": return "Templates";
+    default: return "Not found";
+  }
+}
+
+function mount(route: Route): Unmount {
+  switch (route.name) {
+    case "runs": return mountRunsList(view, api);
+    case "submit": return mountSubmit(view, api, navigate);
+    case "run": return mountRunView(view, route.dagId, api);
+    case "metrics": return mountMetrics(view, route.dagName, api);
+    case "templates": return mountTemplates(view, api, navigate);
+    default:
+      view.replaceChildren(h("h1", {}, "Page not found"),
+        h("p", {}, "Nothing lives at ", h("code", {}, route.path), ". ", h("a", { href: "/" }, "See all runs"), "."));
+      return () => {};
+  }
+}
+
+function render(focus: boolean): void {
+  unmount();
+  view.replaceChildren();
+  const route = match(location.pathname);
+  document.title = `${title(route)} · Helios`;
+  for (const a of document.querySelectorAll<HTMLAnchorElement>("nav a[data-nav]")) {
+    if (a.dataset.nav === route.name) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  unmount = mount(route);
+  // A new view is announced by moving focus to it, as a page load would.
+  if (focus) view.focus({ preventScroll: true });
+}
+
+export function navigate(path: string): void {
+  if (path !== location.pathname + location.search) history.pushState(null, "", path);
+  render(true);
+  window.scrollTo(0, 0);
+}
+
+// Same-origin links move within the page instead of reloading it.
+document.addEventListener("click", (ev) => {
+  if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+  const a = (ev.target as Element | null)?.closest?.("a");
+  if (!a || a.target || a.hasAttribute("download")) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith("/api/")) return;
+  if (url.pathname === location.pathname && url.hash) return;
+  ev.preventDefault();
+  navigate(url.pathname + url.search);
+});
+window.addEventListener("popstate", () => render(true));
+
+// The token form: shown when the API asks for a token, or from the header's button.
+const tokenForm = mountTokenForm(banner, api, () => render(false));
+api.addEventListener("token-needed", (ev) => tokenForm.show((ev as CustomEvent).detail));
+document.getElementById("token-button")?.addEventListener("click", () => tokenForm.show(null));
+
+render(false);

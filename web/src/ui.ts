@@ -1,0 +1,62 @@
+// Small DOM helpers shared by the views (no framework: the views are few and plain).
+
+type Child = Node | string | number | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | null | undefined | EventListener>;
+
+/** An element: `on*` attributes given functions become listeners; false/null are skipped. */
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (typeof v === "function") el.addEventListener(k.slice(2).toLowerCase(), v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  append(el, ...children);
+  return el;
+}
+
+export function append(el: Element, ...children: Child[]): void {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(typeof c === "number" ? String(c) : c);
+  }
+}
+
+/** "850 ms", "4.2 s", "3 min 05 s", "1 h 02 min"; "—" when unknown. */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(Math.round(s - m * 60)).padStart(2, "0")} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+}
+
+/** A timestamp given in seconds or milliseconds since the epoch (or ISO), local time. */
+export function when(value: number | string | null | undefined): string {
+  const d = toDate(value);
+  return d ? d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" }) : "—";
+}
+
+export function toDate(value: number | string | null | undefined): Date | null {
+  if (value === null || value === undefined || value === "") return null;
+  let n = typeof value === "number" ? value : Number(value);
+  if (!Number.isFinite(n)) {
+    const d = new Date(String(value));
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+  if (n < 1e11) n *= 1000; // seconds
+  return new Date(n);
+}
+
+/** A state badge: text and a class the stylesheet colours (never colour alone). */
+export function badge(state: string): HTMLElement {
+  return h("span", { class: `badge state-${state.toLowerCase()}` }, state);
+}
+
+/** A message that explains an empty or failed view. */
+export function notice(kind: "info" | "error" | "empty", ...children: Child[]): HTMLElement {
+  return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, ...children);
+}
