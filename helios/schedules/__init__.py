@@ -1,0 +1,1 @@
+"""Schedules and triggers: pure cron expansion and firing plans (no I/O here)."""
