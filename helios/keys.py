@@ -15,7 +15,10 @@ decoding another service's layout, and never decides from another service's priv
 | `dag:{id}:run` (hash; see `run`)                    | scheduler | api, runner (`runs_view`) |
 | `dag:{id}:task:{t}:status`, `:attempts`, `:detail`, | scheduler | api, runner (`runs_view`) |
 |   `:outputs`; `dag:{id}:outbox`                     |           |                           |
-| `runs:ended` (the runs index)                       | scheduler | retention (same service)  |
+| `runs:ended` (ended runs, for retention)            | scheduler | retention (same service)  |
+| `runs:submitted`, `runs:name:{n}`, `runs:state:{s}`,| scheduler | api (`helios.runs_index`) |
+|   `runs:name:{n}:state:{s}`, `runs:names` (the      |           |                           |
+|   runs list index, see `helios.runs_index`)         |           |                           |
 | `memo:{fp}`, `memo:last:{name}:{t}`, `memo:refs:{id}` | scheduler | retention (same service)|
 | `dag:{id}:task:{t}:logs`                            | watcher   | api (`helios.tasklogs`)   |
 | `dag:{id}:task:{t}:logs:cuts`                       | watcher   | api (`helios.tasklogs`)   |
@@ -28,7 +31,9 @@ decoding another service's layout, and never decides from another service's priv
 
 Two documented exceptions: the api creates the run hash at submission (dagName, state
 RUNNING, useCache, submittedAt, generation 0: the submission's part of it) before the
-scheduler takes it over; and retention, which alone deletes, removes every key of an
+scheduler takes it over, and in the same MULTI the run's entry in the runs list index
+(`helios.runs_index.index_submitted`: a run is listable the moment it is acknowledged, in
+the state its hash says); and retention, which alone deletes, removes every key of an
 expired run (`run_keys`) whoever wrote it. The metrics window is a view: a run leaving
 `dagRuns:{name}` leaves the window and nothing else; retention tells the metrics service
 which runs it deleted through `runs:deleted`, and metrics prunes its own per-name keys.
@@ -153,6 +158,29 @@ RUNS_ENDED = "runs:ended"
 """Sorted set: dagId -> endedAt of every ended run (the runs index). Written by the
 scheduler in the same MULTI as the terminal run state, removed when a retry makes the run
 RUNNING again; retention reads its oldest entries instead of scanning the keyspace."""
+
+RUNS_SUBMITTED = "runs:submitted"
+"""Sorted set: dagId -> submittedAt of every run (the runs list, newest first). With the
+per-name, per-state and per-(name, state) sets below, maintained by `helios.runs_index`."""
+
+RUN_NAMES = "runs:names"
+"""Sorted set: dagName -> submittedAt of its newest run (the list page's name filter)."""
+
+
+def runs_by_name(dag_name: str) -> str:
+    """Sorted set: dagId -> submittedAt of the runs of one DAG name."""
+    return f"runs:name:{dag_name}"
+
+
+def runs_by_state(state: str) -> str:
+    """Sorted set: dagId -> submittedAt of the runs now in one run state."""
+    return f"runs:state:{state}"
+
+
+def runs_by_name_state(dag_name: str, state: str) -> str:
+    """Sorted set: dagId -> submittedAt of one DAG name's runs now in one run state."""
+    return f"runs:name:{dag_name}:state:{state}"
+
 
 RUNS_DELETED = "runs:deleted"
 """Stream (capped): one entry {dagId, dagName} per run retention deleted, added in the

@@ -61,6 +61,9 @@ class Client:
     async def retry(self, dag_id: str) -> dict[str, Any]:
         return await self._call("POST", f"/dags/{dag_id}/retry")
 
+    async def list_runs(self, params: list[tuple[str, str]]) -> dict[str, Any]:
+        return await self._call("GET", "/dags", params=params)
+
     async def metrics(self, dag_name: str, limit: int = 10) -> dict[str, Any]:
         return await self._call("GET", f"/dags/{dag_name}/metrics", params={"limit": str(limit)})
 

@@ -16,6 +16,8 @@ import aiohttp
 from helios.auth_tokens import auth_headers, find_token
 from helios.cli.client import ApiError, Client
 from helios.cli.feed import TERMINAL_RUN_STATES, TRANSIENT, backoff_s
+from helios.cli.list import add_parser as add_list_parser
+from helios.cli.list import run_list
 from helios.cli.render import Progress, metrics_table, status_table
 
 DEFAULT_API = "http://localhost:8080"
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="print a task's log lines")
     lg.add_argument("dag_id")
     lg.add_argument("task")
+    add_list_parser(sub)
     m = sub.add_parser("metrics", help="show the last runs of a DAG name")
     m.add_argument("dag_name")
     m.add_argument("--limit", type=int, default=10)
@@ -172,7 +175,7 @@ async def _metrics(client: Client, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": _submit, "follow": _follow, "status": _status, "logs": _logs, "cancel": _cancel,
-    "retry": _retry, "metrics": _metrics,
+    "retry": _retry, "metrics": _metrics, "list": run_list,
 }
 
 

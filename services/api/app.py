@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from helios.health import Health
-from services.api import dags, events, page, system
+from services.api import dags, events, listing, page, system
 from services.api.auth import auth_middleware
 from services.api.context import CTX, ApiContext
 from services.api.openapi import openapi_document
@@ -27,6 +27,8 @@ def make_app(context: ApiContext, health: Health) -> web.Application:
     app.add_routes([
         web.get("/api/v1/openapi.json", openapi),
         web.post("/api/v1/dags", dags.submit),
+        web.get("/api/v1/dags", listing.list_runs),
+        web.get("/api/v1/dag-names", listing.dag_names),
         web.get("/api/v1/dags/{dag_id}", dags.status),
         web.get("/api/v1/dags/{dag_id}/events", events.events),
         web.get("/api/v1/dags/{dag_id}/tasks/{task}/logs", dags.logs),

@@ -10,6 +10,7 @@ from helios import __version__
 from helios.dag.model import DNS1123_LABEL, Dag
 from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
+from services.api import listing
 from services.api.auth import document_security
 
 
@@ -49,6 +50,7 @@ def openapi_document() -> dict[str, Any]:
     defs = dag_schema.pop("$defs", {})
     schemas: dict[str, Any] = {
         **defs,
+        **listing.SCHEMAS,
         "Dag": dag_schema,
         "Problem": {
             "type": "object",
@@ -116,7 +118,8 @@ def openapi_document() -> dict[str, Any]:
                  "description": "Submit DAGs of containerised tasks and follow their runs."},
         "servers": [{"url": "/api/v1"}],
         "paths": {
-            "/dags": {"post": {
+            "/dag-names": {"get": listing.DAG_NAMES},
+            "/dags": {"get": listing.LIST_RUNS, "post": {
                 "summary": "Submit a DAG", "operationId": "submitDag",
                 "parameters": [{"name": "useCache", "in": "query", "required": False,
                                 "schema": {"type": "boolean"},

@@ -185,7 +185,9 @@ class Engine:
             effects.append(_publish(subjects.wake(dag_id), Wake(
                 dag_id=dag_id, task=timer.task, attempt=timer.attempt,
                 fire_at=time.time() + timer.delay_s)))
-        await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects)
+        submitted_at = float(run.get("submittedAt") or started_at)
+        await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects,
+                               listed=(dag_name, submitted_at))
         await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
         await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
 

@@ -30,7 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from helios import keys, objects
+from helios import keys, objects, runs_index
 from helios.definitions import Definitions
 from helios.logs import log_fields
 from helios.runs_view import RunRecord, read_run
@@ -186,6 +186,7 @@ class Retention:
                 pipe.multi()
                 pipe.unlink(*keys.run_keys(dag_id, attempts))
                 pipe.zrem(keys.RUNS_ENDED, dag_id)
+                runs_index.unindex(pipe, dag_id, name)
                 pipe.xadd(keys.RUNS_DELETED, {"dagId": dag_id, "dagName": name},
                           maxlen=DELETED_STREAM_MAXLEN, approximate=True)
                 pipe.zadd(keys.RETENTION_OBJECTS, {dag_id: now})
@@ -194,6 +195,8 @@ class Retention:
                 log.info("run changed while retention looked at it; kept", extra=extra)
                 return False
         self.forget(dag_id)
+        if name:
+            await runs_index.prune_name(self.redis, name)
         log.info("run deleted by retention", extra=log_fields(dagId=dag_id, dagName=name))
         return True
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from helios import keys
+from helios import keys, runs_index
 from helios.dag.model import Dag
 from helios.definitions import Definitions
 from helios.messages import InputArtifact, OutputArtifact
@@ -127,9 +127,11 @@ class RunStore:
 
     async def store(self, dag_id: str, transitions: list[Transition],
                     run_fields: dict[str, Any], outputs: dict[str, list[OutputArtifact]],
-                    effects: list[dict[str, Any]]) -> None:
+                    effects: list[dict[str, Any]], listed: tuple[str, float] | None = None,
+                    ) -> None:
         """Write a plan's state and its outbox in one MULTI/EXEC: readers never see half
-        a plan, and the effects survive a crash before they are sent."""
+        a plan, and the effects survive a crash before they are sent. `listed`: the run's
+        (dagName, submittedAt), to move it in the runs list index with its state."""
         async with self.redis.pipeline(transaction=True) as pipe:
             if effects:
                 self._sent.pop(dag_id, None)
@@ -151,6 +153,8 @@ class RunStore:
             if plain:
                 pipe.hset(keys.run(dag_id), mapping=plain)
             _index_ended(pipe, dag_id, run_fields)
+            if listed is not None and run_fields.get("state"):
+                runs_index.index_state(pipe, dag_id, *listed, RunState(run_fields["state"]))
             await pipe.execute()
         cached = self._views.get(dag_id)
         if cached is not None:
