@@ -7,27 +7,43 @@ cannot start, or a child keeps crashing (the supervisor restarts it a few times 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import sys
 from pathlib import Path
 
 from helios import logs
 from helios.auth_tokens import usage_hint
+from helios.devstack.cluster import ClusterError, ClusterTarget, make_target
 from helios.devstack.stack import DataDirBusy, DevStack, PortInUse, dev_stack
 from helios.devstack.supervise import CrashLoop
 
 
-async def run_dev(data_dir: Path, port: int, metrics_port: int) -> int:
+async def run_dev(data_dir: Path, port: int, metrics_port: int, *, executor: str = "local",
+                  kubeconfig: Path | None = None, namespace: str | None = None,
+                  advertise_address: str | None = None, task_image: str | None = None) -> int:
     # The supervisor's restarts are worth seeing on the terminal.
     logs.configure("helios-dev", "INFO", "text")
+    cluster: ClusterTarget | None = None
+    given = {"kubeconfig": kubeconfig, "namespace": namespace,
+             "advertise_address": advertise_address, "task_image": task_image}
+    try:
+        if executor == "kubernetes":
+            cluster = make_target(kubeconfig, namespace, advertise_address, task_image)
+        elif any(v is not None for v in given.values()):
+            used = ", ".join("--" + k.replace("_", "-") for k, v in given.items() if v is not None)
+            raise ClusterError(f"{used}: only with --executor kubernetes")
+    except ClusterError as exc:
+        print(f"helios dev: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"starting Helios (data in {data_dir}) ...", flush=True)
     try:
-        return await _serve(data_dir, port, metrics_port, stop)
-    except (PortInUse, DataDirBusy, CrashLoop) as exc:
+        return await _serve(data_dir, port, metrics_port, stop, cluster)
+    except (PortInUse, DataDirBusy, CrashLoop, ClusterError) as exc:
         print(f"helios dev: {exc}", file=sys.stderr, flush=True)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"helios dev: could not start: {exc}", file=sys.stderr, flush=True)
@@ -45,8 +61,31 @@ async def _until_stop_or_failure(stack: DevStack, stop: asyncio.Event) -> str | 
     return stack.supervisor.failure
 
 
-async def _serve(data_dir: Path, port: int, metrics_port: int, stop: asyncio.Event) -> int:
-    async with dev_stack(data_dir, api_port=port, metrics_port=metrics_port) as stack:
+def cluster_banner(stack: DevStack) -> str:
+    """What the user must know about where the tasks run ("" with the local executor)."""
+    cluster, relay = stack.cluster, stack.relay
+    if cluster is None or relay is None:
+        return ""
+    lines = [
+        f"  tasks run on:        the cluster of {cluster.kubeconfig}, namespace {cluster.namespace}",
+        f"  helper image:        {cluster.task_image} (--task-image; the cluster must be able "
+        "to pull it)",
+        f"  S3 for the pods:     {relay.url} (only this port listens beyond loopback; it "
+        "needs the stack's keys, in Secret helios-s3)",
+    ]
+    if cluster.guessed:
+        lines.append(f"                       {cluster.advertise_address} was guessed from the "
+                     "default route; pass --advertise-address if pods reach this machine elsewhere")
+    if ipaddress.ip_address(cluster.advertise_address).is_loopback:
+        lines.append("  warning:             S3 is on loopback: only pods sharing this machine's "
+                     "network can reach it")
+    return "\n".join(lines) + "\n"
+
+
+async def _serve(data_dir: Path, port: int, metrics_port: int, stop: asyncio.Event,
+                 cluster: ClusterTarget | None = None) -> int:
+    async with dev_stack(data_dir, api_port=port, metrics_port=metrics_port,
+                         cluster=cluster) as stack:
         print(f"""Helios is ready in {stack.ready_s:.1f}s: {stack.api_url}
 
   API token (write):   {usage_hint(stack.data_dir)}
@@ -59,7 +98,7 @@ async def _serve(data_dir: Path, port: int, metrics_port: int, stop: asyncio.Eve
   metrics:             curl -H "Authorization: Bearer $HELIOS_TOKEN" \\
                          '{stack.api_url}/api/v1/dags/cache-test/metrics?limit=10'
   service logs:        {stack.data_dir / 'logs'}
-
+{cluster_banner(stack)}
 Ctrl-C stops everything.""", flush=True)
         failure = await _until_stop_or_failure(stack, stop)
         print("stopping ...", flush=True)

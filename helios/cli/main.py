@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, default=Path(".helios"), help="all state lives here")
     dev.add_argument("--port", type=int, default=8080, help="API port")
     dev.add_argument("--metrics-port", type=int, default=8081, help="metrics service port")
+    dev.add_argument("--executor", choices=("local", "kubernetes"), default="local",
+                     help="where tasks run: sandboxed processes here, or Jobs on a cluster")
+    dev.add_argument("--kubeconfig", type=Path, help="kubernetes: default $KUBECONFIG or ~/.kube/config")
+    dev.add_argument("--namespace", help="kubernetes: namespace of the Jobs (default helios)")
+    dev.add_argument("--advertise-address", help="kubernetes: this machine's IP that pods reach "
+                                                  "S3 at (default: the default route's address)")
+    dev.add_argument("--task-image", help="kubernetes: image of the Jobs' downloader/uploader "
+                                          "(default helios:latest)")
 
     demo = sub.add_parser("demo", help="start the embedded stack, run the seed example twice, "
                                        "show the cache miss, the hit and the metrics, then stop")
@@ -111,7 +119,9 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from helios.cli.dev import run_dev
 
-        return await run_dev(args.data_dir, args.port, args.metrics_port)
+        return await run_dev(args.data_dir, args.port, args.metrics_port, executor=args.executor,
+                             kubeconfig=args.kubeconfig, namespace=args.namespace,
+                             advertise_address=args.advertise_address, task_image=args.task_image)
     if args.command == "demo":
         from helios.cli.demo import run_demo
 

@@ -18,12 +18,15 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
 
 from helios.auth_tokens import dev_auth_env
+from helios.devstack.cluster import ClusterError, ClusterTarget, prepare_cluster
 from helios.devstack.procs import free_port, port_taken
+from helios.devstack.relay import Relay, s3_relay
 from helios.devstack.servers import Endpoints, Ports, backing_servers
 from helios.devstack.status import StatusPublisher
 from helios.devstack.supervise import (
@@ -88,6 +91,8 @@ class DevStack:
     data_dir: Path
     ready_s: float
     supervisor: Supervisor
+    cluster: ClusterTarget | None = None
+    relay: Relay | None = None  # the S3 gateway as the cluster's pods reach it
 
 
 def check_ports(named: dict[str, int]) -> None:
@@ -113,6 +118,19 @@ async def create_bucket(ep: Endpoints, timeout_s: float = 30.0) -> None:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
+
+
+async def _open_relay(scope: contextlib.AsyncExitStack, cluster: ClusterTarget, ep: Endpoints
+                      ) -> Relay:
+    """The S3 gateway (on loopback) relayed to the advertised address, on a free port."""
+    target = urlsplit(ep.s3_url)
+    assert target.hostname and target.port
+    try:
+        return await scope.enter_async_context(
+            s3_relay(cluster.advertise_address, 0, target.hostname, target.port))
+    except OSError as exc:
+        raise ClusterError(f"cannot listen on {cluster.advertise_address}: {exc.strerror}; "
+                           "is it an address of this machine? (--advertise-address)") from None
 
 
 def service_ready(name: str, url: str, timeout_s: float) -> ReadyCheck:
@@ -158,7 +176,8 @@ async def _unless_failed(sup: Supervisor, aw: Awaitable[T]) -> T:
 async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int = 8081,
                     ports: Ports | None = None, extra_env: dict[str, str] | None = None,
                     timeout_s: float = 60.0, policy: RestartPolicy | None = None,
-                    ) -> AsyncIterator[DevStack]:
+                    cluster: ClusterTarget | None = None) -> AsyncIterator[DevStack]:
+    """The stack; with `cluster`, the tasks run there as Jobs (see cluster.py)."""
     started = time.monotonic()
     data_dir = data_dir.resolve()
     explicit = ports or Ports()
@@ -172,7 +191,13 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
     lock_fd = held.enter_context(data_dir_lock(data_dir))  # before anything touches the data
     try:
         async with backing_servers(data_dir, explicit, timeout_s, wait_for_s3=False,
-                                   supervisor=sup, pass_fds=(lock_fd,)) as ep:
+                                   supervisor=sup, pass_fds=(lock_fd,)) as ep, \
+                contextlib.AsyncExitStack() as scope:
+            relay, executor_env = None, {"HELIOS_EXECUTOR": "local",
+                                         "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work")}
+            if cluster is not None:
+                relay = await _open_relay(scope, cluster, ep)
+                executor_env = cluster.env(relay.url)
             redis = aioredis.Redis.from_url(ep.redis_url, socket_timeout=5)
             status = StatusPublisher(redis, sup)
             await status.clear()
@@ -180,9 +205,8 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
             metrics_url = f"http://{HOST}:{metrics_port}"
             env = {
                 **ep.env(),
-                "HELIOS_EXECUTOR": "local",
+                **executor_env,
                 "HELIOS_CACHE_DIR": str(data_dir / "cache"),
-                "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work"),
                 "HELIOS_METRICS_URL": metrics_url,
                 "HELIOS_HTTP_HOST": HOST,
                 **dev_auth_env(data_dir),  # the API's tokens: <data-dir>/auth/tokens, made once
@@ -201,10 +225,12 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
                     pass_fds=(lock_fd,),
                 ))
             # The services start while SeaweedFS is still coming up; the bucket is made then.
+            prepared = [] if cluster is None else [
+                prepare_cluster(cluster, ep.access_key, ep.secret_key)]
             await _unless_failed(sup, asyncio.gather(
-                create_bucket(ep), *(sup.start(spec) for spec in specs)))
+                create_bucket(ep), *prepared, *(sup.start(spec) for spec in specs)))
             yield DevStack(f"http://{HOST}:{api_port}", metrics_url, ep, data_dir,
-                           time.monotonic() - started, sup)
+                           time.monotonic() - started, sup, cluster, relay)
     finally:
         if publisher is not None:
             publisher.cancel()

@@ -81,6 +81,7 @@ class Dev:
     metrics_port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
     output: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)  # more `helios dev` options
 
     @property
     def api(self) -> str:
@@ -94,7 +95,7 @@ class Dev:
         self.output = []
         self.proc = await asyncio.create_subprocess_exec(
             *HELIOS, "dev", "--data-dir", str(self.data_dir), "--port", str(self.api_port),
-            "--metrics-port", str(self.metrics_port), stdout=asyncio.subprocess.PIPE,
+            "--metrics-port", str(self.metrics_port), *self.args, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
         assert self.proc.stdout

@@ -18,6 +18,7 @@ KINDS = {  # resource -> (apiVersion, kind)
     "jobs": ("batch/v1", "Job"),
     "pods": ("v1", "Pod"),
     "secrets": ("v1", "Secret"),
+    "serviceaccounts": ("v1", "ServiceAccount"),
 }
 
 
