@@ -11,7 +11,9 @@ decoding another service's layout, and never decides from another service's priv
 | key family                                          | owner     | read by (through)         |
 | --------------------------------------------------- | --------- | ------------------------- |
 | `dag:{id}:definition`, `dag:{id}:useCache`,         | api       | all (`helios.definitions`)|
-|   the submission's parameters                       |           |                           |
+|   `dag:{id}:submission` (params, source, template) |           | (`helios.submissions`)    |
+| `template:{n}` (hash), `template:{n}:versions`,     | api       | api (`helios.templates_store`)|
+|   `templates` (index), `templates:seq`             |           |                           |
 | `dag:{id}:run` (hash; see `run`)                    | scheduler | api, runner (`runs_view`) |
 | `dag:{id}:task:{t}:status`, `:attempts`, `:detail`, | scheduler | api, runner (`runs_view`) |
 |   `:outputs`; `dag:{id}:outbox`                     |           |                           |
@@ -52,6 +54,31 @@ def definition(dag_id: str) -> str:
 
 def use_cache(dag_id: str) -> str:
     return f"dag:{dag_id}:useCache"
+
+
+def submission(dag_id: str) -> str:
+    """Hash: what the run was started from (params, source, template); see
+    `helios.submissions`. Written once, with the definition."""
+    return f"dag:{dag_id}:submission"
+
+
+def template(name: str) -> str:
+    """Hash of a stored DAG: latest (version), digest (of latest), createdAt, updatedAt."""
+    return f"template:{name}"
+
+
+def template_versions(name: str) -> str:
+    """Hash: version number -> JSON {document, params, createdAt, digest}; never changed
+    once written (see `helios.templates_store`)."""
+    return f"template:{name}:versions"
+
+
+TEMPLATES = "templates"
+"""Sorted set of stored DAG names (score 0: listed in name order)."""
+
+TEMPLATES_SEQ = "templates:seq"
+"""Hash: name -> last version number given. Kept when a stored DAG is deleted, so a
+re-created one never reuses a version number a run has recorded."""
 
 
 def run(dag_id: str) -> str:
@@ -197,7 +224,7 @@ the entry expires; `memo:refs:{dagId}` is deleted with the last of them."""
 def run_keys(dag_id: str, attempts: Mapping[str, int]) -> list[str]:
     """Every key of one run, given its task names and their highest attempt number
     (`memo:refs:{dagId}` excepted: it lives as long as the objects it protects)."""
-    out = [definition(dag_id), use_cache(dag_id), run(dag_id), outbox(dag_id),
+    out = [definition(dag_id), use_cache(dag_id), submission(dag_id), run(dag_id), outbox(dag_id),
            metrics(dag_id), metrics_state(dag_id), metrics_seen(dag_id),
            metrics_timings(dag_id)]
     for task, last in attempts.items():

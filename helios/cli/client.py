@@ -41,11 +41,18 @@ class Client:
                 raise ApiError(resp.status, body)
             return body
 
-    async def submit_file(self, path: Path, use_cache: bool | None = None) -> dict[str, Any]:
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any route under /api/v1: the decoded body, or ApiError."""
+        return await self._call(method, path, **kwargs)
+
+    async def submit_file(self, path: Path, use_cache: bool | None = None,
+                          values: dict[str, str] | None = None) -> dict[str, Any]:
         data = path.read_bytes()
         suffix = path.suffix.lower()
         ctype = "application/json" if suffix == ".json" else "application/yaml"
-        params = {} if use_cache is None else {"useCache": str(use_cache).lower()}
+        params = [] if use_cache is None else [("useCache", str(use_cache).lower())]
+        # Parameter values as `param=NAME=VALUE`, read by the API as the declared types.
+        params += [("param", f"{name}={value}") for name, value in (values or {}).items()]
         return await self._call("POST", "/dags", data=data, params=params,
                                 headers={"Content-Type": ctype})
 

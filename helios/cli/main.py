@@ -19,6 +19,8 @@ from helios.cli.feed import TERMINAL_RUN_STATES, TRANSIENT, backoff_s
 from helios.cli.list import add_parser as add_list_parser
 from helios.cli.list import run_list
 from helios.cli.render import Progress, metrics_table, status_table
+from helios.cli.templates import COMMANDS as TEMPLATE_COMMANDS
+from helios.cli.templates import add_param_option, add_parsers, param_values
 
 DEFAULT_API = "http://localhost:8080"
 
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("submit", help="submit a DAG file (YAML or JSON)")
     s.add_argument("file", type=Path)
+    add_param_option(s)
     s.add_argument("--no-cache", action="store_true", help="bypass the node cache for this run")
     mode = s.add_mutually_exclusive_group()
     mode.add_argument("--wait", action="store_true", help="wait for the run to end")
@@ -73,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("metrics", help="show the last runs of a DAG name")
     m.add_argument("dag_name")
     m.add_argument("--limit", type=int, default=10)
+    add_parsers(sub)  # templates, run, resubmit (helios.cli.templates)
     return p
 
 
@@ -138,7 +142,8 @@ def _print(args: argparse.Namespace, body: Any, text: str) -> None:
 
 
 async def _submit(client: Client, args: argparse.Namespace) -> int:
-    body = await client.submit_file(args.file, use_cache=False if args.no_cache else None)
+    body = await client.submit_file(args.file, use_cache=False if args.no_cache else None,
+                                    values=param_values(args))
     dag_id = body["dagId"]
     _print(args, body, f"submitted {body['dagName']} as {dag_id}")
     if not (args.wait or args.follow):
@@ -185,7 +190,7 @@ async def _metrics(client: Client, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": _submit, "follow": _follow, "status": _status, "logs": _logs, "cancel": _cancel,
-    "retry": _retry, "metrics": _metrics, "list": run_list,
+    "retry": _retry, "metrics": _metrics, "list": run_list, **TEMPLATE_COMMANDS,
 }
 
 

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from helios.params import MAX_PARAMS, ParamSpec
+
 MAX_TASKS = 1000
 MAX_RETRIES = 20
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -278,6 +280,9 @@ class Dag(Strict):
     api_version: Literal["v1"] = Field(alias="apiVersion")
     dag_name: Name = Field(alias="dagName")
     use_cache: bool = Field(default=True, alias="useCache")
+    params: list[ParamSpec] = Field(
+        default_factory=list, max_length=MAX_PARAMS,
+        description="Declared parameters, referenced as {{ params.NAME }} in command, args, env.")
     tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
 
     @cached_property

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from helios.dag.graph import FieldError, check_graph
 from helios.dag.model import DNS1123_LABEL, IMAGE, MAX_TASKS, Dag
+from helios.dag.references import check_templates
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 # A DAG nests six levels at most (dag > tasks > task > resources > limits > cpu); nothing
@@ -110,7 +111,13 @@ def parse_dag_document(body: bytes, content_type: str = "application/json") -> D
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         kind = "YAML" if media.endswith("yaml") else "JSON"
         raise DagError(f"malformed {kind}", [FieldError("", _short(str(exc)))]) from None
-    return parse_dag(data)
+    dag = parse_dag(data)
+    # Template references are checked where documents come in; a stored definition is
+    # rendered already (a parameter's value may hold '{{'), so `parse_dag` leaves them be.
+    errors = check_templates(dag)
+    if errors:
+        raise DagError("invalid DAG", errors)
+    return dag
 
 
 def flow_depth(body: bytes, stop_at: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from helios.health import Health
-from services.api import dags, events, listing, page, system
+from services.api import dags, events, listing, page, system, templates
 from services.api.auth import auth_middleware
 from services.api.context import CTX, ApiContext
 from services.api.openapi import openapi_document
@@ -34,6 +34,12 @@ def make_app(context: ApiContext, health: Health) -> web.Application:
         web.get("/api/v1/dags/{dag_id}/tasks/{task}/logs", dags.logs),
         web.post("/api/v1/dags/{dag_id}/cancel", dags.cancel),
         web.post("/api/v1/dags/{dag_id}/retry", dags.retry),
+        web.post("/api/v1/dags/{dag_id}/resubmit", templates.resubmit),
+        web.get("/api/v1/templates", templates.list_templates),
+        web.put("/api/v1/templates/{name}", templates.put_template),
+        web.get("/api/v1/templates/{name}", templates.get_template),
+        web.delete("/api/v1/templates/{name}", templates.delete_template),
+        web.post("/api/v1/templates/{name}/runs", templates.run_template),
         web.get("/api/v1/dags/{dag_name}/metrics", system.dag_metrics),
         web.get("/api/v1/system/status", system.system_status),
     ])

@@ -9,18 +9,17 @@ import time
 import zlib
 from typing import cast
 
-import nats.errors
 from aiohttp import web
 
-from helios import keys, runs_index, subjects, tasklogs
+from helios import keys, subjects, tasklogs
 from helios.bus import publish
 from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError
-from helios.definitions import new_run_id
-from helios.messages import CancelRequest, RetryRequest, Submission
+from helios.messages import CancelRequest, RetryRequest
 from helios.states import RunState
 from services.api.context import ctx
+from services.api.launch import busy, invalid, launch, param_query
 from services.api.parsing import PARSER, ParserBusy
-from services.api.problems import Problem, problem_response
+from services.api.problems import Problem
 from services.api.runs import check_dag_id, load_dag, run_status
 
 log = logging.getLogger(__name__)
@@ -80,8 +79,8 @@ def _bool_query(request: web.Request, name: str) -> bool | None:
     raise Problem(400, "Bad Request", f"query parameter {name!r} must be true or false")
 
 
-async def submit(request: web.Request) -> web.Response:
-    c = ctx(request)
+async def read_document(request: web.Request) -> tuple[bytes, str]:
+    """A DAG document body (JSON or YAML, maybe compressed) and its media type."""
     media = request.content_type if request.body_exists else ""
     if media not in JSON_TYPES + YAML_TYPES:
         raise Problem(415, "Unsupported Media Type",
@@ -90,60 +89,27 @@ async def submit(request: web.Request) -> web.Response:
     if encoding not in ("identity", "gzip", "deflate"):
         raise Problem(415, "Unsupported Media Type",
                       f"Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate)")
-    override = _bool_query(request, "useCache")
     body = await _read_body(request)
     if encoding != "identity":
         body = _decompress(bytes(body), encoding)
+    return bytes(body), media or "application/json"
+
+
+async def submit(request: web.Request) -> web.Response:
+    c = ctx(request)
+    override = _bool_query(request, "useCache")
+    values = param_query(request)
+    body, media = await read_document(request)
     try:
-        # Parsed in a worker process, bounded in depth and time: the loop never stalls.
-        dag = await request.app[PARSER].parse(bytes(body), media or "application/json", override)
+        # Parsed and rendered in a worker process, stored, then published (launch.py).
+        result = await launch(c, request.app[PARSER], body, media=media, use_cache=override,
+                              params=values)
     except DagError as exc:
-        return problem_response(400, exc.title, str(exc), request.path,
-                                errors=[e.as_dict() for e in exc.errors])
+        raise invalid(exc) from None
     except ParserBusy:
-        raise Problem(503, "Service Unavailable", "every document parser is busy; retry",
-                      headers={"Retry-After": "1"}) from None
-    dag_id = new_run_id()
-    now = time.time()
-    use_cache = "true" if dag.use_cache else "false"
-    async with c.redis.pipeline(transaction=True) as pipe:
-        pipe.set(keys.definition(dag_id), dag.document)
-        pipe.set(keys.use_cache(dag_id), use_cache)
-        pipe.hset(keys.run(dag_id), mapping={
-            "dagName": dag.dag_name, "state": RunState.RUNNING.value, "useCache": use_cache,
-            "submittedAt": repr(now), "generation": "0", "taskCount": str(dag.task_count),
-        })
-        runs_index.index_submitted(pipe, dag_id, dag.dag_name, now)  # listable at once
-        await pipe.execute()
-    # Stored first, published second: the scheduler never sees a run it cannot read.
-    # If the publish fails, the stored run is removed again: nothing half-submitted stays.
-    submission = Submission(dag_id=dag_id, dag_name=dag.dag_name, use_cache=dag.use_cache,
-                            submitted_at=now)
-    try:
-        # A timeout may hide a stored message whose ack was lost: publishing again with
-        # the same Nats-Msg-Id is safe (deduplicated) and usually settles which it was.
-        for last in (False, False, True):
-            try:
-                await publish(c.js, subjects.submit(dag_id), submission,
-                              timeout=c.settings.nats.request_timeout_s)
-                break
-            except nats.errors.TimeoutError:
-                if last:
-                    raise
-    except Exception as exc:
-        async with c.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.definition(dag_id), keys.use_cache(dag_id), keys.run(dag_id))
-            runs_index.unindex(pipe, dag_id, dag.dag_name)
-            await pipe.execute()
-        log.warning("submission not published: %s", exc, extra={"dagId": dag_id})
-        raise Problem(503, "Service Unavailable",
-                      "the message bus did not accept the submission; nothing was stored, retry"
-                      ) from None
-    return web.json_response(
-        {"dagId": dag_id, "dagName": dag.dag_name, "status": RunState.RUNNING.value,
-         "useCache": dag.use_cache, "taskCount": dag.task_count},
-        status=201, headers={"Location": f"/api/v1/dags/{dag_id}"},
-    )
+        raise busy() from None
+    return web.json_response(result.as_json(), status=201,
+                             headers={"Location": f"/api/v1/dags/{result.dag_id}"})
 
 
 async def status(request: web.Request) -> web.Response:

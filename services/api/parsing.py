@@ -30,6 +30,7 @@ from aiohttp import web
 
 from helios.dag.graph import FieldError
 from helios.dag.parse import DagError, parse_dag_document
+from helios.instantiate import RunSpec, instantiate
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class Parsed:
     dag_name: str
     use_cache: bool
     task_count: int
+    # With a run (`helios.instantiate`): every parameter's value, and the document as
+    # submitted when rendering changed it (resubmit starts from it), else None.
+    params: dict[str, Any] | None = None
+    source: bytes | None = None
 
 
 class ParserBusy(Exception):
@@ -65,10 +70,20 @@ def frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
     return _FRAME.pack(len(head), len(payload)) + head + payload
 
 
-def parse_job(body: bytes, media: str, use_cache: bool | None) -> tuple[dict[str, Any], bytes]:
-    """What a worker does with one document: a result header and the stored document."""
+def parse_job(body: bytes, media: str, use_cache: bool | None,
+              run: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
+    """What a worker does with one document: a result header and the stored document
+    (followed, for a rendered run, by the document as submitted)."""
+    extra: dict[str, Any] = {}
+    source = b""
     try:
         dag = parse_dag_document(body, media)
+        if run is not None:
+            instance = instantiate(dag, RunSpec.from_json(run))
+            extra["params"] = instance.params
+            if instance.templated:
+                source = orjson.dumps(dag.to_document())
+            dag = instance.dag
     except DagError as exc:
         return {"kind": "invalid", "title": exc.title,
                 "errors": [[e.loc, e.msg] for e in exc.errors]}, b""
@@ -88,7 +103,8 @@ def parse_job(body: bytes, media: str, use_cache: bool | None) -> tuple[dict[str
         traceback.print_exc()
         return {"kind": "failed", "error": repr(exc)[:300]}, b""
     return ({"kind": "ok", "dagName": dag.dag_name, "useCache": dag.use_cache,
-             "taskCount": len(dag.tasks)}, document)
+             "taskCount": len(dag.tasks), "documentBytes": len(document), **extra},
+            document + source)
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
@@ -119,7 +135,7 @@ def worker_main() -> None:
         if header is None or body is None:
             return
         job = orjson.loads(header)
-        result, payload = parse_job(body, job["media"], job["useCache"])
+        result, payload = parse_job(body, job["media"], job["useCache"], job.get("run"))
         out.write(frame(result, payload))
         out.flush()
 
@@ -237,20 +253,24 @@ class ParserPool:
         self._give_back(worker)
         return result
 
-    async def parse(self, body: bytes, media: str, use_cache: bool | None = None) -> Parsed:
-        """The validated DAG; raises DagError (a 400) or ParserBusy (a 503)."""
+    async def parse(self, body: bytes, media: str, use_cache: bool | None = None,
+                    run: dict[str, Any] | None = None) -> Parsed:
+        """The validated DAG (rendered for `run`, a `helios.instantiate.RunSpec` as JSON);
+        raises DagError (a 400) or ParserBusy (a 503)."""
         if self._closed:
             raise ParserBusy
         try:
             worker = await asyncio.wait_for(self._idle.get(), self.wait_s)
         except TimeoutError:
             raise ParserBusy from None
-        request = frame({"media": media, "useCache": use_cache}, body)
+        request = frame({"media": media, "useCache": use_cache, "run": run}, body)
         job = self._own(asyncio.create_task(self._run(worker, request), name="parser-job"))
         header, payload = await asyncio.shield(job)
         kind = header["kind"]
         if kind == "ok":
-            return Parsed(payload, header["dagName"], header["useCache"], header["taskCount"])
+            cut = header["documentBytes"]
+            return Parsed(payload[:cut], header["dagName"], header["useCache"],
+                          header["taskCount"], header.get("params"), payload[cut:] or None)
         if kind == "invalid":
             raise DagError(header["title"], [FieldError(loc, msg) for loc, msg in header["errors"]])
         if kind == "failed":

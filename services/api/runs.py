@@ -10,6 +10,7 @@ from aiohttp import web
 from helios.dag.model import Dag
 from helios.definitions import is_run_id
 from helios.runs_view import RecordError, read_run, run_exists
+from helios.submissions import read_submission
 from services.api.context import ctx
 from services.api.problems import Problem
 
@@ -72,4 +73,7 @@ async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
         "endedAt": run.ended_at,
         "durationMs": run.duration_ms,
         "tasks": tasks,
+        # params, logicalTime, template {name, version}, resubmitOf (helios.submissions)
+        **(record.summary() if (record := await read_submission(ctx(request).redis, dag_id))
+           else {"params": {}, "logicalTime": None}),
     }

@@ -75,7 +75,7 @@ def test_defer_matches_whole_segments() -> None:
     # `items` is not under `item`; `run.statusCode` is not `run.status`.
     with pytest.raises(TemplateError, match="unknown reference 'items'"):
         render("{{ items }}", VALUES, defer=("item",))
-    with pytest.raises(TemplateError, match="run.statusCode"):
+    with pytest.raises(TemplateError, match=r"run\.statusCode"):
         render("{{ run.statusCode }}", VALUES, defer=("run.status",))
 
 
