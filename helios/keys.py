@@ -193,6 +193,10 @@ per-name, per-state and per-(name, state) sets below, maintained by `helios.runs
 RUN_NAMES = "runs:names"
 """Sorted set: dagName -> submittedAt of its newest run (the list page's name filter)."""
 
+RUNS_INDEX_VERSION = "runs:index:version"
+"""String: set once the scheduler has indexed the runs stored before the index existed
+(`services.scheduler.index`)."""
+
 
 def runs_by_name(dag_name: str) -> str:
     """Sorted set: dagId -> submittedAt of the runs of one DAG name."""

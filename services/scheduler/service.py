@@ -30,6 +30,7 @@ from helios.store import open_redis
 from helios.subjects import Streams
 from services.scheduler.decide import Policy
 from services.scheduler.engine import Engine
+from services.scheduler.index import backfill_until_done
 from services.scheduler.queues import RunQueues
 from services.scheduler.retention import Retention
 from services.scheduler.store import RunStore
@@ -85,6 +86,8 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
             # The one retention loop of the system (see helios.keys: one owner per record).
             retention = guard(Retention(redis, s3, settings.s3.bucket, settings.retention,
                                         engine.store.forget).run(stop), "retention", stop)
+            # Runs stored before the runs list index existed: indexed once, in the background.
+            backfilling = guard(backfill_until_done(redis), "runs-index-backfill")
             # Not live without our consumers: exit so that a restart creates them again.
             watchdog = guard(watch_consumers(
                 js, [ConsumerRef(c.stream, c.durable) for c in consumers], health, stop,
@@ -97,7 +100,7 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             await beat
-            await cancel_all([retention, watchdog], timeout=settings.drain_timeout_s)
+            await cancel_all([retention, watchdog, backfilling], timeout=settings.drain_timeout_s)
             for msg in await queues.drain(settings.drain_timeout_s):
                 with contextlib.suppress(Exception):
                     await msg.nak()

@@ -14,6 +14,7 @@ from helios.runs_index import Position, decode_cursor
 from helios.settings import RetentionSettings, Settings
 from helios.states import RunState
 from helios.store import open_redis
+from services.scheduler.index import backfill
 from services.scheduler.retention import DAY_S, Retention
 
 
@@ -148,3 +149,20 @@ async def test_retention_and_a_failed_submission_leave_no_entry(
     leftovers = [k async for k in redis.scan_iter("runs:*")
                  if k not in (keys.RUN_NAMES, keys.RUNS_DELETED)]
     assert leftovers == [], leftovers
+
+
+async def test_runs_stored_before_the_index_are_backfilled_once(redis: aioredis.Redis) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for n, state in enumerate(["RUNNING", "SUCCEEDED", "FAILED"], start=1):
+            pipe.hset(keys.run(rid(n)), mapping={"dagName": "old", "state": state,
+                                                 "submittedAt": repr(100.0 + n)})
+        pipe.hset(keys.run(rid(9)), mapping={"state": "RUNNING"})  # no name: not indexable
+        pipe.set("dag:not-a-run-id:run", "x")  # matched by the pattern, not a run
+        await pipe.execute()
+    await submit(redis, 4, "new", 200.0)
+    assert await backfill(redis, batch=2) == 4  # 3 old runs, and the new one again (idempotent)
+    assert await walk(redis, 2) == [rid(4), rid(3), rid(2), rid(1)]
+    assert await walk(redis, 10, name="old", states=[RunState.FAILED]) == [rid(3)]
+    await redis.hset(keys.run(rid(5)), mapping={"dagName": "old", "submittedAt": "300"})
+    assert await backfill(redis) == 0  # done once per Redis: the marker is set
+    assert rid(5) not in await walk(redis, 10)
