@@ -74,6 +74,6 @@ async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
         "durationMs": run.duration_ms,
         "tasks": tasks,
         # params, logicalTime, template {name, version}, resubmitOf (helios.submissions)
-        **(record.summary() if (record := await read_submission(ctx(request).redis, dag_id))
+        **(origin.summary() if (origin := await read_submission(ctx(request).redis, dag_id))
            else {"params": {}, "logicalTime": None}),
     }
