@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from helios.devstack.servers import Endpoints
 from helios.s3 import ensure_bucket, open_s3
@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
 ]
 # Generous: CI may run at load average 5.
 TIMEOUT_MS = 30_000
+expect.set_options(timeout=15_000)
 
 __all__ = ["READ_TOKEN", "WRITE_TOKEN", "Shot"]
 
