@@ -47,6 +47,11 @@ async def test_attempt_lost_with_its_runner_is_rerun_without_spending_retries(
                                                                       depends_on=["slow"])))
     dag_id = run["dagId"]
     await status_until(http, m.api, dag_id, lambda s: by_name(s)["slow"]["state"] == "RUNNING")
+    # RUNNING means spawned, not that the shell printed yet (a busy machine can take
+    # seconds): the kill must come after "first" reached the attempt's spool.
+    async with asyncio.timeout(60):
+        while not any("first" in line for line in await task_logs(http, m.api, dag_id, "slow")):
+            await asyncio.sleep(0.1)
 
     watcher = m.children["watcher"]
     await watcher.kill()  # the attempt's sandbox dies with it (bwrap --die-with-parent)
