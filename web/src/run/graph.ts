@@ -1,0 +1,194 @@
+// The DAG drawn in SVG from a layout. Nodes are built once per layout; a state change
+// touches one node's class and label. Keyboard: the graph is one tab stop (roving
+// tabindex); arrow keys move to the nearest node that way, Enter or Space opens it.
+import { NODE_H, NODE_W, type Layout } from "./layout";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+export interface NodeInfo {
+  state: string;
+  /** "3 attempts", "12/20 done", ...: shown under the name. */
+  sub: string;
+}
+
+function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  return el;
+}
+
+/** A name cut to fit the node; the whole name stays in the accessible label. */
+export function fit(name: string, max = 24): string {
+  return name.length <= max ? name : `${name.slice(0, max - 1)}…`;
+}
+
+interface DrawnNode {
+  g: SVGGElement;
+  sub: SVGTextElement;
+  state: string;
+  x: number;
+  y: number;
+}
+
+export class GraphView {
+  readonly root: HTMLElement;
+  private readonly svgEl: SVGSVGElement;
+  private readonly nodes = new Map<string, DrawnNode>();
+  private focused: string | null = null;
+  private selected: string | null = null;
+
+  constructor(private readonly onOpen: (group: string, viaKeyboard: boolean) => void) {
+    this.root = document.createElement("div");
+    this.root.className = "rv-graph";
+    this.svgEl = svg("svg", { role: "group", "aria-label": "Task graph (arrow keys move between tasks, Enter opens one)" });
+    this.root.append(this.svgEl);
+    this.svgEl.addEventListener("click", (ev) => {
+      const g = (ev.target as Element).closest<SVGGElement>("g.rv-node");
+      if (g?.dataset.group) this.open(g.dataset.group, false);
+    });
+    this.svgEl.addEventListener("keydown", (ev) => this.key(ev));
+    this.svgEl.addEventListener("focusin", (ev) => {
+      const g = (ev.target as Element).closest<SVGGElement>("g.rv-node");
+      if (g?.dataset.group) this.focused = g.dataset.group;
+    });
+  }
+
+  /** Draw every node and edge at the layout's positions (once per layout). */
+  draw(layout: Layout, edges: [string, string][], info: (group: string) => NodeInfo): void {
+    const edgeLayer = svg("g", { class: "rv-edges", "aria-hidden": "true" });
+    const nodeLayer = svg("g", { class: "rv-nodes" });
+    let d = "";
+    for (const [a, b] of edges) {
+      const p = layout.positions.get(a);
+      const q = layout.positions.get(b);
+      if (!p || !q) continue;
+      const x1 = p.x + NODE_W, y1 = p.y + NODE_H / 2, x2 = q.x, y2 = q.y + NODE_H / 2;
+      const mid = (x1 + x2) / 2;
+      // One path for all edges: a 1,000-task graph draws as one element, not thousands.
+      d += `M${x1},${y1}C${mid},${y1} ${mid},${y2} ${x2 - 4},${y2}`;
+    }
+    edgeLayer.append(svg("path", { d, class: "rv-edge", "marker-end": "url(#rv-arrow)" }));
+    this.nodes.clear();
+    for (const [group, pos] of layout.positions) {
+      const i = info(group);
+      const g = svg("g", {
+        class: `rv-node state-${i.state.toLowerCase()}`, transform: `translate(${pos.x},${pos.y})`,
+        tabindex: -1, role: "button", "data-group": group,
+      });
+      const title = svg("title", {});
+      const rect = svg("rect", { width: NODE_W, height: NODE_H, rx: 7 });
+      const name = svg("text", { x: 10, y: 16, class: "rv-name" });
+      name.textContent = fit(group);
+      const sub = svg("text", { x: 10, y: 32, class: "rv-sub" });
+      g.append(title, rect, name, sub);
+      nodeLayer.append(g);
+      const drawn: DrawnNode = { g, sub, state: "", x: pos.x, y: pos.y };
+      this.nodes.set(group, drawn);
+      this.paint(group, drawn, i);
+    }
+    const defs = svg("defs", {});
+    const marker = svg("marker", { id: "rv-arrow", viewBox: "0 0 8 8", refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" });
+    marker.append(svg("path", { d: "M0,0L8,4L0,8z", class: "rv-arrowhead" }));
+    defs.append(marker);
+    const hadFocus = this.svgEl.contains(document.activeElement);
+    this.svgEl.setAttribute("width", String(Math.ceil(layout.width)));
+    this.svgEl.setAttribute("height", String(Math.ceil(layout.height)));
+    this.svgEl.setAttribute("viewBox", `0 0 ${Math.ceil(layout.width)} ${Math.ceil(layout.height)}`);
+    this.svgEl.replaceChildren(defs, edgeLayer, nodeLayer);
+    this.svgEl.dataset.engine = layout.engine;
+    // Keep focus and selection across a re-layout.
+    const focus = this.focused && this.nodes.has(this.focused) ? this.focused : this.nodes.keys().next().value ?? null;
+    this.setTabStop(focus);
+    if (this.selected) this.select(this.selected);
+    if (hadFocus && focus) this.nodes.get(focus)?.g.focus();
+  }
+
+  /** Repaint one node after its state changed. */
+  update(group: string, i: NodeInfo): void {
+    const n = this.nodes.get(group);
+    if (n) this.paint(group, n, i);
+  }
+
+  private paint(group: string, n: DrawnNode, i: NodeInfo): void {
+    if (n.state !== i.state) {
+      n.g.classList.remove(`state-${n.state.toLowerCase()}`);
+      n.g.classList.add(`state-${i.state.toLowerCase()}`);
+      n.g.dataset.state = i.state;
+      n.state = i.state;
+    }
+    const label = `${i.state.replace("_", " ").toLowerCase()}${i.sub ? ` · ${i.sub}` : ""}`;
+    if (n.sub.textContent !== label) n.sub.textContent = label;
+    const aria = `${group}: ${label}`;
+    n.g.setAttribute("aria-label", aria);
+    (n.g.firstChild as SVGTitleElement).textContent = aria;
+  }
+
+  select(group: string | null): void {
+    if (this.selected) this.nodes.get(this.selected)?.g.classList.remove("selected");
+    this.selected = group;
+    const n = group ? this.nodes.get(group) : undefined;
+    if (n) {
+      n.g.classList.add("selected");
+      n.g.setAttribute("aria-pressed", "true");
+    }
+    for (const [name, other] of this.nodes) if (name !== group) other.g.removeAttribute("aria-pressed");
+  }
+
+  focusNode(group: string): void {
+    const n = this.nodes.get(group);
+    if (!n) return;
+    this.setTabStop(group);
+    n.g.focus();
+    this.reveal(n);
+  }
+
+  private setTabStop(group: string | null): void {
+    if (this.focused && this.focused !== group) this.nodes.get(this.focused)?.g.setAttribute("tabindex", "-1");
+    this.focused = group;
+    if (group) this.nodes.get(group)?.g.setAttribute("tabindex", "0");
+  }
+
+  private reveal(n: DrawnNode): void {
+    const r = this.root;
+    if (n.x < r.scrollLeft || n.x + NODE_W > r.scrollLeft + r.clientWidth) r.scrollLeft = n.x - 24;
+    if (n.y < r.scrollTop || n.y + NODE_H > r.scrollTop + r.clientHeight) r.scrollTop = n.y - 24;
+  }
+
+  private open(group: string, viaKeyboard: boolean): void {
+    this.setTabStop(group);
+    this.onOpen(group, viaKeyboard);
+  }
+
+  private key(ev: KeyboardEvent): void {
+    const cur = this.focused ? this.nodes.get(this.focused) : undefined;
+    if (!cur || !this.focused) return;
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      this.open(this.focused, true);
+      return;
+    }
+    const dir = { ArrowRight: [1, 0], ArrowLeft: [-1, 0], ArrowDown: [0, 1], ArrowUp: [0, -1] }[ev.key];
+    if (!dir) return;
+    ev.preventDefault();
+    const next = nearest(cur, dir as [number, number], this.nodes);
+    if (next) this.focusNode(next);
+  }
+}
+
+/** The closest node in a direction, preferring ones straight ahead. */
+function nearest(from: { x: number; y: number }, [dx, dy]: [number, number], nodes: Map<string, DrawnNode>): string | null {
+  let best: string | null = null;
+  let bestScore = Infinity;
+  for (const [name, n] of nodes) {
+    const vx = n.x - from.x, vy = n.y - from.y;
+    const ahead = vx * dx + vy * dy;
+    if (ahead <= 0) continue;
+    const side = Math.abs(vx * dy) + Math.abs(vy * dx);
+    const score = ahead + side * 3;
+    if (score < bestScore) {
+      bestScore = score;
+      best = name;
+    }
+  }
+  return best;
+}
