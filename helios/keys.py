@@ -109,6 +109,13 @@ def task_detail(dag_id: str, task: str) -> str:
     return f"dag:{dag_id}:task:{task}:detail"
 
 
+def task_items(dag_id: str, task: str) -> str:
+    """JSON list: the items a forEach task expanded into (instance `task[i]` has item i),
+    written by the scheduler once, when it expands; read through `helios.instances`.
+    Each instance's own keys are the task keys above with name `task[i]`."""
+    return f"dag:{dag_id}:task:{task}:items"
+
+
 def task_outputs(dag_id: str, task: str) -> str:
     """Hash: file name -> JSON {key, sha256, size} of each uploaded output."""
     return f"dag:{dag_id}:task:{task}:outputs"
@@ -234,7 +241,7 @@ def run_keys(dag_id: str, attempts: Mapping[str, int]) -> list[str]:
     for task, last in attempts.items():
         out += [task_status(dag_id, task), task_logs(dag_id, task), task_log_cuts(dag_id, task),
                 task_attempts(dag_id, task), task_detail(dag_id, task),
-                task_outputs(dag_id, task)]
+                task_outputs(dag_id, task), task_items(dag_id, task)]
         # Attempt numbers start at 1; one past the last covers a claim racing a report.
         for n in range(0, max(last, 0) + 2):
             out += [attempt_claim(dag_id, task, n), attempt_watch(dag_id, task, n)]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from helios.dag.model import Task
+from helios.dag.model import RunTask, Task
 from helios.states import RunState, TaskState
 
 
@@ -109,7 +109,8 @@ class TaskDispatch(Message):
 
     dag_id: str = Field(alias="dagId")
     dag_name: str = Field(alias="dagName")
-    task: Task
+    # A forEach instance is dispatched as a RunTask named `task[i]`, rendered for its item.
+    task: Task | RunTask
     attempt: int
     job_name: str = Field(alias="jobName")
     use_cache: bool = Field(alias="useCache", description="Run-level and task-level flags combined.")
@@ -165,6 +166,8 @@ class TaskReport(Message):
     timings: Timings = Field(default_factory=Timings)
     cache: CacheStats = Field(default_factory=CacheStats)
     outputs: list[OutputArtifact] = Field(default_factory=list)
+    result: JsonValue = Field(default=None, description=(
+        "The JSON value the attempt wrote to /artifacts/.result (at most 64 KiB), if any."))
 
     @property
     def msg_id(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from helios import keys
 from helios.messages import CacheStats, Timings
@@ -44,6 +44,8 @@ class TaskDetail(_Record):
     timings: Timings | None = None
     cache: CacheStats | None = None
     updated_at: float | None = Field(default=None, alias="updatedAt")
+    result: JsonValue = None  # the JSON the attempt wrote to /artifacts/.result
+    instances: int | None = None  # a forEach task: how many instances it expanded into
 
 
 class TaskRecord(_Record):

@@ -11,6 +11,8 @@ class TaskState(StrEnum):
     FAILED = "FAILED"
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     CANCELLED = "CANCELLED"
+    # A false `when`, or a trigger rule that was not met: counts as success for the run.
+    SKIPPED = "SKIPPED"
 
     @property
     def terminal(self) -> bool:
@@ -29,5 +31,6 @@ class RunState(StrEnum):
 
 
 TERMINAL_TASK_STATES = frozenset(
-    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED,
+     TaskState.SKIPPED}
 )

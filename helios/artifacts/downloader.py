@@ -37,12 +37,15 @@ async def place_inputs(
     to the workspace and count neither as hits nor as misses, only as bytes fetched.
     Every object is checked against the InputArtifact's sha256 and size.
     """
+    folders: set[Path] = {artifacts_dir}
     for item in inputs:
         try:
-            check_file_name(item.name)
+            parts = check_input_path(item.name)
         except ValueError as exc:
             raise ArtifactError(f"input {item.name!r}: {exc}") from None
-    await in_thread(artifacts_dir.mkdir, parents=True, exist_ok=True)
+        folders.add(artifacts_dir.joinpath(*parts[:-1]))
+    for folder in sorted(folders):  # fan-in inputs live in /artifacts/{name}/{i}/
+        await in_thread(folder.mkdir, parents=True, exist_ok=True)
     kinds: dict[str, str] = {}
     limit = asyncio.Semaphore(parallel)
 
@@ -64,6 +67,17 @@ async def place_inputs(
         bytesSaved=sum(sizes[name] for name in hits),
         bytesFetched=sum(sizes[name] for name, kind in kinds.items() if kind != "hit"),
     )
+
+
+def check_input_path(name: str) -> list[str]:
+    """An input is placed at a plain file name, or (fan-in from a forEach task) at
+    `{name}/{i}/{file}`: each part a plain file name, so nothing leaves /artifacts."""
+    parts = name.split("/")
+    if len(parts) not in (1, 3) or (len(parts) == 3 and not parts[1].isdigit()):
+        raise ValueError("an input is placed at NAME or NAME/INDEX/FILE")
+    for part in parts:
+        check_file_name(part)
+    return parts
 
 
 async def _place_one(

@@ -7,7 +7,7 @@ import time
 from typing import Any, TextIO
 
 SYMBOL = {"PENDING": "·", "QUEUED": "…", "RUNNING": "▶", "SUCCEEDED": "✔", "FAILED": "✘",
-          "UPSTREAM_FAILED": "⊘", "CANCELLED": "■"}
+          "UPSTREAM_FAILED": "⊘", "CANCELLED": "■", "SKIPPED": "↷"}
 
 
 def _clock(ts: float | None) -> str:
@@ -55,13 +55,36 @@ class Progress:
 def status_table(status: dict[str, Any]) -> str:
     lines = [f"run {status['dagId']}  {status['dagName']}  {status['status']}"
              + (f"  {status['durationMs']} ms" if status.get("durationMs") is not None else "")]
+    instances: dict[str, list[dict[str, Any]]] = {}
     for t in status["tasks"]:
-        extra = t.get("reason") or ""
-        if t.get("memoized"):
-            extra = "memoized"
-        lines.append(f"  {SYMBOL.get(t['state'], '?')} {t['name']:<24} {t['state']:<15} "
-                     f"attempts={t['attempts']} node={t.get('node') or '-'} {extra}".rstrip())
+        if t.get("mapOf"):
+            instances.setdefault(t["mapOf"], []).append(t)
+    for t in status["tasks"]:
+        if t.get("mapOf"):
+            continue  # listed under their forEach task below
+        lines.append(_task_line(t, "  "))
+        group = instances.get(t["name"], [])
+        counts: dict[str, int] = {}
+        for inst in group:
+            counts[inst["state"]] = counts.get(inst["state"], 0) + 1
+        if group:
+            lines.append("      instances: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        # Every instance of a small map; of a large one, those that did not succeed.
+        shown = group if len(group) <= MAX_INSTANCE_LINES else [
+            i for i in group if i["state"] != "SUCCEEDED"][:MAX_INSTANCE_LINES]
+        lines += [_task_line(i, "      ") for i in shown]
     return "\n".join(lines)
+
+
+MAX_INSTANCE_LINES = 20
+
+
+def _task_line(t: dict[str, Any], indent: str) -> str:
+    extra = t.get("reason") or ""
+    if t.get("memoized"):
+        extra = "memoized"
+    return (f"{indent}{SYMBOL.get(t['state'], '?')} {t['name']:<24} {t['state']:<15} "
+            f"attempts={t['attempts']} node={t.get('node') or '-'} {extra}").rstrip()
 
 
 def metrics_table(body: dict[str, Any]) -> str:

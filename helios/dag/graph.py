@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from helios.dag.dynamic import check_dynamic
 from helios.dag.model import Dag, Task
 
 
@@ -23,22 +24,24 @@ def check_graph(dag: Dag) -> list[FieldError]:
     """Errors that need the whole document; empty when the DAG is runnable."""
     errors: list[FieldError] = []
     index: dict[str, int] = {}
-    for i, task in enumerate(dag.tasks):
+    every = dag.all_tasks  # the tasks, then the exit handlers: one namespace
+    for i, task in enumerate(every):
         if task.name in index:
             errors.append(
                 FieldError(
-                    f"tasks[{i}].name",
-                    f"duplicate task name {task.name!r} (first used by tasks[{index[task.name]}])",
+                    f"{task_loc(dag, i)}.name",
+                    f"duplicate task name {task.name!r} (first used by"
+                    f" {task_loc(dag, index[task.name])})",
                 )
             )
         else:
             index[task.name] = i
-    for i, task in enumerate(dag.tasks):
+    for i, task in enumerate(every):
         for j, dep in enumerate(task.depends_on):
             if dep not in index:
-                errors.append(FieldError(f"tasks[{i}].depends_on[{j}]", f"unknown task {dep!r}"))
+                errors.append(FieldError(f"{task_loc(dag, i)}.depends_on[{j}]", f"unknown task {dep!r}"))
             elif dep == task.name:
-                errors.append(FieldError(f"tasks[{i}].depends_on[{j}]", "a task cannot depend on itself"))
+                errors.append(FieldError(f"{task_loc(dag, i)}.depends_on[{j}]", "a task cannot depend on itself"))
         for j in range(len(task.inputs)):
             errors.extend(_check_input(dag, index, i, j, task))
     if errors:
@@ -46,17 +49,26 @@ def check_graph(dag: Dag) -> list[FieldError]:
     cycle = find_cycle(dag)
     if cycle:
         errors.append(FieldError("tasks", "dependency cycle: " + " -> ".join(cycle)))
-    return errors
+        return errors
+    return [FieldError(loc, msg) for loc, msg in check_dynamic(dag, index)]
+
+
+def task_loc(dag: Dag, i: int) -> str:
+    """`tasks[i]`, or `onExit[k]` for an exit handler (indexes over `dag.all_tasks`)."""
+    n = len(dag.tasks)
+    return f"tasks[{i}]" if i < n else f"onExit[{i - n}]"
 
 
 def _check_input(dag: Dag, index: dict[str, int], i: int, j: int, task: Task) -> list[FieldError]:
     spec = task.inputs[j]
-    loc = f"tasks[{i}].inputs[{j}]"
+    loc = f"{task_loc(dag, i)}.inputs[{j}]"
     if spec.from_task not in index:
         return [FieldError(f"{loc}.fromTask", f"unknown task {spec.from_task!r}")]
     if spec.from_task == task.name:
         return [FieldError(f"{loc}.fromTask", "a task cannot read its own output")]
-    producer = dag.tasks[index[spec.from_task]]
+    producer = dag.all_tasks[index[spec.from_task]]
+    if producer.for_each is not None and spec.artifact is None and producer.outputs:
+        return []  # fan-in: every output of every instance, at /artifacts/{name}/{i}/{file}
     if spec.artifact is not None:
         if spec.artifact not in producer.outputs:
             return [
@@ -82,7 +94,7 @@ def _check_input(dag: Dag, index: dict[str, int], i: int, j: int, task: Task) ->
 
 def find_cycle(dag: Dag) -> list[str] | None:
     """One dependency cycle as a closed path (`a -> b -> a`), or None. Iterative DFS."""
-    deps = {t.name: t.dependencies for t in dag.tasks}
+    deps = {t.name: t.dependencies for t in dag.all_tasks}
     white, grey, black = 0, 1, 2
     colour = dict.fromkeys(deps, white)
     for root in deps:

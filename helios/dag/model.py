@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StringConstraints,
     WithJsonSchema,
     field_validator,
@@ -25,6 +26,10 @@ from pydantic import (
 from helios.params import MAX_PARAMS, ParamSpec
 
 MAX_TASKS = 1000
+MAX_INSTANCES = 10_000  # instances of one mapped task (forEach)
+MAX_EXIT_TASKS = 100
+MAX_WHEN = 4096
+TRIGGER_RULES = ("all_succeeded", "all_done", "any_failed", "none_failed")
 MAX_RETRIES = 20
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_INT64 = 2**63 - 1  # Kubernetes' integers; nothing bigger can be stored or sent on
@@ -181,6 +186,40 @@ class Toleration(Strict):
         default=None, alias="tolerationSeconds")
 
 
+PARAM_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# `forEach: "{{ params.models }}"` is read as `forEach: {param: models}`.
+_PARAM_REF = re.compile(r"\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+class ForEachParam(Strict):
+    param: str = Field(max_length=128, pattern=PARAM_NAME,
+                       description="A list parameter of the run: one instance per item.")
+
+
+class ForEachFrom(Strict):
+    from_task: Name = Field(alias="fromTask", description="The upstream task that wrote the list.")
+    artifact: FileName | None = Field(
+        default=None, description="Its output holding a JSON list; optional with one output.")
+
+
+def _for_each_ref(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _PARAM_REF.fullmatch(value.strip())
+        if match is None:
+            raise ValueError("a string forEach must be a parameter reference: {{ params.NAME }}")
+        return {"param": match.group(1)}
+    return value
+
+
+ForEach = Annotated[
+    list[JsonValue] | ForEachParam | ForEachFrom,
+    BeforeValidator(_for_each_ref),
+    Field(description="Map over items: a literal list (at most 10000), {param: NAME} or "
+                      "\"{{ params.NAME }}\" (a list parameter), or {fromTask, artifact} (a "
+                      "JSON list an upstream task wrote). One instance `task[i]` per item."),
+]
+
+
 class Task(Strict):
     name: Name
     image: str = Field(min_length=1, max_length=512, pattern=IMAGE,
@@ -223,6 +262,16 @@ class Task(Strict):
     env_from_secrets: list[Name] = Field(
         default_factory=list, alias="envFromSecrets", max_length=16
     )
+    for_each: ForEach | None = Field(default=None, alias="forEach")
+    max_parallel: json_int(1, MAX_INSTANCES) | None = Field(  # type: ignore[valid-type]
+        default=None, alias="maxParallel",
+        description="At most this many instances of a forEach task run at once.")
+    when: str | None = Field(
+        default=None, min_length=1, max_length=MAX_WHEN,
+        description="A CEL condition over params.NAME and tasks.NAME.state|exitCode|result; "
+                    "false makes the task SKIPPED.")
+    trigger: Literal["all_succeeded", "all_done", "any_failed", "none_failed"] = Field(
+        default="all_succeeded", description="When the task may run, given its dependencies.")
 
     @field_validator("command")
     @classmethod
@@ -267,13 +316,33 @@ class Task(Strict):
             raise ValueError(f"inputs place the same file twice: {', '.join(dupes)}")
         return self
 
+    @field_validator("for_each")
+    @classmethod
+    def _items_bound(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_INSTANCES:
+            raise ValueError(f"forEach has {len(value)} items; at most {MAX_INSTANCES} allowed")
+        return value
+
     @property
     def dependencies(self) -> list[str]:
         """Explicit dependencies plus the producers of inputs, in first-seen order."""
         seen: dict[str, None] = dict.fromkeys(self.depends_on)
         for spec in self.inputs:
             seen.setdefault(spec.from_task, None)
+        if isinstance(self.for_each, ForEachFrom):
+            seen.setdefault(self.for_each.from_task, None)
         return list(seen)
+
+
+INSTANCE_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\[(0|[1-9][0-9]{0,4})\])?$"
+
+
+class RunTask(Task):
+    """A task as dispatched: an instance of a forEach task is named `task[i]` and carries
+    its rendered command; every other task is dispatched as written."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=70,  # type: ignore[assignment]
+                                           pattern=INSTANCE_NAME)]
 
 
 class Dag(Strict):
@@ -284,10 +353,18 @@ class Dag(Strict):
         default_factory=list, max_length=MAX_PARAMS,
         description="Declared parameters, referenced as {{ params.NAME }} in command, args, env.")
     tasks: list[Task] = Field(min_length=1, max_length=MAX_TASKS)
+    on_exit: list[Task] = Field(
+        default_factory=list, alias="onExit", max_length=MAX_EXIT_TASKS,
+        description="Tasks run after every other task is terminal, whatever the result.")
+
+    @cached_property
+    def all_tasks(self) -> list[Task]:
+        """The tasks, then the exit handlers (`onExit`)."""
+        return [*self.tasks, *self.on_exit]
 
     @cached_property
     def by_name(self) -> dict[str, Task]:
-        return {t.name: t for t in self.tasks}
+        return {t.name: t for t in self.all_tasks}
 
     def task(self, name: str) -> Task:
         return self.by_name[name]
@@ -295,8 +372,8 @@ class Dag(Strict):
     @cached_property
     def children(self) -> dict[str, list[str]]:
         """Task name -> the tasks that depend on it directly (computed once per DAG)."""
-        out: dict[str, list[str]] = {t.name: [] for t in self.tasks}
-        for task in self.tasks:
+        out: dict[str, list[str]] = {t.name: [] for t in self.all_tasks}
+        for task in self.all_tasks:
             for dep in task.dependencies:
                 if dep in out:
                     out[dep].append(task.name)

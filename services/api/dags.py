@@ -14,6 +14,7 @@ from aiohttp import web
 from helios import keys, subjects, tasklogs
 from helios.bus import publish
 from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError
+from helios.instances import parse_instance
 from helios.messages import CancelRequest, RetryRequest
 from helios.states import RunState
 from services.api.context import ctx
@@ -133,7 +134,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
     c = ctx(request)
     dag_id, task = request.match_info["dag_id"], request.match_info["task"]
     dag = await load_dag(request, dag_id)
-    if task not in dag.by_name:
+    inst = parse_instance(task)  # a forEach instance `task[i]` has logs of its own
+    if task not in dag.by_name and (inst is None or dag.by_name.get(inst[0]) is None
+                                    or dag.task(inst[0]).for_each is None):
         raise Problem(404, "Not Found", f"run {dag_id} has no task {task!r}")
     offset = _int_query(request, "offset", 0, 0, 10**9)
     limit = _int_query(request, "limit", 10_000, 1, 100_000)

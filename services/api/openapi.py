@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from helios import __version__
-from helios.dag.model import DNS1123_LABEL, Dag
+from helios.dag.model import DNS1123_LABEL, INSTANCE_NAME, Dag
 from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
 from services.api import listing
@@ -29,6 +29,7 @@ def _json(description: str, ref: str) -> dict[str, Any]:
 DAG_ID = {"name": "dagId", "in": "path", "required": True,
           "schema": {"type": "string", "pattern": RUN_ID_PATTERN}}
 NAME = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS1123_LABEL}
+TASK_ENTRY = {"type": "string", "minLength": 1, "maxLength": 70, "pattern": INSTANCE_NAME}
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 NOT_FOUND = _problem("No such run (or task)")
 UNAVAILABLE = _problem("A backing service is unavailable; retry")
@@ -87,6 +88,12 @@ def openapi_document() -> dict[str, Any]:
                 "lostAttempts": {"type": "integer", "description":
                                  "attempts lost with their executor and re-run (no retry spent)"},
                 "timings": {"type": "object"}, "cache": {"type": "object"},
+                "mapOf": {"type": "string", "description": "an instance `task[i]`: its forEach task"},
+                "index": {"type": "integer", "description": "an instance: its item's index"},
+                "instances": {"type": "integer", "description": "a forEach task: its instances,"
+                              " listed right after it"},
+                "onExit": {"type": "boolean", "description": "an exit handler"},
+                "result": {"description": "the JSON the task wrote to /artifacts/.result"},
             },
         },
         "RunStatus": {
@@ -161,7 +168,9 @@ def openapi_document() -> dict[str, Any]:
             "/dags/{dagId}/tasks/{task}/logs": {"get": {
                 "summary": "A task's log lines", "operationId": "getTaskLogs",
                 "parameters": [DAG_ID,
-                               {"name": "task", "in": "path", "required": True, "schema": NAME},
+                               {"name": "task", "in": "path", "required": True,
+                                "schema": TASK_ENTRY,
+                                "description": "A task, or a forEach instance `task[i]`"},
                                {"name": "offset", "in": "query",
                                 "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}},
                                {"name": "limit", "in": "query",

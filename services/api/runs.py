@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
 from helios.dag.model import Dag
 from helios.definitions import is_run_id
+from helios.instances import parse_instance, run_entries
 from helios.runs_view import RecordError, read_run, run_exists
 from helios.submissions import read_submission
 from services.api.context import ctx
@@ -36,7 +38,9 @@ async def load_dag(request: web.Request, dag_id: str) -> Dag:
 async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
     dag = await load_dag(request, dag_id)
     try:
-        run = await read_run(ctx(request).redis, dag_id, [t.name for t in dag.tasks])
+        # Every task and exit handler, each forEach task followed by its instances.
+        names = await run_entries(ctx(request).redis, dag_id, dag)
+        run = await read_run(ctx(request).redis, dag_id, names)
     except RecordError as exc:
         log.error("unreadable run record: %s", exc, extra={"dagId": dag_id})
         raise Problem(500, "Internal Server Error", f"run {dag_id} has an unreadable record"
@@ -44,11 +48,20 @@ async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
     if run is None:  # deleted between the two reads
         raise Problem(404, "Not Found", f"no run {dag_id!r}")
     tasks = []
-    for task in dag.tasks:
-        record = run.tasks[task.name]
+    exits = {t.name for t in dag.on_exit}
+    counts = Counter(i[0] for n in names if n.endswith("]") and (i := parse_instance(n)))
+    for name in names:
+        record = run.tasks[name]
         d = record.detail
+        inst = parse_instance(name) if name.endswith("]") else None
+        task = dag.task(inst[0] if inst else name)
         tasks.append({
-            "name": task.name,
+            "name": name,
+            **({"mapOf": inst[0], "index": inst[1]} if inst else {}),
+            **({"instances": counts.get(name, 0)} if task.for_each is not None and not inst
+               else {}),
+            **({"onExit": True} if name in exits else {}),
+            "result": d.result,
             "state": record.state.value,
             "attempts": record.attempts,
             "lostAttempts": d.lost_attempts,

@@ -42,7 +42,8 @@ from helios.messages import (
     Wake,
 )
 from helios.states import RunState, TaskState
-from services.scheduler import decide
+from helios.templating import TemplateError
+from services.scheduler import decide, dynamic
 from services.scheduler.decide import Plan, Policy, RunView
 from services.scheduler.memo import MemoStore
 from services.scheduler.pacing import DEFER_DELIVERIES, defer_delay, deliveries, error_backoff
@@ -63,8 +64,9 @@ DISPATCH_LATENCY = Histogram(
 
 class Engine:
     def __init__(self, js: JetStreamContext, store: RunStore, executor: Executor, policy: Policy,
-                 publish_timeout_s: float = 5.0):
+                 publish_timeout_s: float = 5.0, read_object: dynamic.ReadObject | None = None):
         self.js = js
+        self.read_object = read_object  # forEach items an upstream task wrote
         self.store = store
         self.executor = executor
         self.policy = policy
@@ -152,13 +154,18 @@ class Engine:
             if step.run_state is not None:
                 run_changes.append(step.run_state)
             _merge(plan, step)
+        if plan.expand:  # forEach tasks whose items an upstream task wrote
+            await dynamic.expand_all(dag_id, view, plan, self.policy,
+                                     lambda task: self._outputs(dag_id, task, outputs),
+                                     self.read_object, _merge, run_changes)
         if plan.empty:
             return
         started_at = float(run.get("startedAt") or time.time())
         use_cache = run.get("useCache", "true") == "true"
         dag_name = run.get("dagName", view.dag.dag_name)
-        dispatches = await self._dispatches(dag_id, dag_name, view, plan.launch, use_cache,
-                                            outputs)
+        dispatches = await dynamic.dispatch_all(
+            dag_id, view, plan, self.policy, lambda launch, bad: self._dispatches(
+                dag_id, dag_name, view, launch, use_cache, outputs, bad), _merge, run_changes)
         if use_cache and any(d.task.memoize for d in dispatches):
             dispatches = await self._memoize(dag_id, dag_name, view, plan, dispatches, outputs,
                                              run_changes, use_cache)
@@ -170,8 +177,8 @@ class Engine:
                 started_at = self._run_effect(effects, dag_id, dag_name, view, state, run,
                                               run_fields, started_at, use_cache)
         for t in plan.transitions:
-            event = _task_event(dag_id, dag_name, t, use_cache and view.dag.task(t.task).cache,
-                                len(view.dag.task(t.task).inputs), view.generation)
+            event = _task_event(dag_id, dag_name, t, use_cache and view.spec(t.task).cache,
+                                len(view.spec(t.task).inputs), view.generation)
             effects.append(_publish(subjects.task_event(dag_id, t.task), event))
         for state in run_changes:
             if state.terminal:
@@ -187,7 +194,7 @@ class Engine:
                 fire_at=time.time() + timer.delay_s)))
         submitted_at = float(run.get("submittedAt") or started_at)
         await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects,
-                               listed=(dag_name, submitted_at))
+                               listed=(dag_name, submitted_at), items=plan.expanded)
         await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
         await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
 
@@ -281,21 +288,29 @@ class Engine:
 
     async def _dispatches(self, dag_id: str, dag_name: str, view: RunView,
                           launch: list[tuple[str, int]], use_cache: bool,
-                          fresh: dict[str, list[OutputArtifact]]) -> list[TaskDispatch]:
+                          fresh: dict[str, list[OutputArtifact]],
+                          bad: list[tuple[str, int, str]] | None = None) -> list[TaskDispatch]:
+        """`bad` collects the attempts whose run-time references cannot be rendered."""
         if not launch:
             return []
-        producers = {i.from_task for name, _ in launch for i in view.dag.task(name).inputs}
+        producers = dynamic.producers(view, [name for name, _ in launch])
         stored = await self.store.outputs_of(dag_id, producers - set(fresh))
         for producer, files in fresh.items():
             stored[producer] = {o.name: o for o in files}
         now = time.time()
         out = []
         for name, attempt in dict.fromkeys(launch):
-            task = view.dag.task(name)
+            try:
+                task = dynamic.dispatched_task(view, name)
+            except TemplateError as exc:
+                if bad is None:
+                    raise
+                bad.append((name, attempt, str(exc)))
+                continue
             out.append(TaskDispatch(
                 dag_id=dag_id, dag_name=dag_name, task=task, attempt=attempt,
                 job_name=job_name(dag_id, name, attempt), use_cache=use_cache and task.cache,
-                inputs=await self.store.resolve_inputs(view.dag, dag_id, name, stored),
+                inputs=dynamic.resolve_inputs(view.dag, view, name, stored),
                 dispatched_at=now,
             ))
         return out
@@ -343,7 +358,7 @@ class Engine:
                                    outputs: dict[str, list[OutputArtifact]]) -> None:
         """Record the fingerprints of memoizable tasks that just ran successfully."""
         for t in plan.transitions:
-            task = view.dag.task(t.task)
+            task = view.spec(t.task)
             if (t.state != TaskState.SUCCEEDED or not task.memoize or t.detail.get("memoized")
                     or t.task not in outputs):
                 continue
@@ -351,6 +366,12 @@ class Engine:
             if key:
                 await self.memo.record(dag_name, t.task, dag_id, t.attempt, key, parts,
                                        outputs[t.task])
+
+    async def _outputs(self, dag_id: str, task: str,
+                       fresh: dict[str, list[OutputArtifact]]) -> dict[str, OutputArtifact]:
+        if task in fresh:
+            return {o.name: o for o in fresh[task]}
+        return (await self.store.outputs_of(dag_id, {task})).get(task, {})
 
     @staticmethod
     def _observe_latency(dispatch: TaskDispatch, reports: dict[str, TaskReport]) -> None:
@@ -385,6 +406,8 @@ def _merge(into: Plan, step: Plan) -> None:
     if step.run_state is not None:
         into.run_state = step.run_state
     into.cancel_executor |= step.cancel_executor
+    into.expand += step.expand
+    into.expanded.update(step.expanded)
 
 
 def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: bool,

@@ -32,6 +32,7 @@ from redis.exceptions import WatchError
 
 from helios import keys, objects, runs_index
 from helios.definitions import Definitions
+from helios.instances import run_entries
 from helios.logs import log_fields
 from helios.runs_view import RunRecord, read_run
 from helios.settings import RetentionSettings
@@ -171,7 +172,7 @@ class Retention:
         """Delete the run's keys if it is expired; False when it is not (or changed)."""
         extra = log_fields(dagId=dag_id)
         dag = await self._definitions.get(dag_id)
-        names = [t.name for t in dag.tasks] if dag is not None else []
+        names = await run_entries(self.redis, dag_id, dag) if dag is not None else []
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
                 # Watched before reading: a retry that restarts the run aborts the EXEC.

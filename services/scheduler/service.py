@@ -29,6 +29,7 @@ from helios.settings import Settings
 from helios.store import open_redis
 from helios.subjects import Streams
 from services.scheduler.decide import Policy
+from services.scheduler.dynamic import s3_reader
 from services.scheduler.engine import Engine
 from services.scheduler.index import backfill_until_done
 from services.scheduler.queues import RunQueues
@@ -62,7 +63,8 @@ async def serve(settings: Settings, stop: StopEvent, health: Health) -> None:
         async with open_executor(settings, nc, redis) as executor, serve_http(
             health_app(health), settings.http.host, settings.http.port
         ), open_s3(settings.s3) as s3:
-            engine = Engine(js, RunStore(redis), executor, policy, settings.nats.request_timeout_s)
+            engine = Engine(js, RunStore(redis), executor, policy, settings.nats.request_timeout_s,
+                            read_object=s3_reader(s3, settings.s3.bucket))
             queues: RunQueues[Msg] = RunQueues(engine.handle, settings.scheduler.max_runs_in_flight)
 
             async def route(msg: Msg) -> None:

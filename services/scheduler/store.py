@@ -12,10 +12,12 @@ import redis.asyncio as aioredis
 from helios import keys, runs_index
 from helios.dag.model import Dag
 from helios.definitions import Definitions
+from helios.instances import entry_names, read_items
 from helios.messages import InputArtifact, OutputArtifact
 from helios.runs_view import encode_detail
 from helios.states import RunState, TaskState
 from services.scheduler.decide import RunView, TaskView, Transition
+from services.scheduler.extras import load_extras
 
 
 class UnknownRun(LookupError):
@@ -57,7 +59,8 @@ class RunStore:
 
     async def _read(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
         dag = await self.dag(dag_id)
-        names = [t.name for t in dag.tasks]
+        items = await read_items(self.redis, dag_id, dag)  # forEach tasks' instances
+        names = entry_names(dag, items)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.run(dag_id))
             pipe.mget([keys.task_status(dag_id, n) for n in names])
@@ -72,7 +75,9 @@ class RunStore:
             # without one was deleted by retention (or never existed). Nothing to do.
             raise UnknownRun(dag_id)
         state = RunState(run["state"]) if run.get("state") else RunState.RUNNING
-        view = RunView(dag, state, tasks, int(run.get("generation", 0)), "startedAt" in run)
+        view = RunView(dag, state, tasks, int(run.get("generation", 0)), "startedAt" in run,
+                       items=items)
+        await load_extras(self.redis, dag_id, view)
         return view, run
 
     async def outputs_of(self, dag_id: str, tasks: set[str]) -> dict[str, dict[str, OutputArtifact]]:
@@ -128,7 +133,7 @@ class RunStore:
     async def store(self, dag_id: str, transitions: list[Transition],
                     run_fields: dict[str, Any], outputs: dict[str, list[OutputArtifact]],
                     effects: list[dict[str, Any]], listed: tuple[str, float] | None = None,
-                    ) -> None:
+                    items: dict[str, list[Any]] | None = None) -> None:
         """Write a plan's state and its outbox in one MULTI/EXEC: readers never see half
         a plan, and the effects survive a crash before they are sent. `listed`: the run's
         (dagName, submittedAt), to move it in the runs list index with its state."""
@@ -145,6 +150,8 @@ class RunStore:
                 if t.state in (TaskState.PENDING, TaskState.QUEUED):
                     pipe.delete(keys.task_detail(dag_id, t.task))  # a new attempt starts clean
                 pipe.hset(keys.task_detail(dag_id, t.task), mapping=fields)
+            for task, values in (items or {}).items():  # forEach tasks expanded now
+                pipe.set(keys.task_items(dag_id, task), orjson.dumps(values))
             for task, files in outputs.items():
                 if files:
                     pipe.hset(keys.task_outputs(dag_id, task),

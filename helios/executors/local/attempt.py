@@ -37,6 +37,7 @@ from helios.executors.local.sandbox import (
 )
 from helios.logs import log_fields
 from helios.messages import CacheStats, OutputArtifact, TaskDispatch, TaskReport, Timings
+from helios.results import INVALID_RESULT, ResultError, read_result
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Outcome:
     message: str | None = None
     cache: CacheStats = field(default_factory=CacheStats)
     outputs: list[OutputArtifact] = field(default_factory=list)
+    result: Any = None  # the JSON of /artifacts/.result (helios.results)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class Attempt:
             dag_id=self.d.dag_id, task=self.d.task.name, attempt=self.d.attempt,
             phase=phase, at=time.time(), exit_code=o.exit_code, reason=o.reason,  # type: ignore[arg-type]
             message=o.message, node=self.ctx.node, timings=self.timings.model_copy(),
-            cache=o.cache, outputs=o.outputs,
+            cache=o.cache, outputs=o.outputs, result=o.result,
         )
 
     def cancel(self) -> None:
@@ -155,8 +157,14 @@ class Attempt:
         if code != 0:
             return Outcome(ok=False, exit_code=code, reason="Error", cache=stats,
                            message=f"command exited with code {code}")
+        try:
+            result = await asyncio.to_thread(read_result, artifacts)
+        except ResultError as exc:
+            self.logs.emit(f"[HELIOS] {INVALID_RESULT}: {exc}")
+            return Outcome(ok=False, exit_code=0, reason=INVALID_RESULT, message=str(exc),
+                           cache=stats)
         if not self.d.task.outputs:
-            return Outcome(ok=True, exit_code=0, cache=stats)
+            return Outcome(ok=True, exit_code=0, cache=stats, result=result)
         try:
             outputs = await upload_outputs(
                 self.d.dag_id, self.d.task.name, list(self.d.task.outputs), artifacts,
@@ -175,7 +183,7 @@ class Attempt:
             self.logs.emit(f"[HELIOS] Output upload failed: {exc}")
             return Outcome(ok=False, exit_code=0, reason="UploadFailed", message=str(exc),
                            cache=stats)
-        return Outcome(ok=True, exit_code=0, cache=stats, outputs=outputs)
+        return Outcome(ok=True, exit_code=0, cache=stats, outputs=outputs, result=result)
 
     def _env(self, artifacts: Path) -> dict[str, str]:
         sandboxed = self.ctx.sandbox == "bwrap"

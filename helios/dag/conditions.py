@@ -1,0 +1,101 @@
+"""`when:` conditions: CEL expressions, compiled once, evaluated without running any code.
+
+CEL (the language Kubernetes uses for validation rules) has no I/O, no loops beyond
+macros over given lists, and no way to call into Python: `common-expression-language`
+(Rust bindings) parses and evaluates it. An expression sees
+
+- `params.NAME`: the run's parameter values,
+- `tasks.NAME.state`, `tasks.NAME.exitCode`, `tasks.NAME.result` for upstream tasks
+  (`tasks['list-shards']` for names with '-': CEL reads `a-b` as a subtraction),
+- in exit handlers also `run.status` and `run.failedTasks`.
+
+References are checked at submission (`references`): only declared parameters and
+upstream tasks. To keep evaluation linear in the data a task may return (`result`, at
+most 64 KiB), an expression holds at most one macro (`map`, `filter`, `all`, `exists`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+MAX_MACROS = 1
+_MACRO = re.compile(r"\.\s*(map|filter|all|exists|exists_one)\s*\(")
+# String literals (CEL quotes, raw and triple forms are rare; these cover the usual ones).
+_STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"",
+                     re.DOTALL)
+_ROOT = re.compile(r"(?<![\w.])(params|tasks|run)\b")
+_MEMBER = re.compile(r"\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\s*\[\s*('[^'\\]*'|\"[^\"\\]*\")\s*\]")
+
+
+class ConditionError(ValueError):
+    """The condition does not parse, refers to something unknown, or did not give a bool."""
+
+
+@dataclass(frozen=True)
+class References:
+    params: frozenset[str] = field(default_factory=frozenset)
+    tasks: frozenset[str] = field(default_factory=frozenset)
+    run: bool = False
+
+
+@lru_cache(maxsize=2048)
+def compile_condition(text: str) -> cel.Program:
+    try:
+        return cel.compile(text)
+    except (ValueError, RuntimeError) as exc:
+        raise ConditionError(_short(str(exc))) from None
+
+
+@lru_cache(maxsize=2048)
+def references(text: str) -> References:
+    """The parameters and tasks the condition names; raises ConditionError if it does not
+    parse, names them in a form we cannot check, or uses more than one macro."""
+    compile_condition(text)
+    code = _STRING.sub(lambda m: " " * len(m.group()), text)
+    if len(_MACRO.findall(code)) > MAX_MACROS:
+        raise ConditionError(f"at most {MAX_MACROS} macro (map, filter, all, exists) per condition")
+    params: set[str] = set()
+    tasks: set[str] = set()
+    run = False
+    for match in _ROOT.finditer(code):
+        root = match.group(1)
+        member = _MEMBER.match(text, match.end())
+        if member is None:
+            raise ConditionError(f"refer to {root} as {root}.NAME or {root}['NAME']")
+        name = member.group(1) or member.group(2)[1:-1]
+        if root == "params":
+            params.add(name)
+        elif root == "tasks":
+            tasks.add(name)
+        else:
+            if name not in ("status", "failedTasks"):
+                raise ConditionError(f"run.{name} is unknown (run.status, run.failedTasks)")
+            run = True
+    return References(frozenset(params), frozenset(tasks), run)
+
+
+def evaluate(text: str, context: dict[str, Any]) -> bool:
+    """The condition's value in `context` (`params`, `tasks`, optionally `run`)."""
+    program = compile_condition(text)
+    try:
+        value = program.execute(context)
+    except Exception as exc:  # the library raises KeyError, TypeError, ZeroDivisionError...
+        raise ConditionError(f"{type(exc).__name__}: {_short(str(exc))}") from None
+    if not isinstance(value, bool):
+        raise ConditionError(f"the condition gave {type(value).__name__} {_short(repr(value))},"
+                             " not true or false")
+    return value
+
+
+def task_value(state: str, exit_code: int | None, result: Any) -> dict[str, Any]:
+    """What `tasks.NAME` holds."""
+    return {"state": state, "exitCode": exit_code, "result": result}
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:300]

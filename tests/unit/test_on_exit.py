@@ -1,0 +1,114 @@
+"""Exit handlers and conditions' safety, in the decision functions (no server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from helios.dag import parse_dag
+from helios.dag.conditions import ConditionError, evaluate, references
+from helios.dag.parse import DagError
+from helios.messages import TaskReport
+from helios.states import RunState, TaskState
+from services.scheduler import decide
+from services.scheduler.decide import Policy, RunView, TaskView
+from services.scheduler.dynamic import dispatched_task
+
+T = TaskState
+POLICY = Policy(retry_backoff_s=0.0)
+
+
+def dag(*tasks: dict[str, Any], **top: Any) -> Any:
+    return parse_dag({"apiVersion": "v1", "dagName": "d", "tasks": list(tasks), **top})
+
+
+def task(name: str, *deps: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": "i", "command": ["x"], "depends_on": list(deps), **extra}
+
+
+def start(d: Any) -> RunView:
+    view = RunView(d, RunState.RUNNING, {t.name: TaskView() for t in d.all_tasks}, started=False)
+    decide.on_start(view, POLICY)
+    return view
+
+
+def finish(view: RunView, name: str, ok: bool = True) -> decide.Plan:
+    return decide.on_report(view, TaskReport(
+        dag_id="r", task=name, attempt=view.tasks[name].attempt,
+        phase="succeeded" if ok else "failed", at=0.0), POLICY)
+
+
+EXIT = dag(task("a"), task("b", "a"), task("c"),
+           onExit=[task("notify", command=["n", "{{ run.status }}", "{{ run.failedTasks }}"]),
+                   task("cleanup", "notify", trigger="all_done"),
+                   task("page", when="run.status == 'FAILED'")])
+
+
+def test_exit_handlers_wait_for_every_task_then_see_the_failure() -> None:
+    view = start(EXIT)
+    assert view.tasks["notify"].state is T.PENDING
+    finish(view, "a", ok=False)  # b is upstream-failed at once; c still runs
+    assert view.tasks["notify"].state is T.PENDING
+    plan = finish(view, "c")
+    assert [n for n, _ in plan.launch] == ["notify", "page"]
+    assert plan.run_state is None
+    notify = dispatched_task(view, "notify")
+    assert notify.command == ["n", "FAILED", '["a"]']
+    finish(view, "page")
+    plan = finish(view, "notify", ok=False)
+    assert [n for n, _ in plan.launch] == ["cleanup"]
+    plan = finish(view, "cleanup")
+    assert plan.run_state is RunState.FAILED
+    assert view.tasks["a"].state is T.FAILED  # the original failure stays as it was
+
+
+def test_a_failing_exit_handler_fails_a_run_that_had_succeeded() -> None:
+    view = start(EXIT)
+    finish(view, "a")
+    finish(view, "b")
+    plan = finish(view, "c")
+    assert dispatched_task(view, "notify").command == ["n", "SUCCEEDED", "[]"]
+    assert view.tasks["page"].state is T.SKIPPED
+    finish(view, "notify", ok=False)
+    plan = finish(view, "cleanup")
+    assert plan.run_state is RunState.FAILED
+
+
+def test_retry_runs_the_exit_handlers_again() -> None:
+    view = start(EXIT)
+    finish(view, "a", ok=False)
+    finish(view, "c")
+    for name in ("notify", "page"):
+        finish(view, name)
+    assert finish(view, "cleanup").run_state is RunState.FAILED
+    plan = decide.on_retry(view, POLICY)
+    assert plan.launch == [("a", 2)]
+    assert view.tasks["notify"].state is T.PENDING
+    finish(view, "a")
+    plan = finish(view, "b")
+    assert [n for n, _ in plan.launch] == ["notify"]
+    assert view.tasks["page"].state is T.SKIPPED  # the run has not failed this time
+    assert dispatched_task(view, "notify").command == ["n", "SUCCEEDED", "[]"]
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"tasks": [task("a", "h")], "onExit": [task("h")]}, "is an exit handler"),
+    ({"tasks": [task("a")], "onExit": [task("a")]}, "duplicate task name 'a'"),
+    ({"tasks": [task("a", when="run.status == 'x'")]}, "in onExit tasks only"),
+    ({"tasks": [task("a"), task("b", when="tasks.a.state == 'x'")]}, "not upstream of 'b'"),
+    ({"tasks": [task("a", when="tasks.a.state ==")]}, "Syntax error"),
+])
+def test_validation(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(DagError, match=message):
+        dag(**doc)
+
+
+def test_conditions_cannot_run_code_and_stay_linear() -> None:
+    with pytest.raises(ConditionError):
+        evaluate("__import__('os')", {})
+    with pytest.raises(ConditionError, match="at most 1 macro"):
+        references("params.l.map(x, params.l.map(y, x + y)).size() > 0")
+    with pytest.raises(ConditionError, match="not true or false"):
+        evaluate("1 + 1", {})
+    assert references("tasks['list-shards'].state == 'SUCCEEDED'").tasks == {"list-shards"}
