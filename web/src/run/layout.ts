@@ -93,9 +93,16 @@ export async function elkLayout(nodes: string[], edges: [string, string][]): Pro
       "elk.spacing.nodeNode": String(GAP_Y),
       "elk.layered.spacing.nodeNodeBetweenLayers": String(GAP_X),
       "elk.padding": `[top=${MARGIN},left=${MARGIN},bottom=${MARGIN},right=${MARGIN}]`,
-      // Fewer crossing-minimisation sweeps: big DAGs lay out in about a second.
-      "elk.layered.thoroughness": nodes.length > 300 ? "1" : "7",
+      // Edges are drawn from node positions here, so ELK's cheapest routing will do.
+      "elk.edgeRouting": "POLYLINE",
       "elk.separateConnectedComponents": "false",
+      // Big DAGs: fewer crossing-minimisation sweeps and a simpler placement (measured on
+      // 1,000 tasks / 2,000 edges: 9.7 s with the defaults, 2.3 s with these).
+      ...(nodes.length > 300 ? {
+        "elk.layered.thoroughness": "1",
+        "elk.layered.crossingMinimization.greedySwitch.type": "OFF",
+        "elk.layered.nodePlacement.strategy": "SIMPLE",
+      } : {}),
     },
     children: nodes.map((id) => ({ id, width: NODE_W, height: NODE_H })),
     edges: edges
