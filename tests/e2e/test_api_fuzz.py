@@ -140,13 +140,15 @@ ROUTES = [
     ("GET", "/api/v1/dags/{id}/tasks/{task}/logs"), ("POST", "/api/v1/dags/{id}/cancel"),
     ("POST", "/api/v1/dags/{id}/retry"), ("GET", "/api/v1/dags/{name}/metrics"),
     ("GET", "/api/v1/system/status"), ("GET", "/api/v1/openapi.json"), ("GET", "/"),
-    ("GET", "/healthz"), ("GET", "/readyz"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/dags"), ("GET", "/api/v1/dag-names"),
 ]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
-QUERY_KEYS = ["limit", "offset", "useCache", "lastEventId", "x", "", "limit[]", "%FF", "a%00b"]
+QUERY_KEYS = ["limit", "offset", "useCache", "lastEventId", "x", "", "limit[]", "%FF", "a%00b",
+              "name", "state", "cursor"]
 QUERY_VALUES = ["", "0", "1", "-1", "100", "101", "100000", "abc", "1e3", "1.5", "%FF",
                 "%ED%A0%80", "%EF%BC%99", "%D9%A3", "true", "FALSE", "maybe", "9" * 30,
-                "9" * 5000, "x" * 3000, "%00", "1%00", "+1", "0x10", "1_0", "%20%201"]
+                "9" * 5000, "x" * 3000, "%00", "1%00", "+1", "0x10", "1_0", "%20%201",
+                "RUNNING,FAILED", "cache-test", "1e400_" + "a" * 32, "1.5_" + "a" * 32]
 # Below 2**63: larger ids are pinned by test_last_event_id_beyond_the_sequence_range.
 EVENT_IDS = ["abc", "", "-1", "0", "1", "3", "\uff11", "1.5", "0x10", " 7 ", "1_0", "9" * 5000,
              "x" * 4000, str(2**63 - 1), "-0", "NaN", "inf"]
