@@ -46,6 +46,8 @@ async def submit_from_page(page: Page, stack: Stack, *, cache: bool) -> str:
     await page.get_by_role("button", name="Submit", exact=True).click()
     await page.wait_for_url(re.compile(r"/runs/[0-9a-f]{32}$"))
     dag_id = page.url.rsplit("/", 1)[1]
+    # The run view (tests/web/test_run_view.py covers it) follows the run to its end.
+    await expect(page.locator(".rv")).to_have_attribute("data-status", "SUCCEEDED")
     run = await run_state(stack.api_url, dag_id)
     assert run["status"] == "SUCCEEDED" and run["useCache"] is cache, run
     return dag_id

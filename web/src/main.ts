@@ -2,11 +2,7 @@
 import "./styles.css";
 import { Api } from "./api";
 import { match, type Route } from "./router";
-import { mountRunView } from "./run/view";
 import { mountRunsList } from "./views/runs";
-import { mountSubmit } from "./views/submit";
-import { mountMetrics } from "./views/metrics";
-import { mountTemplates } from "./views/templates";
 import { mountTokenForm } from "./views/token";
 import { h } from "./ui";
 
@@ -28,13 +24,43 @@ function title(route: Route): string {
   }
 }
 
+/**
+ * A view whose code is loaded when first needed (the editor and the run view's graph are
+ * most of the bundle). Unmounted before it arrived, it never mounts.
+ */
+function lazy(load: () => Promise<(root: HTMLElement) => Unmount>): Unmount {
+  let done = false;
+  let inner: Unmount = () => {};
+  view.replaceChildren(h("p", { class: "muted", role: "status" }, "Loading…"));
+  load().then((mountIt) => {
+    if (done) return;
+    view.replaceChildren();
+    inner = mountIt(view);
+  }).catch((err: unknown) => {
+    if (!done) view.replaceChildren(h("div", { class: "notice error", role: "alert" },
+      "This part of the page could not be loaded (", String(err), "). Reload to try again."));
+  });
+  return () => {
+    done = true;
+    inner();
+  };
+}
+
 function mount(route: Route): Unmount {
   switch (route.name) {
     case "runs": return mountRunsList(view, api);
-    case "submit": return mountSubmit(view, api, navigate);
-    case "run": return mountRunView(view, route.dagId, api);
-    case "metrics": return mountMetrics(view, route.dagName, api);
-    case "templates": return mountTemplates(view, api, navigate);
+    case "submit":
+      return lazy(async () => { const m = await import("./views/submit"); return (root) => m.mountSubmit(root, api, navigate); });
+    case "run": {
+      const { dagId } = route;
+      return lazy(async () => { const m = await import("./run/view"); return (root) => m.mountRunView(root, dagId, api); });
+    }
+    case "metrics": {
+      const { dagName } = route;
+      return lazy(async () => { const m = await import("./views/metrics"); return (root) => m.mountMetrics(root, dagName, api); });
+    }
+    case "templates":
+      return lazy(async () => { const m = await import("./views/templates"); return (root) => m.mountTemplates(root, api, navigate); });
     default:
       view.replaceChildren(h("h1", {}, "Page not found"),
         h("p", {}, "Nothing lives at ", h("code", {}, route.path), ". ", h("a", { href: "/" }, "See all runs"), "."));

@@ -33,6 +33,14 @@ export function chartData(runs: ChartRun[], cached: GroupLines, nonCached: Group
   ];
 }
 
+/** Whole run numbers, at most ~12 of them. */
+export function runTicks(n: number): number[] {
+  const step = Math.max(1, Math.ceil(n / 12));
+  const out: number[] = [];
+  for (let i = 1; i <= n; i += step) out.push(i);
+  return out;
+}
+
 export class DurationChart {
   private plot: uPlot | null = null;
   private readonly resize: ResizeObserver;
@@ -64,9 +72,11 @@ export class DurationChart {
     this.plot = new uPlot({
       width: this.width(),
       height: 260,
-      scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(0.1, (max ?? 0) * 1.15)] } },
+      // Half a run of room either side, so the first and last bars are drawn whole.
+      scales: { x: { time: false, range: (u) => [0.5, Math.max(1, u.data[0].length) + 0.5] }, y: { range: (_u, _min, max) => [0, Math.max(0.1, (max ?? 0) * 1.15)] } },
       axes: [
-        { ...axis, label: "run (oldest → newest)", values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? `#${t}` : "")) },
+        { ...axis, label: "run (oldest → newest)", splits: (u) => runTicks(u.data[0].length),
+          values: (_u, ticks) => ticks.map((t) => `#${t}`) },
         { ...axis, label: "duration", values: (_u, ticks) => ticks.map((t) => `${t} s`), size: 60 },
       ],
       legend: { live: false },

@@ -33,7 +33,8 @@ export function failure(err: unknown, what: string): HTMLElement {
       `Is it running (`, h("code", {}, "helios dev"), ` or the api service)? The page keeps trying.`));
   }
   if (err instanceof ApiError && err.needsToken) {
-    return notice("error", h("p", {}, h("strong", {}, "An API token is needed "), `to see ${what}. `,
+    const which = err.status === 403 ? "A token that may do this is needed" : "An API token is needed";
+    return notice("error", h("p", {}, h("strong", {}, which), ` for ${what}. `,
       "Paste one in the form above (", h("code", {}, "API token"), " in the header)."));
   }
   if (err instanceof ApiError) {

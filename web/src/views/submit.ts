@@ -3,13 +3,14 @@
 // (the problem+json `errors[].field` paths are found in the document's YAML AST).
 import { yaml } from "@codemirror/lang-yaml";
 import { lintGutter, setDiagnostics, type Diagnostic } from "@codemirror/lint";
-import { EditorSelection } from "@codemirror/state";
+import { Compartment, EditorSelection } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { basicSetup } from "codemirror";
 import { ApiError, type Api, type FieldError } from "../api";
 import { locate, preview } from "../dagdoc";
 import { metricsPath, runPath } from "../router";
 import { h } from "../ui";
+import { editorTheme } from "./editortheme";
 import { drawPreview } from "./preview";
 import { failure } from "./runs";
 
@@ -141,12 +142,18 @@ export function mountSubmit(root: HTMLElement, api: Api, navigate: (path: string
     }
   }
 
+  // The editor's colours follow the system's light/dark setting, as the page's do.
+  const dark = window.matchMedia("(prefers-color-scheme: dark)");
+  const theme = new Compartment();
+  const onScheme = (): void => { view.dispatch({ effects: theme.reconfigure(editorTheme(dark.matches)) }); };
+
   const view = new EditorView({
     doc: initial,
     parent: editorHost,
     extensions: [
       basicSetup,
       yaml(),
+      theme.of(editorTheme(dark.matches)),
       lintGutter(),
       keymap.of([{ key: "Mod-Enter", run: () => { void send(); return true; } }]),
       EditorView.contentAttributes.of({ "aria-label": "DAG document (YAML)", "aria-describedby": "editor-help" }),
@@ -169,7 +176,9 @@ export function mountSubmit(root: HTMLElement, api: Api, navigate: (path: string
     void send();
   });
   refreshPreview();
+  dark.addEventListener("change", onScheme);
   return () => {
+    dark.removeEventListener("change", onScheme);
     window.clearTimeout(timer);
     view.destroy();
   };
