@@ -197,6 +197,9 @@ class TaskEvent(Message):
     generation: int = Field(default=0, description="The run's retry generation.")
     lost_attempts: int = Field(default=0, alias="lostAttempts",
                                description="Attempts of the task lost with their executor.")
+    map_of: str | None = Field(default=None, alias="mapOf",
+                               description="An instance `task[i]`: its forEach task.")
+    index: int | None = Field(default=None, description="An instance: its item's index.")
 
     @property
     def msg_id(self) -> str:

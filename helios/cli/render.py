@@ -34,6 +34,8 @@ class Progress:
         self.tasks[task] = state
         if state == "PENDING":
             return
+        if event.get("mapOf") and state in ("QUEUED", "RUNNING", "SUCCEEDED"):
+            return  # a forEach's instances: only their failures; the task's own line sums up
         parts = [f"{_clock(event.get('at'))}  {SYMBOL.get(state, '?')} {task:<24} {state:<15}"]
         if event.get("attempt", 1) > 1:
             parts.append(f"attempt {event['attempt']}")

@@ -16,6 +16,7 @@ most 64 KiB), an expression holds at most one macro (`map`, `filter`, `all`, `ex
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +31,10 @@ _STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\
                      re.DOTALL)
 _ROOT = re.compile(r"(?<![\w.])(params|tasks|run)\b")
 _MEMBER = re.compile(r"\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\s*\[\s*('[^'\\]*'|\"[^\"\\]*\")\s*\]")
+
+
+# Never swallowed: stopping and cancellation go through.
+_OURS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
 
 
 class ConditionError(ValueError):
@@ -47,7 +52,9 @@ class References:
 def compile_condition(text: str) -> cel.Program:
     try:
         return cel.compile(text)
-    except (ValueError, RuntimeError) as exc:
+    except _OURS:
+        raise
+    except BaseException as exc:  # a Rust panic surfaces as pyo3's PanicException
         raise ConditionError(_short(str(exc))) from None
 
 
@@ -84,7 +91,9 @@ def evaluate(text: str, context: dict[str, Any]) -> bool:
     program = compile_condition(text)
     try:
         value = program.execute(context)
-    except Exception as exc:  # the library raises KeyError, TypeError, ZeroDivisionError...
+    except _OURS:
+        raise
+    except BaseException as exc:  # KeyError, TypeError, ZeroDivisionError, a Rust panic...
         raise ConditionError(f"{type(exc).__name__}: {_short(str(exc))}") from None
     if not isinstance(value, bool):
         raise ConditionError(f"the condition gave {type(value).__name__} {_short(repr(value))},"

@@ -140,7 +140,17 @@ def openapi_document() -> dict[str, Any]:
                                   "this schema: task names are unique, dependencies and inputs "
                                   "name earlier-declared or existing tasks without a cycle, an "
                                   "input names one of its producer's outputs, input names are "
-                                  "unique per task, at most 1 MiB, nesting at most 32 levels."),
+                                  "unique per task, at most 1 MiB, nesting at most 32 levels. "
+                                  "Parameters: names unique, defaults and enums of the declared "
+                                  "type, every parameter without a default given a value "
+                                  "(`param`), every `{{` in command, args or env a known "
+                                  "reference (errors name `params.NAME` or the field). "
+                                  "Dynamic fields: `forEach` names an upstream task's output or "
+                                  "a declared list parameter, `maxParallel` needs `forEach`, "
+                                  "`when` is CEL naming only declared params and upstream "
+                                  "tasks (at most one macro), `onExit` names are unique among "
+                                  "all tasks, no task depends on an exit handler, and exit "
+                                  "handlers have no `forEach`."),
                               "408": _problem("The body stalled (5 s without data, 20 s in all)"),
                               "415": _problem("Unsupported content type or encoding"),
                               "503": UNAVAILABLE},

@@ -92,6 +92,12 @@ def dispatched_task(view: RunView, name: str) -> Task | RunTask:
     return render_task(spec, name, values)
 
 
+def instance_fields(name: str) -> dict[str, Any]:
+    """`map_of` and `index` of an instance's events (nothing for a plain task)."""
+    inst = parse_instance(name) if name.endswith("]") else None
+    return {"map_of": inst[0], "index": inst[1]} if inst else {}
+
+
 def _templated(task: Task) -> bool:
     return any(templating.has_template(t) for t in [*task.command, *task.args,
                                                     *task.env.values()])

@@ -420,4 +420,5 @@ def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: boo
         inputs=inputs, cache=CacheStats.model_validate(d.get("cache") or {}),
         timings=Timings.model_validate(d.get("timings") or {}), generation=generation,
         lost_attempts=int(d.get("lostAttempts") or 0),
+        **dynamic.instance_fields(t.task),
     )

@@ -98,6 +98,7 @@ def test_retry_runs_the_exit_handlers_again() -> None:
     ({"tasks": [task("a", when="run.status == 'x'")]}, "in onExit tasks only"),
     ({"tasks": [task("a"), task("b", when="tasks.a.state == 'x'")]}, "not upstream of 'b'"),
     ({"tasks": [task("a", when="tasks.a.state ==")]}, "Syntax error"),
+    ({"tasks": [task("a")], "onExit": [task("h", forEach=[1])]}, "cannot be a forEach"),
 ])
 def test_validation(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(DagError, match=message):
