@@ -3,10 +3,9 @@
     .venv/bin/python -m bench.fanout [--items 10000] [--max-parallel 0] [--fan-in 0]
 
 `list` writes a JSON list of N items; `each` maps over it (each instance is a sandboxed
-no-op that gets its item as an argument); `done` waits for all of them. With
-`--fan-in K` the first K... no: `--fan-in` makes every instance write a small output and
-`merge` receive all N of them at /artifacts/parts/{i}/part.txt. Prints figures; asserts
-only that the run succeeded.
+no-op that gets its item as an argument); `done` waits for all of them. `--fan-in`
+makes every instance write a small output and `done` receive all N of them at
+/artifacts/parts/{i}/part.txt. Prints figures; asserts only that the run succeeded.
 """
 
 from __future__ import annotations
