@@ -184,36 +184,33 @@ async def test_cancel_retry_thousand_tasks_and_not_found(
     api = web_stack.api_url
     await page.add_init_script(LONG_TASKS)
 
-    # A 1,000-task run: laid out (ELK in its worker) and painted without freezing the tab.
+    # A 1,000-task run: painted at once (quick layout), then laid out by ELK in its worker
+    # while all 1,000 tasks are cancelled from the page's button, without freezing the tab.
     big = (await submit(http, api, thousand_tasks()))["dagId"]
     started = time.monotonic()
     await page.goto(f"/runs/{big}")
     await expect(page.locator(".rv-node")).to_have_count(1000)
     await expect(page.locator(".rv-row")).to_have_count(1000)
-    await expect(page.locator(".rv")).to_have_attribute("data-layout", "elk", timeout=60_000)
     shown_s = time.monotonic() - started
     await expect(node(page, "gate")).to_have_attribute("data-state", "RUNNING")
-    render_ms = int(await page.locator(".rv").get_attribute("data-render-ms") or -1)
-    layout_ms = int(await page.locator(".rv").get_attribute("data-layout-ms") or -1)
-    longest = max(await page.evaluate("window.__longTasks"), default=0)
     await shot(page, "thousand-tasks")
-
-    # Cancel from the page: the button says so, and all 1,000 tasks end live.
-    cancel = page.get_by_role("button", name="Cancel run")
     await expect(page.get_by_role("button", name="Retry failed tasks")).to_be_disabled()
-    await cancel.click()
+    await page.get_by_role("button", name="Cancel run").click()
     await expect(page.locator(".rv")).to_have_attribute("data-status", "CANCELLED", timeout=60_000)
     await expect(page.locator('.rv-node[data-state="CANCELLED"]')).to_have_count(1000)
     await expect(page.get_by_role("button", name="Cancel run")).to_be_disabled()
     await expect(page.locator(".rv-action-msg")).to_have_text("Cancelled.")
-    longest_cancel = max(await page.evaluate("window.__longTasks"), default=0)
+    await expect(page.locator(".rv")).to_have_attribute("data-layout", "elk", timeout=60_000)
+    render_ms = int(await page.locator(".rv").get_attribute("data-render-ms") or -1)
+    layout_ms = int(await page.locator(".rv").get_attribute("data-layout-ms") or -1)
+    longest = max(await page.evaluate("window.__longTasks"), default=0)
     assert await axe_violations(page) == []
     await shot(page, "thousand-cancelled")
-    print(f"\n1,000-task run view: shown in {shown_s:.2f} s (first paint {render_ms} ms, ELK {layout_ms} ms);"
-          f" longest main-thread task {longest} ms, {longest_cancel} ms through 1,000 cancellations")
+    print(f"\n1,000-task run view: shown in {shown_s:.2f} s (first paint {render_ms} ms), ELK layout"
+          f" {layout_ms} ms in its worker; longest main-thread task {longest} ms (load, layout,"
+          " 1,000 cancellations)")
     # Generous for a loaded CI machine; the figures above are what this machine measured.
     assert longest < 2000, longest
-    assert longest_cancel < 2000, longest_cancel
 
     # Retry a failed run from the button: its failed task runs again (a second attempt).
     failing = (await submit(http, api, {"apiVersion": "v1", "dagName": "rv-failing", "tasks": [

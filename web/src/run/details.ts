@@ -90,7 +90,8 @@ export class DetailsPanel {
         },
         () => { this.renderLog(); this.renderInputs(); },
         (msg) => { this.logNote.textContent = msg; });
-      if (t || this.model.groups.has(task)) this.follower.start();
+      if (t) this.follower.start();
+      else this.logNote.textContent = "Pick an instance to see its log.";
     }
     this.root.hidden = false;
     this.refresh();

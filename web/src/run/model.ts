@@ -130,11 +130,16 @@ export class RunModel {
   applySnapshot(s: RunStatus): void {
     this.dagName = s.dagName;
     this.useCache = s.useCache ?? true;
-    this.generation = Math.max(this.generation, s.generation ?? 0);
-    this.status = s.status;
+    const g = s.generation ?? 0;
+    // A snapshot read before the feed's latest run event must not bring a run back to
+    // life; one of a later generation (a retry) does.
+    if (g > this.generation || (g === this.generation && !(this.terminal() && s.status === "RUNNING"))) {
+      this.status = s.status;
+      this.endedAt = s.endedAt ?? null;
+    }
+    this.generation = Math.max(this.generation, g);
     this.submittedAt = s.submittedAt ?? this.submittedAt;
     this.startedAt = s.startedAt ?? this.startedAt;
-    this.endedAt = s.endedAt ?? null;
     this.runDirty = true;
     for (const ts of s.tasks) this.applyTaskStatus(ts, s.generation ?? 0);
     this.loaded = true;

@@ -124,6 +124,15 @@ describe("RunModel", () => {
     expect(groupState(["FAILED", "RUNNING"])).toBe("FAILED");
   });
 
+  it("a stale snapshot does not bring an ended run back to life; a retried one does", () => {
+    const m = new RunModel(ID);
+    m.apply({ type: "run", dagId: ID, state: "SUCCEEDED", at: 2, endedAt: 2, generation: 0 });
+    m.applySnapshot(snapshot([], { status: "RUNNING", generation: 0 }));
+    expect(m.status).toBe("SUCCEEDED");
+    m.applySnapshot(snapshot([], { status: "RUNNING", generation: 1 }));
+    expect(m.status).toBe("RUNNING");
+  });
+
   it("ends the run on its terminal event and not on an older generation's", () => {
     const m = new RunModel(ID);
     m.apply({ type: "run", dagId: ID, state: "RUNNING", at: 1, generation: 1 });
