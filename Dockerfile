@@ -1,10 +1,17 @@
 # syntax=docker/dockerfile:1
 #
-# One image for every Helios process: the four services (python -m services.<name>)
-# and the task helpers that run inside task Jobs (python -m helios.downloader,
-# python -m helios.uploader).
+# One image for every Helios process (tests/deploy/test_image.py derives this list from
+# the manifests and the Job builder, and runs each from the package as installed below):
+#   - the four services: python -m services.{api,metrics,scheduler,watcher}, with
+#     `sleep` as the api's and metrics' preStop hook;
+#   - the helpers of task Jobs: `chown` (init container cache-owner, uid 0 with
+#     CAP_CHOWN only), python -m helios.downloader (init container), and
+#     python -m helios.executors.kubernetes.waiter (the upload step; it runs the
+#     uploader, also python -m helios.uploader);
+#   - the dev overlay's Job helios-dev-secrets: python and the standard library.
+# No init process: each Python service handles SIGTERM as PID 1 and reaps its own children.
 #
-#   docker build -t ghcr.io/helios-project/helios:0.1.0 .
+#   DOCKER_BUILDKIT=1 docker build -t ghcr.io/helios-project/helios:0.1.0 .
 #
 # Both stages use the same base image so the venv's interpreter symlinks
 # (/opt/venv/bin/python -> /usr/local/bin/python3.11) stay valid in the final stage.
@@ -28,8 +35,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-# .dockerignore admits only pyproject.toml, README.md, LICENSE and the two packages.
-COPY . .
+# What `pip install .` needs, and nothing of web/ (its sources change often; the page
+# comes built from the web stage).
+COPY pyproject.toml README.md ./
+COPY helios/ helios/
+COPY services/ services/
 COPY --from=web /services/api/static services/api/static
 # A non-editable install: the venv ends up holding the project and its dependencies,
 # byte-compiled, and nothing refers back to /src.
@@ -38,6 +48,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && pip check
 
 FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="helios" \
+      org.opencontainers.image.description="Helios services and task helpers" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # A fixed numeric uid/gid (10001) so Kubernetes can verify runAsNonRoot from the image
 # alone, and so the node-cache arrangement in deploy/README.md can rely on it.
 RUN groupadd --system --gid 10001 helios \

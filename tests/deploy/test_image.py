@@ -66,6 +66,14 @@ def test_the_build_context_is_the_package_and_the_page_sources_only() -> None:
         assert not f.startswith((f"{WEB_OUTPUT}/", "web/node_modules/")), f
         assert "__pycache__" not in f and not f.endswith((".pyc", ".pem", ".key")), f
         assert not Path(f).name.startswith(".env"), f
+    # Every source of the Dockerfile's COPY lines (not --from a stage) is in the context.
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            for src in (w for w in words[1:-1] if not w.startswith("--")):
+                src = src.rstrip("/")
+                assert src == "." or any(f == src or f.startswith(src + "/") for f in files), \
+                    f"Dockerfile copies {src}, which .dockerignore leaves out"
 
 
 @needs_kubectl
