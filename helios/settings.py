@@ -104,7 +104,22 @@ class KubernetesSettings(_Env):
     max_parallel_jobs_per_run: int = Field(50, ge=1, description="Per-run cap on Jobs.")
     api_qps: float = Field(20.0, gt=0, description="Client-side rate limit of API calls.")
     pending_timeout_s: float = Field(
-        300.0, gt=0, description="Fail a pod stuck pulling or unschedulable after this."
+        300.0, gt=0, description="Fail a pod unschedulable (or its config unusable) after this."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="imagePullPolicy of tasks that set none; unset: Kubernetes' rule "
+        "(Always for :latest or no tag, else IfNotPresent)."
+    )
+    image_pull_timeout_s: float = Field(
+        120.0, gt=0, description="Fail a task whose image cannot be pulled after this."
+    )
+    start_timeout_s: float = Field(
+        600.0, gt=0, description="From Job creation to the command's start (scheduling, "
+        "image pull, inputs); past it the attempt fails StartTimeout."
+    )
+    cancel_grace_s: int = Field(
+        3, ge=1, le=3600, description="Seconds a task's processes get between SIGTERM and "
+        "SIGKILL on cancel or timeout (the pod's terminationGracePeriodSeconds)."
     )
     in_cluster: bool = Field(True, description="Use the in-cluster config, else kubeconfig.")
     kubeconfig: str | None = Field(None, description="Path of a kubeconfig (out of cluster).")

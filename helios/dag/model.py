@@ -259,6 +259,10 @@ class Task(Strict):
     image_pull_secrets: list[Name] = Field(
         default_factory=list, alias="imagePullSecrets", max_length=16
     )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, alias="imagePullPolicy",
+        description="Kubernetes only; unset: HELIOS_K8S_IMAGE_PULL_POLICY, else Kubernetes' rule.",
+    )
     env_from_secrets: list[Name] = Field(
         default_factory=list, alias="envFromSecrets", max_length=16
     )

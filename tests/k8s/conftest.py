@@ -25,7 +25,8 @@ def kube_settings(base: Settings, cluster: Cluster, **k8s: Any) -> Settings:
     """`base` with the kubernetes executor pointed at `cluster` through a kubeconfig."""
     fields: dict[str, Any] = {"in_cluster": False, "kubeconfig": str(cluster.kubeconfig),
                               "namespace": cluster.namespace, "task_image": TASK_IMAGE,
-                              **k8s}
+                              # A PID 1 ignoring SIGTERM holds a deleted pod this long.
+                              "cancel_grace_s": 1, **k8s}
     return base.model_copy(update={"executor": "kubernetes",
                                    "k8s": KubernetesSettings(**fields)})
 

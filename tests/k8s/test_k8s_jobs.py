@@ -68,6 +68,7 @@ def test_identity_labels_and_job_spec() -> None:
     assert template["metadata"]["labels"] == {**meta["labels"], "helios.dev/job": meta["name"]}
     pod = template["spec"]
     assert pod["restartPolicy"] == "Never"
+    assert pod["terminationGracePeriodSeconds"] == 3  # HELIOS_K8S_CANCEL_GRACE_S
     assert pod["serviceAccountName"] == "helios-task"
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
@@ -84,20 +85,44 @@ def test_label_values_that_are_not_valid_labels_become_digests() -> None:
     assert job["metadata"]["annotations"]["helios.dev/dag-id"] == long_id
 
 
-def test_timeout_becomes_active_deadline() -> None:
+def test_timeout_times_the_command_and_the_deadline_is_a_backstop() -> None:
     job = build({"name": "t", "command": ["sleep", "9"], "timeoutSeconds": 30})
-    assert job["spec"]["activeDeadlineSeconds"] == 30
+    # The watcher reads the command's bound from the Job and times it from its start.
+    assert job["metadata"]["annotations"]["helios.dev/timeout-seconds"] == "30"
+    k8s = SETTINGS.k8s
+    assert (k8s.start_timeout_s, k8s.pending_timeout_s, k8s.image_pull_timeout_s) == (
+        600, 300, 120)
+    # Above the longest start bound plus the command's time plus the kill's grace.
+    assert job["spec"]["activeDeadlineSeconds"] == 600 + 30 + 3 + 60
 
 
 def test_task_without_inputs_or_outputs_is_one_plain_container() -> None:
+    # Nothing of Helios's runs before or after the command: no init container, no
+    # wrapper, no uploader, one emptyDir (issue 9's overhead next to a bare Job).
     job = build()
     pod = job["spec"]["template"]["spec"]
     assert pod["initContainers"] == []
     [main] = pod["containers"]
     assert main["name"] == "main" and main["image"] == "ubuntu:latest"
     assert main["command"] == ["/bin/bash", "-c", "cat x"]  # not wrapped: no upload
-    assert [v["name"] for v in pod["volumes"]] == ["artifacts", "helios-tmp"]
+    assert [v["name"] for v in pod["volumes"]] == ["artifacts"]
     assert main["volumeMounts"] == [{"name": "artifacts", "mountPath": "/artifacts"}]
+    assert "imagePullPolicy" not in main  # Kubernetes' own rule when nothing is set
+
+
+def test_image_pull_policy_from_the_task_else_the_cluster_default() -> None:
+    def policy(task_policy: str | None, default: str | None) -> str | None:
+        k8s = SETTINGS.k8s.model_copy(update={"image_pull_policy": default})
+        task = {"name": "t", "command": ["x"], "outputs": ["o"],
+                **({"imagePullPolicy": task_policy} if task_policy else {})}
+        job = jobs.build_job(dispatch(task), SETTINGS.model_copy(update={"k8s": k8s}))
+        found = containers(job)
+        assert found["uploader"]["imagePullPolicy"] == "IfNotPresent"  # Helios's own image
+        return found["main"].get("imagePullPolicy")
+    assert policy("Never", None) == "Never"
+    assert policy(None, "IfNotPresent") == "IfNotPresent"
+    assert policy("Always", "Never") == "Always"
+    assert policy(None, None) is None
 
 
 def test_downloader_is_the_only_writer_of_the_node_cache() -> None:

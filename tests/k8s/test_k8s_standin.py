@@ -24,7 +24,7 @@ def job(name: str, command: list[str], labels: dict[str, str] | None = None,
     labels = {"app": "helios-task", **(labels or {})}
     return {"metadata": {"name": name, "labels": labels}, "spec": {
         "backoffLimit": 0, **spec, "template": {"metadata": {"labels": labels}, "spec": {
-            "restartPolicy": "Never",
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": "x", "command": command}]}}}}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from helios.executors.kubernetes.status import judge, ts
+from helios.executors.kubernetes.timeouts import Bounds
 
 T0 = "2026-01-01T00:00:00Z"
 NOW = ts(T0) or 0.0
@@ -44,9 +45,12 @@ def ended(code: int, reason: str = "Error", message: str | None = None) -> dict[
     return out
 
 
+BOUNDS = Bounds(pending_s=60)
+
+
 def verdict(j: dict[str, Any] | None, p: dict[str, Any] | None, upload: bool = False,
-            now: float = NOW + 10, **kw: Any) -> Any:
-    return judge(j, p, expects_upload=upload, now=now, pending_timeout_s=60, **kw)
+            now: float = NOW + 10, bounds: Bounds = BOUNDS, **kw: Any) -> Any:
+    return judge(j, p, expects_upload=upload, now=now, bounds=bounds, **kw)
 
 
 def test_running_and_timings() -> None:
@@ -98,25 +102,41 @@ def test_downloader_failure() -> None:
     assert v.message == "Download failed: input x: object gone"
 
 
-def test_deadline_names_the_cause() -> None:
+def test_the_backstop_deadline_names_what_it_stopped() -> None:
+    # The Job's activeDeadlineSeconds (the backstop) killed a command that had started...
     p = pod([state("main", terminated=ended(143))], phase="Failed")
     j = job(cond("FailureTarget", "DeadlineExceeded"), cond("Failed", "DeadlineExceeded"),
             deadline=5)
     v = verdict(j, p)
     assert (v.reason, v.exit_code) == ("DeadlineExceeded", 143)
-    assert v.message == "killed after exceeding timeoutSeconds=5"
-    assert verdict(j, None).reason == "DeadlineExceeded"  # the pod is already gone
+    assert v.message == "the command ran 7 s and was stopped " \
+        "(the Job's activeDeadlineSeconds=5)"  # started :02, the Job failed at :09
+    # ... or a pod whose command never started.
+    waiting = pod([state("main", waiting={"reason": "ContainerCreating"})], phase="Pending")
+    v = verdict(j, waiting)
+    assert v.reason == "StartTimeout"
+    assert v.message == "the pod did not start within 5 s (the Job's " \
+        "activeDeadlineSeconds=5): container main waiting: ContainerCreating"
+    gone = verdict(j, None)  # the pod is already gone: which one cannot be told
+    assert gone.reason == "DeadlineExceeded" and "could tell" in gone.message
 
 
-def test_stuck_pulling_fails_only_after_the_timeout() -> None:
-    p = pod([state("main", waiting={"reason": "ImagePullBackOff", "message": "not found"})],
+def test_an_image_that_cannot_be_pulled_fails_after_the_pull_timeout() -> None:
+    message = 'Back-off pulling image "x:1": ErrImagePull: not found'
+    p = pod([state("main", waiting={"reason": "ImagePullBackOff", "message": message})],
             phase="Pending")
-    v = verdict(job(), p, now=NOW + 30)
-    assert (v.phase, v.reason, v.stuck_since) == ("pending", "ImagePullBackOff", NOW)
-    v = verdict(job(), p, now=NOW + 61)
-    assert (v.phase, v.reason, v.message) == ("failed", "ImagePullBackOff", "not found")
-    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = "InvalidImageName"
-    assert verdict(job(), p, now=NOW + 1).phase == "failed"  # hopeless: at once
+    bounds = Bounds(pending_s=300, pull_s=20, start_s=600)
+    v = verdict(job(), p, now=NOW + 15, bounds=bounds)
+    # The pull is timed from the pod's scheduling (:01), not from the pending timeout.
+    assert (v.phase, v.reason, v.recheck_at) == ("pending", "ImagePullBackOff", NOW + 21)
+    v = verdict(job(), p, now=NOW + 21, bounds=bounds)
+    assert (v.phase, v.reason, v.message) == ("failed", "ImagePullFailed", message)
+    p["status"]["containerStatuses"][0]["state"]["waiting"] = {
+        "reason": "ErrImageNeverPull",
+        "message": 'Container image "x:1" is not present with pull policy of Never'}
+    v = verdict(job(), p, now=NOW + 1, bounds=bounds)  # hopeless: at once
+    assert (v.phase, v.reason) == ("failed", "ImagePullFailed")
+    assert v.message == 'Container image "x:1" is not present with pull policy of Never'
 
 
 def test_unschedulable_and_no_pod_at_all() -> None:

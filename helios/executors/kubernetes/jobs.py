@@ -46,6 +46,18 @@ and a "wait" container that saves the outputs once that status appears):
   (an init container with restartPolicy Always): sidecars are terminated when the main
   containers end, which would race the upload.
 
+What a task pays for, in sequence before and after its command (issue 9's overhead): a
+task without inputs or outputs is one container and one emptyDir, the user's argv run
+unwrapped, nothing else, so it starts like a bare Job with that container. Inputs add
+the two init containers (one container start each, then the download or the cache copy)
+before the command; outputs add `/bin/sh` as the command's parent and the upload after
+it (the uploader starts beside `main` and imports while the command runs).
+
+`main` gets the task's `imagePullPolicy`, else HELIOS_K8S_IMAGE_PULL_POLICY, else none
+(Kubernetes' rule); the pod's `terminationGracePeriodSeconds` is HELIOS_K8S_CANCEL_GRACE_S;
+`timeoutSeconds` travels as an annotation for the watcher, which times the command from
+its start, and the Job's `activeDeadlineSeconds` is only a backstop (`timeouts.py`).
+
 The watcher decides the attempt's outcome from the container statuses (the kubelet's
 truth), not from the exit-status file, which the user's process could overwrite.
 
@@ -59,7 +71,8 @@ import json
 from typing import Any
 
 from helios.dag.model import Task
-from helios.executors.kubernetes.labels import A_OUTPUTS, A_REFUSED, L_JOB, AttemptId
+from helios.executors.kubernetes.labels import A_OUTPUTS, A_REFUSED, A_TIMEOUT, L_JOB, AttemptId
+from helios.executors.kubernetes.timeouts import backstop_seconds
 from helios.messages import TaskDispatch
 from helios.settings import KubernetesSettings, Settings
 
@@ -271,6 +284,7 @@ def _main(d: TaskDispatch, ident: AttemptId, wrapped: bool,
     container: dict[str, Any] = {
         "name": MAIN,
         "image": task.image,
+        **_pull_policy(task, k8s),
         "command": command,
         "args": [literal(a) for a in task.args],
         # The user's variables first, Helios's after: a later entry wins in Kubernetes,
@@ -287,6 +301,13 @@ def _main(d: TaskDispatch, ident: AttemptId, wrapped: bool,
     return container
 
 
+def _pull_policy(task: Task, k8s: KubernetesSettings) -> dict[str, Any]:
+    """The task's imagePullPolicy, else the cluster-wide default, else none at all: the
+    API server then applies Kubernetes' rule (Always for `:latest` or no tag)."""
+    policy = task.image_pull_policy or k8s.image_pull_policy
+    return {"imagePullPolicy": policy} if policy else {}
+
+
 def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
     """The whole Job manifest of `dispatch` (name = `dispatch.job_name`)."""
     d, k8s, task = dispatch, settings.k8s, dispatch.task
@@ -294,6 +315,8 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
     wrapped = bool(task.outputs)
     labels = ident.labels()
     annotations = {**ident.annotations(), A_OUTPUTS: json.dumps(list(task.outputs))}
+    if task.timeout_seconds:
+        annotations[A_TIMEOUT] = str(task.timeout_seconds)
     refused = reserved_references(task)
     if refused:
         annotations[A_REFUSED] = "; ".join(refused)
@@ -301,8 +324,9 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
     if account is None or account in RESERVED_SERVICE_ACCOUNTS:
         account = DEFAULT_SERVICE_ACCOUNT
 
-    volumes: list[dict[str, Any]] = [{"name": V_ARTIFACTS, "emptyDir": {}},
-                                     {"name": V_TMP, "emptyDir": {"sizeLimit": "256Mi"}}]
+    volumes: list[dict[str, Any]] = [{"name": V_ARTIFACTS, "emptyDir": {}}]
+    if d.inputs or wrapped:  # the helpers' /tmp (their root filesystem is read-only)
+        volumes.append({"name": V_TMP, "emptyDir": {"sizeLimit": "256Mi"}})
     init: list[dict[str, Any]] = []
     if d.inputs:
         if d.use_cache:
@@ -317,6 +341,10 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # SIGTERM, then SIGKILL this much later: a cancel or a timeout stops the task
+        # within seconds even when its PID 1 ignores SIGTERM (a shell does). Deleting the
+        # Job passes no grace period on to its pods: the garbage collector uses this one.
+        "terminationGracePeriodSeconds": k8s.cancel_grace_s,
         "serviceAccountName": account,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # no Service env variables leaking into the task
@@ -348,7 +376,9 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
         },
     }
     if task.timeout_seconds:
-        spec["activeDeadlineSeconds"] = task.timeout_seconds
+        # The watcher times the command from its start (timeouts.py); this is the
+        # backstop above every bound, for when no watcher runs.
+        spec["activeDeadlineSeconds"] = backstop_seconds(task.timeout_seconds, k8s)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -26,6 +26,7 @@ A_TASK = "helios.dev/task"
 A_ATTEMPT = "helios.dev/attempt"
 A_OUTPUTS = "helios.dev/outputs"  # JSON list: the watcher expects an upload when not empty
 A_REFUSED = "helios.dev/refused"  # task fields the Job builder left out (reserved names)
+A_TIMEOUT = "helios.dev/timeout-seconds"  # the command's own bound (the watcher times it)
 
 SELECTOR = f"{L_APP}={APP}"
 

@@ -4,7 +4,9 @@ The pod's containers are read one by one (`pods/{name}/log?container=...`): the
 downloader, the user's `main`, the uploader. Only the helpers' lines are parsed
 (`LogSummary`): the user's container could print a forged `[HELIOS] Uploaded ...` line.
 A pod deleted before the watcher could read it (a Job killed at its deadline) leaves the
-lines read while it was terminating, or a line saying they are lost.
+lines read while it was terminating, or a line saying they are lost. A pod whose user
+container never ran gets a line saying so and what it was waiting for, so an empty log
+is never mistaken for a command that printed nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from helios import tasklogs
 from helios.artifacts.loglines import LogSummary
 from helios.executors.kubernetes.client import LOG_LIMIT_BYTES, KubeApi
 from helios.executors.kubernetes.jobs import CACHE_OWNER, DOWNLOADER, MAIN, UPLOADER
+from helios.executors.kubernetes.status import waiting_for
 
 HELPERS = (DOWNLOADER, UPLOADER)
 ORDER = (CACHE_OWNER, DOWNLOADER, MAIN, UPLOADER)
@@ -86,4 +89,6 @@ def assemble(pod: dict[str, Any] | None, read: dict[str, str], snapshot: dict[st
     if pod is None and not snapshot:
         logs.complete = False
         logs.lines.append("[HELIOS] no log: the attempt's pod was gone before it could be read")
+    elif pod is not None and MAIN not in names:
+        logs.lines.append(f"[HELIOS] the command never started: {waiting_for(pod)}")
     return logs

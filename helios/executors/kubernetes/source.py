@@ -9,8 +9,10 @@ says now, and acts (Argo's controller shape, kept small):
   exactly once), report `succeeded`/`failed`, and only then delete the Job: its logs are
   safe before the garbage collector can take them (`ttlSecondsAfterFinished` is only the
   safety net);
-- pod stuck pulling its image or unschedulable past `pending_timeout_s`: fail it with
-  that reason and delete the Job;
+- a bound past (`timeouts.py`: the command's timeoutSeconds from its start, the start
+  timeout, an image that cannot be pulled, an unschedulable pod): fail it with what was
+  timed, then delete the Job (the pod's short grace period stops the processes); a
+  verdict that only time can change comes back on the queue when it falls due;
 - pod being deleted (a deadline kill): read its logs now, while they still exist.
 
 `ready` is set once both first lists are in; the first pass over the listed Jobs is the
@@ -37,6 +39,7 @@ from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, SELECTOR, Attem
 from helios.executors.kubernetes.ledger import Ledger
 from helios.executors.kubernetes.podlogs import assemble, read_pod
 from helios.executors.kubernetes.status import EXECUTOR_LOST, Verdict, judge, pick_pod
+from helios.executors.kubernetes.timeouts import Bounds
 from helios.executors.kubernetes.watch import ListWatch, WatchPolicy
 from helios.executors.kubernetes.workqueue import WorkQueue
 from helios.logs import log_fields
@@ -228,10 +231,10 @@ class KubernetesTaskSource:
             for container, text in (await read_pod(self.api, pod)).items():
                 if len(text) >= len(seen.get(container, "")):
                     seen[container] = text
+        if not verdict.terminal and verdict.recheck_at is not None:
+            # A bound (start, pull, the command's timeout) falls due then: look again.
+            self.queue.add_after(name, max(0.05, verdict.recheck_at - time.time() + 0.05))
         if verdict.phase == "pending":
-            if verdict.stuck_since is not None:
-                due = verdict.stuck_since + self.settings.k8s.pending_timeout_s - time.time()
-                self.queue.add_after(name, max(0.05, due + 0.05))
             return
         if verdict.timings.started_at is not None or verdict.phase == "running":
             await self._report_once(sink, ident, "running", verdict)
@@ -242,7 +245,7 @@ class KubernetesTaskSource:
         outputs = json.loads(((job.get("metadata") or {}).get("annotations") or {})
                              .get(A_OUTPUTS) or "[]")
         return judge(job, pod, expects_upload=bool(outputs), now=time.time(),
-                     pending_timeout_s=self.settings.k8s.pending_timeout_s, deleted=deleted)
+                     bounds=Bounds.for_job(job, self.settings.k8s), deleted=deleted)
 
     async def _settle(self, name: str, ident: AttemptId, job: dict[str, Any],
                       pod: dict[str, Any] | None, deleted: bool, sink: ReportSink) -> None:

@@ -5,23 +5,41 @@ container (`main`) ends the attempt as soon as it exits non-zero, even while the
 `uploader` still waits for a status that cannot come; with exit 0 the attempt ends when
 the upload does. Job conditions (`Failed` with `DeadlineExceeded`, `Complete`) decide
 when the pod does not, and name the cause when the deadline killed the pod.
+
+Time is judged here too, against `timeouts.Bounds` and the `now` the caller passes: the
+command's own timeout from its start, the start timeout, the image pull and pending
+bounds (`timeouts.py` says which clock is which). A verdict that only time can change
+carries `recheck_at`, when the caller should look again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from helios.executors.kubernetes.jobs import DOWNLOADER, MAIN, UPLOADER
+from helios.executors.kubernetes.timeouts import (
+    DEADLINE_EXCEEDED,
+    START_TIMEOUT,
+    Bounds,
+    command_due,
+    ran_message,
+    start_message,
+)
 from helios.messages import Timings
 
 Phase = Literal["pending", "running", "succeeded", "failed"]
 
+# Waiting reasons of an image the kubelet cannot pull (the kubelet's own strings).
+PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable",
+                          "SignatureValidationFailed"})
 # Waiting reasons that mean "this pod will not start by itself any time soon".
-STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
-                           "CreateContainerError", "RunContainerError"})
+STUCK_REASONS = PULL_REASONS | {"CreateContainerConfigError", "CreateContainerError",
+                                "RunContainerError"}
 HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})  # fail at once
+IMAGE_PULL_FAILED = "ImagePullFailed"
 KUBELET_REASONS = frozenset({"OOMKilled", "ContainerCannotRun", "StartError"})
 MESSAGE_MAX = 2000
 # The attempt died with its executor, not by its own doing: the scheduler re-runs it as a
@@ -51,7 +69,7 @@ class Verdict:
     exit_code: int | None = None
     node: str | None = None
     timings: Timings = field(default_factory=Timings)
-    stuck_since: float | None = None  # pending for a STUCK_REASONS cause since then
+    recheck_at: float | None = None  # when time alone may change the verdict
     terminating: bool = False  # the pod is being deleted: read its logs now
 
     @property
@@ -129,8 +147,44 @@ def _stuck(pod: dict[str, Any] | None) -> tuple[str, str] | None:
     return None
 
 
+def waiting_for(pod: dict[str, Any] | None) -> str:
+    """What keeps the user's command from running, in a few words (the first cause)."""
+    if pod is None:
+        return "no pod was created for the Job"
+    scheduled = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                      if c.get("type") == "PodScheduled"), None)
+    if scheduled is None or scheduled.get("status") != "True":
+        why = (scheduled or {}).get("message")
+        return f"not scheduled on a node{': ' + why if why else ' yet'}"
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for name, cs in _statuses(pod, key).items():
+            state = cs.get("state") or {}
+            what = f"init container {name}" if key == "initContainerStatuses" \
+                else f"container {name}"
+            if name == DOWNLOADER:
+                what = "the downloader (inputs)"
+            if "waiting" in state:
+                waiting = state["waiting"] or {}
+                message = waiting.get("message")
+                return f"{what} waiting: {waiting.get('reason') or 'unknown'}" + (
+                    f" ({message})" if message else "")
+            if key == "containerStatuses":
+                continue  # a helper beside `main` does not hold it back
+            end = state.get("terminated")
+            if end is None:
+                return f"{what} still running"
+            if end.get("exitCode", 0) != 0:
+                return f"{what} exited with code {end.get('exitCode')}"
+    return "the container was being started"
+
+
+def _main_started(pod: dict[str, Any] | None) -> bool:
+    state = _statuses(pod, "containerStatuses").get(MAIN, {}).get("state") or {}
+    return "running" in state or "terminated" in state
+
+
 def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upload: bool,
-          now: float, pending_timeout_s: float, deleted: bool = False) -> Verdict:
+          now: float, bounds: Bounds, deleted: bool = False) -> Verdict:
     """The attempt's phase now. `deleted`: the Job is gone (`job` is its last state)
     without Helios having settled the attempt: a cancel, or someone else's delete."""
     node = ((pod or {}).get("spec") or {}).get("nodeName")
@@ -145,8 +199,7 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
     def failed(reason: str, message: str | None, code: int | None = None) -> Verdict:
         # A deadline or a delete is the cause of whatever the kill left behind.
         if deadline:
-            limit = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
-            reason, message = "DeadlineExceeded", f"killed after exceeding timeoutSeconds={limit}"
+            reason, message = _backstop(job, pod, times.started_at, deadline, now)
         elif deleted:
             reason, message = EXECUTOR_LOST, "the Job was deleted before it finished"
         return Verdict("failed", reason, _short(message), code, **base)
@@ -204,19 +257,66 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
         if status.get("reason") in LOST_POD_REASONS:
             return lost(status["reason"], status.get("message"))
         return failed(status.get("reason") or "PodFailed", status.get("message"))
+    if "running" in main_state and bounds.command_s and times.started_at is not None:
+        # timeoutSeconds times the command alone, from its container's start.
+        due = command_due(times.started_at, bounds.command_s)
+        if now >= due:
+            return failed(DEADLINE_EXCEEDED, ran_message(
+                bounds.command_s, f"timeoutSeconds={bounds.command_s:g}"))
+        return Verdict("running", recheck_at=due, **base)
     if main_end or "running" in main_state:
         return Verdict("running", **base)
+    return _not_started(pod, times.queued_at, now, bounds, failed, base)
+
+
+def _not_started(pod: dict[str, Any] | None, queued_at: float | None, now: float,
+                 bounds: Bounds, failed: Callable[[str, str], Verdict], base: dict[str, Any]
+                 ) -> Verdict:
+    """The command has not started: fail on the first start bound that is past, else
+    stay pending until the nearest one."""
+    dues: list[tuple[float, str, str]] = []  # (when, reason, message)
     stuck = _stuck(pod)
+    meta = (pod or {}).get("metadata") or {}
+    created = ts(meta.get("creationTimestamp")) or now
     if stuck:
         reason, message = stuck
-        since = ts(((pod or {}).get("metadata") or {}).get("creationTimestamp")) or now
-        if reason in HOPELESS_REASONS or now - since >= pending_timeout_s:
-            return failed(reason, message)
-        return Verdict("pending", reason, _short(message), stuck_since=since, **base)
-    if pod is None and times.queued_at is not None:
+        if reason in HOPELESS_REASONS:
+            return failed(IMAGE_PULL_FAILED, message)
+        if reason in PULL_REASONS:
+            # Pulls begin once the pod is on a node: time them from there.
+            scheduled = _condition(pod, "PodScheduled")
+            since = ts((scheduled or {}).get("lastTransitionTime")) or created
+            dues.append((since + bounds.pull, IMAGE_PULL_FAILED, message))
+        else:
+            dues.append((created + bounds.pending_s, reason, message))
+    if pod is None and queued_at is not None:
         # No pod at all: the Job controller cannot create it (quota, admission policy).
-        if now - times.queued_at >= pending_timeout_s:
-            return failed("FailedCreate", "no pod was created for the Job (quota or an "
-                          "admission policy?); see `kubectl describe job`")
-        return Verdict("pending", stuck_since=times.queued_at, **base)
-    return Verdict("pending", **base)
+        dues.append((queued_at + bounds.pending_s, "FailedCreate",
+                     "no pod was created for the Job (quota or an admission policy?); "
+                     "see `kubectl describe job`"))
+    if bounds.start_s and queued_at is not None:
+        dues.append((queued_at + bounds.start_s, START_TIMEOUT,
+                     start_message(bounds.start_s, waiting_for(pod),
+                                   "HELIOS_K8S_START_TIMEOUT_S")))
+    dues.sort()
+    if dues and now >= dues[0][0]:
+        return failed(dues[0][1], dues[0][2])
+    recheck = dues[0][0] if dues else None
+    if stuck:
+        return Verdict("pending", stuck[0], _short(stuck[1]), recheck_at=recheck, **base)
+    return Verdict("pending", recheck_at=recheck, **base)
+
+
+def _backstop(job: dict[str, Any] | None, pod: dict[str, Any] | None,
+              started_at: float | None, cond: dict[str, Any], now: float) -> tuple[str, str]:
+    """What the Job's activeDeadlineSeconds stopped: the command, or a pod that never
+    got to start it."""
+    limit = ((job or {}).get("spec") or {}).get("activeDeadlineSeconds")
+    what = f"the Job's activeDeadlineSeconds={limit}"
+    if pod is None and started_at is None:
+        return DEADLINE_EXCEEDED, f"stopped by {what}; its pod was gone before the watcher " \
+            "could tell whether the command had started"
+    if started_at is None or not _main_started(pod):
+        return START_TIMEOUT, start_message(float(limit or 0), waiting_for(pod), what)
+    end = ts(cond.get("lastTransitionTime")) or now
+    return DEADLINE_EXCEEDED, ran_message(max(0, round(end - started_at)), what)

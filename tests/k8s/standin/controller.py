@@ -19,6 +19,7 @@ import logging
 import uuid
 from typing import Any
 
+from .defaults import GRACE_DEFAULT_S
 from .store import Event, Obj, Store, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -161,17 +162,25 @@ class Controllers:
         return [p for p in self.store.list("pods", ns)
                 if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])]
 
-    def delete_pod(self, ns: str, name: str) -> Obj | None:
+    def delete_pod(self, ns: str, name: str, grace: int | None = None) -> Obj | None:
+        """Mark a pod deleted: the kubelet gives it `grace` seconds (else the pod's
+        terminationGracePeriodSeconds, as for the garbage collector's and the Job
+        controller's deletes, which pass none) between SIGTERM and SIGKILL."""
         def mark(p: Obj) -> None:
+            spec_grace = p["spec"].get("terminationGracePeriodSeconds", GRACE_DEFAULT_S)
             p["metadata"].setdefault("deletionTimestamp", now_rfc3339())
-            p["metadata"].setdefault("deletionGracePeriodSeconds", 30)
+            p["metadata"].setdefault("deletionGracePeriodSeconds",
+                                     spec_grace if grace is None else grace)
         return self.store.update("pods", ns, name, mark)
 
-    def delete(self, resource: str, ns: str, name: str, policy: str | None) -> Obj:
-        """DELETE as the API answers it; returns the object as it is after the call."""
+    def delete(self, resource: str, ns: str, name: str, policy: str | None,
+               grace: int | None = None) -> Obj:
+        """DELETE as the API answers it; returns the object as it is after the call.
+        `grace` (gracePeriodSeconds) applies to the object named only: dependents
+        deleted by the garbage collector get their own spec's grace period."""
         obj = self.store.get(resource, ns, name)
         if resource == "pods":
-            return self.delete_pod(ns, name) or obj
+            return self.delete_pod(ns, name, grace) or obj
         if resource != "jobs":
             return self.store.remove(resource, ns, name) or obj
         uid = obj["metadata"]["uid"]

@@ -5,12 +5,22 @@ repeated runs land on one node until a test cordons it), or marked Unschedulable
 init containers then run one after the other and its containers together, each as a
 local process in a bubblewrap sandbox (`sandbox.py`); container states, pod phase and
 conditions are written back as the real kubelet writes them, and each container's
-output is kept as its log. Images listed in `bad_images` fail to pull
-(ErrImagePull, then ImagePullBackOff) and the pod stays Pending, as on a cluster.
+output is kept as its log. A node's `start_delay_s` holds its pods in
+ContainerCreating/PodInitializing that long after binding (a busy node, a slow pull).
 
-A pod that gets a deletionTimestamp is terminated: its processes are killed, their
-statuses recorded, and the object is removed `linger_s` later (the window in which a
-real cluster still serves the logs of a terminating pod).
+Images, by `imagePullPolicy` (defaulted by the API server, `defaults.py`) as the real
+kubelet treats them: each node has the images in `Node.images` (Helios's task image
+always); `Never` with an image the node lacks waits with ErrImageNeverPull; a pull
+(`Always`, or `IfNotPresent` with the image absent) of an image in `bad_images` (not in
+any reachable registry) waits with ErrImagePull, then ImagePullBackOff, with the
+kubelet's messages; any other pull succeeds and the node keeps the image.
+
+Each container's command runs as PID 1 of its own PID namespace, as in a container: a
+PID 1 without a SIGTERM handler (a shell, `sleep`) ignores SIGTERM. A pod that gets a
+deletionTimestamp is terminated as the kubelet does it: SIGTERM to each container's
+PID 1, SIGKILL to whatever is left after `deletionGracePeriodSeconds`; the statuses are
+recorded and the object is removed `linger_s` later (the window in which a real cluster
+still serves the logs of a terminating pod).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sandbox
+from .defaults import GRACE_DEFAULT_S, default_pull_policy
 from .store import Event, Obj, Store, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,8 @@ class Node:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
     cordoned: bool = False
+    images: set[str] = field(default_factory=set)  # present on the node (pulled or loaded)
+    start_delay_s: float = 0.0  # from binding to the first container's start
 
     def __post_init__(self) -> None:
         self.labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
@@ -147,15 +160,17 @@ class Kubelet:
             p["spec"]["nodeName"] = node.name
             bound(p["status"])
         self.store.update("pods", ns, name, bind)
+        if node.start_delay_s:
+            await asyncio.sleep(node.start_delay_s)  # sandbox, volumes, a slow disk...
         volumes = self._volumes(pod, node)
         for c in inits:
-            code = await self._container(ns, name, c, volumes, "initContainerStatuses")
+            code = await self._container(ns, name, c, volumes, "initContainerStatuses", node)
             if code != 0:
                 self._finish(ns, name, "Failed")
                 return
         self._update(ns, name, lambda st: _set_cond(st, _cond("Initialized", True)))
         codes = await asyncio.gather(*(self._container(ns, name, c, volumes,
-                                                       "containerStatuses")
+                                                       "containerStatuses", node)
                                        for c in containers))
         if any(code is None for code in codes):
             return  # a container that never started keeps the pod Pending
@@ -201,19 +216,41 @@ class Kubelet:
                 st["phase"] = "Running"
         self._update(ns, name, mutate)
 
+    async def _ensure_image(self, ns: str, name: str, key: str, c: Obj, node: Node) -> bool:
+        """The image is on the node (pulled if the policy says so); else the container
+        waits with the kubelet's reason and message, and False."""
+        image = str(c["image"])
+        policy = c.get("imagePullPolicy") or default_pull_policy(image)
+        present = image == self.task_image or image in node.images
+
+        def wait(reason: str, message: str) -> None:
+            self._set_state(ns, name, key, c["name"], {"waiting": {"reason": reason,
+                                                                   "message": message}})
+        if policy == "Never" and not present:
+            wait("ErrImageNeverPull",
+                 f'Container image "{image}" is not present with pull policy of Never')
+            return False
+        if policy == "Never" or (policy == "IfNotPresent" and present):
+            return True
+        if image in self.bad_images:
+            ref = _qualified(image)
+            error = (f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                     f'"{ref}": failed to resolve reference "{ref}": {ref}: not found')
+            wait("ErrImagePull", error)
+            await asyncio.sleep(0.2)
+            # Since v1.32 the back-off message carries the last pull error.
+            wait("ImagePullBackOff", f'Back-off pulling image "{image}": ErrImagePull: {error}')
+            return False
+        node.images.add(image)
+        return True
+
     async def _container(self, ns: str, name: str, c: Obj, volumes: dict[str, Path],
-                         key: str) -> int | None:
+                         key: str, node: Node) -> int | None:
         pod = self.store.find("pods", ns, name)
         if pod is None or (ns, name) in self.terminating:
             return 137
         helios = c["image"] == self.task_image
-        if c["image"] in self.bad_images:
-            msg = f'Failed to pull image "{c["image"]}": not found'
-            self._set_state(ns, name, key, c["name"], {"waiting": {"reason": "ErrImagePull",
-                                                                   "message": msg}})
-            await asyncio.sleep(0.2)
-            self._set_state(ns, name, key, c["name"], {"waiting": {
-                "reason": "ImagePullBackOff", "message": f'Back-off pulling image "{c["image"]}"'}})
+        if not await self._ensure_image(ns, name, key, c, node):
             return None
         try:
             env = sandbox.container_env(c, self._secrets(ns), helios, name)
@@ -285,14 +322,36 @@ class Kubelet:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
 
+    @staticmethod
+    def _init_pid(proc: asyncio.subprocess.Process) -> int | None:
+        """The host pid of the container's PID 1: bwrap's child (`--as-pid-1`)."""
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
     async def _terminate(self, ns: str, name: str) -> None:
-        for proc in self.procs.get((ns, name), {}).values():
-            self._kill(proc, signal.SIGTERM)
+        pod = self.store.find("pods", ns, name) or {}
+        grace = float(pod.get("metadata", {}).get("deletionGracePeriodSeconds",
+                                                  GRACE_DEFAULT_S))
+        running = [p for p in self.procs.get((ns, name), {}).values() if p.returncode is None]
+        for proc in running:
+            # To PID 1 only, as the runtime does: without a handler, PID 1 ignores it.
+            pid = self._init_pid(proc)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
         run = self.runs.get((ns, name))
         if run is not None and not run.done():
-            # A pod stuck Pending (image pull, no node) has nothing left to wait for.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(run), 5.0)
+            if running:  # a pod stuck Pending (image pull, no node) has nothing to wait for
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(run), grace)
+                for proc in running:
+                    self._kill(proc, signal.SIGKILL)  # the grace period is over
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    # Let the run record the killed containers' statuses (137).
+                    await asyncio.wait_for(asyncio.shield(run), 5.0)
             run.cancel()
         for proc in self.procs.get((ns, name), {}).values():
             self._kill(proc, signal.SIGKILL)  # stragglers
@@ -316,3 +375,16 @@ class Kubelet:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _qualified(image: str) -> str:
+    """The reference as containerd names it in its errors (docker.io/library/x:latest)."""
+    name, _, digest = image.partition("@")
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    if not digest and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return f"{name}@{digest}" if digest else name

@@ -107,7 +107,9 @@ def bwrap_argv(bwrap: str, command: list[str], mounts: list[tuple[Path, str, boo
     # No --new-session: the sandboxed process must stay in bwrap's process group, so a
     # kill of that group reaches it even before bwrap has armed --die-with-parent (no
     # tty is attached, so the terminal-injection risk --new-session guards against is moot).
-    out = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc",
+    # --as-pid-1: the command is PID 1 of its namespace, as in a container, with the
+    # kernel's rule for it (signals it has no handler for are ignored, SIGTERM included).
+    out = [bwrap, "--die-with-parent", "--unshare-pid", "--as-pid-1", "--unshare-ipc",
            "--unshare-uts", "--hostname", hostname[:63]]
     for folder in SYSTEM_DIRS:
         if os.path.islink(folder):

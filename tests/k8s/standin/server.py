@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import defaults
 from .store import KINDS, ApiError, Obj, Store, gone, matches, parse_selector
 
 TOKEN = "standin-token"
@@ -53,7 +54,8 @@ class ApiServer:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.list_versions: list[str] = []  # the resourceVersion of each list answered
         self.deletions: dict[str, str] = {}  # uid -> propagationPolicy of its delete
-        self.on_delete: Any = None  # set by the cluster: (resource, ns, name, policy) -> obj
+        # Set by the cluster: (resource, ns, name, policy, gracePeriodSeconds) -> obj.
+        self.on_delete: Any = None
         self._streams: set[web.StreamResponse] = set()
         self._generation = 0  # bumped to end every open watch
 
@@ -90,7 +92,7 @@ class ApiServer:
         r = app.router
         r.add_get("/version", self._version)
         for prefix, resource in (("/apis/batch/v1", "jobs"), ("/api/v1", "pods"),
-                                 ("/api/v1", "secrets"), ("/api/v1", "serviceaccounts")):
+                                 ("/api/v1", "secrets")):
             base = f"{prefix}/namespaces/{{ns}}/{resource}"
             r.add_get(base, self._collection(resource))
             r.add_post(base, self._create(resource))
@@ -144,7 +146,9 @@ class ApiServer:
             if (body.get("metadata") or {}).get("namespace", ns) != ns:
                 raise ApiError(400, "BadRequest", "the namespace of the object does not "
                                "match the namespace on the request")
-            return web.json_response(self.store.create(resource, ns, body), status=201)
+            return web.json_response(self.store.create(resource, ns,
+                                                       defaults.apply(resource, body)),
+                                     status=201)
         return handler
 
     def _read(self, resource: str) -> Any:
@@ -156,12 +160,21 @@ class ApiServer:
     def _delete(self, resource: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             m = request.match_info
+            # DeleteOptions come as query parameters or as a body; the body wins.
             policy = request.query.get("propagationPolicy")
+            grace_text = request.query.get("gracePeriodSeconds")
             if request.can_read_body:
-                with contextlib.suppress(ValueError):
-                    policy = (await request.json()).get("propagationPolicy") or policy
+                with contextlib.suppress(ValueError, AttributeError):
+                    options = await request.json()
+                    policy = options.get("propagationPolicy") or policy
+                    if options.get("gracePeriodSeconds") is not None:
+                        grace_text = str(options["gracePeriodSeconds"])
+            try:
+                grace = int(grace_text) if grace_text not in (None, "") else None
+            except ValueError:
+                raise ApiError(400, "BadRequest", "gracePeriodSeconds: not an integer") from None
             self.store.get(resource, m["ns"], m["name"])  # 404 when absent
-            obj = self.on_delete(resource, m["ns"], m["name"], policy)
+            obj = self.on_delete(resource, m["ns"], m["name"], policy, grace)
             return web.json_response(obj)
         return handler
 

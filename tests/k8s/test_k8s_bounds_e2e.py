@@ -1,0 +1,118 @@
+"""Issue 9 end to end, with HELIOS_EXECUTOR=kubernetes on the stand-in: image pull
+policies and pull failures, timeouts that time the command (not the pod's start), a
+start timeout, and a cancel that stops a task whose PID 1 ignores SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from helios.settings import Settings
+from tests.stack import Stack, by_name, doc, follow, running_stack, sh, submit, task_logs, wait_run
+
+from .conftest import add_s3_secret, kube_settings
+from .standin import Cluster
+
+PENDING_S, PULL_S, START_S = 30.0, 1.0, 5.0
+ON_B = {"kubernetes.io/hostname": "node-b"}
+
+
+@pytest.fixture
+async def stack(settings: Settings, cluster: Cluster) -> AsyncIterator[Stack]:
+    add_s3_secret(cluster, settings)
+    bounded = kube_settings(settings, cluster, pending_timeout_s=PENDING_S,
+                            image_pull_timeout_s=PULL_S, start_timeout_s=START_S)
+    async with running_stack(bounded) as running:
+        yield running
+
+
+async def test_pull_policies_pull_failures_and_what_each_timeout_timed(
+        stack: Stack, http: aiohttp.ClientSession, cluster: Cluster) -> None:
+    node_a, node_b = cluster.kubelet.nodes["node-a"], cluster.kubelet.nodes["node-b"]
+    node_a.start_delay_s = 2.0  # a busy node: every pod takes 2 s to start its containers
+    node_a.images.add("local/loaded:1")  # loaded into the node, in no registry
+    node_b.start_delay_s = 60.0  # a node where nothing gets started in time
+    cluster.kubelet.bad_images.add("registry.example/missing:1")
+    dag = doc("bounds",
+              sh("pull", "true", image="registry.example/missing:1"),
+              sh("never", "true", image="local/only:1", imagePullPolicy="Never"),
+              sh("loaded", "echo loaded", image="local/loaded:1", imagePullPolicy="Never"),
+              # Starts after more than its timeoutSeconds: only the command is timed.
+              sh("fits", "sleep 0.2; echo fits", timeoutSeconds=1),
+              sh("slow", "echo started; exec sleep 30", timeoutSeconds=1),
+              sh("stuck", "echo never", nodeSelector=ON_B))
+    began = time.monotonic()
+    run = await submit(http, stack.api_url, dag)
+    status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=40)
+    # Every failure came from its own bound, none from the 30 s pending timeout.
+    assert time.monotonic() - began < PENDING_S
+    tasks = by_name(status)
+    outcome = {n: (t["state"], t.get("reason")) for n, t in tasks.items()}
+    assert outcome == {
+        "pull": ("FAILED", "ImagePullFailed"), "never": ("FAILED", "ImagePullFailed"),
+        "loaded": ("SUCCEEDED", None), "fits": ("SUCCEEDED", None),
+        "slow": ("FAILED", "DeadlineExceeded"), "stuck": ("FAILED", "StartTimeout")}
+    # The kubelet's message: ErrImagePull's, or the back-off's that repeats it.
+    assert 'failed to pull and unpack image "registry.example/missing:1"' in \
+        tasks["pull"]["message"]
+    assert tasks["never"]["message"] == \
+        'Container image "local/only:1" is not present with pull policy of Never'
+    fits = tasks["fits"]["timings"]
+    assert fits["startedAt"] - fits["queuedAt"] >= 1  # the pod's start took longer than 1 s
+    assert "fits" in await task_logs(http, stack.api_url, run["dagId"], "fits")
+    assert tasks["slow"]["message"] == "the command ran 1 s and was stopped (timeoutSeconds=1)"
+    assert "started" in await task_logs(http, stack.api_url, run["dagId"], "slow")
+    assert tasks["stuck"]["message"].startswith(
+        "the pod did not start within 5 s (HELIOS_K8S_START_TIMEOUT_S): ")
+    stuck_logs = await task_logs(http, stack.api_url, run["dagId"], "stuck")
+    assert any(ln.startswith("[HELIOS] the command never started: ") for ln in stuck_logs)
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_cancel_stops_a_task_whose_pid_1_ignores_sigterm(
+        stack: Stack, http: aiohttp.ClientSession, cluster: Cluster) -> None:
+    marker = f"{60 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"  # a unique argv
+    # `sh` as PID 1 ignores SIGTERM; its children (one in the background) would too,
+    # unless the whole tree is killed.
+    dag = doc("cancel-pid1", sh("long", f"sleep {marker} & sleep {marker}; true"))
+    run = await submit(http, stack.api_url, dag)
+    await follow(http, stack.api_url, run["dagId"],
+                 until=lambda e: e.get("task") == "long" and e["state"] == "RUNNING")
+    # RUNNING is the container's start, not its children's; processes send no event, so
+    # poll (with a generous deadline) until both are there.
+    async with asyncio.timeout(15):
+        while len(_processes_with(f"sleep\0{marker}")) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    cancelled = time.monotonic()
+    async with http.post(f"{stack.api_url}/api/v1/dags/{run['dagId']}/cancel") as resp:
+        assert resp.status == 202
+    status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=15)
+    assert status["status"] == "CANCELLED"
+    await cluster.wait_for(lambda: not cluster.jobs() and not cluster.pods(), timeout=15)
+    grace = stack.settings.k8s.cancel_grace_s
+    # Gone after the grace period (plus the stand-in's 0.5 s log window), not 30 s.
+    assert time.monotonic() - cancelled < grace + 5
+    assert _processes_with(f"sleep\0{marker}") == []
+    # The kubelet had to SIGKILL it: SIGTERM alone did nothing.
+    ends = [cs["state"]["terminated"]["exitCode"]
+            for e in cluster.store.history if e.resource == "pods"
+            for cs in e.obj["status"].get("containerStatuses") or []
+            if "terminated" in cs["state"]]
+    assert ends and ends[-1] == 137
