@@ -1,6 +1,7 @@
-"""Issue 9 end to end, with HELIOS_EXECUTOR=kubernetes on the stand-in: image pull
-policies and pull failures, timeouts that time the command (not the pod's start), a
-start timeout, and a cancel that stops a task whose PID 1 ignores SIGTERM."""
+"""Issue 9 end to end, with HELIOS_EXECUTOR=kubernetes on the stand-in, in one test (two
+runs side by side): image pull policies and pull failures, timeouts that time the
+command (not the pod's start), a start timeout, and a cancel that stops a task whose
+PID 1 ignores SIGTERM."""
 
 from __future__ import annotations
 
@@ -32,7 +33,19 @@ async def stack(settings: Settings, cluster: Cluster) -> AsyncIterator[Stack]:
         yield running
 
 
-async def test_pull_policies_pull_failures_and_what_each_timeout_timed(
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_pull_policies_timeouts_that_say_what_they_timed_and_a_prompt_cancel(
         stack: Stack, http: aiohttp.ClientSession, cluster: Cluster) -> None:
     node_a, node_b = cluster.kubelet.nodes["node-a"], cluster.kubelet.nodes["node-b"]
     node_a.start_delay_s = 2.0  # a busy node: every pod takes 2 s to start its containers
@@ -47,10 +60,46 @@ async def test_pull_policies_pull_failures_and_what_each_timeout_timed(
               sh("fits", "sleep 0.2; echo fits", timeoutSeconds=1),
               sh("slow", "echo started; exec sleep 30", timeoutSeconds=1),
               sh("stuck", "echo never", nodeSelector=ON_B))
+    marker = f"{60 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"  # a unique argv
+    # `sh` as PID 1 ignores SIGTERM; so would its children (one in the background),
+    # unless the whole tree is killed.
+    doomed = doc("cancel-pid1", sh("long", f"sleep {marker} & sleep {marker}; true"),
+                 sh("after", "true", depends_on=["long"]))
     began = time.monotonic()
     run = await submit(http, stack.api_url, dag)
+    cancel = await submit(http, stack.api_url, doomed)
+
+    # The cancel, while the other run goes on.
+    await follow(http, stack.api_url, cancel["dagId"],
+                 until=lambda e: e.get("task") == "long" and e["state"] == "RUNNING")
+    # RUNNING is the container's start, not its children's; processes send no event, so
+    # poll (with a generous deadline) until both are there.
+    async with asyncio.timeout(15):
+        while len(_processes_with(f"sleep\0{marker}")) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    cancelled = time.monotonic()
+    async with http.post(f"{stack.api_url}/api/v1/dags/{cancel['dagId']}/cancel") as resp:
+        assert resp.status == 202
+    status = await wait_run(http, stack.api_url, cancel["dagId"], timeout_s=15)
+    assert status["status"] == "CANCELLED"
+    assert {t["state"] for t in status["tasks"]} == {"CANCELLED"}
+    run_label = {"helios.dev/run-id": cancel["dagId"]}.items()
+    await cluster.wait_for(lambda: not any(
+        run_label <= p["metadata"]["labels"].items() for p in [*cluster.jobs(), *cluster.pods()]),
+        timeout=15)
+    # Gone after the grace period (plus the stand-in's 0.5 s log window), not 30 s.
+    assert time.monotonic() - cancelled < stack.settings.k8s.cancel_grace_s + 5
+    assert _processes_with(f"sleep\0{marker}") == []
+    # The kubelet had to SIGKILL it: SIGTERM alone did nothing.
+    ends = [cs["state"]["terminated"]["exitCode"] for e in cluster.store.history
+            if e.resource == "pods" and run_label <= e.obj["metadata"]["labels"].items()
+            for cs in e.obj["status"].get("containerStatuses") or []
+            if "terminated" in cs["state"]]
+    assert ends and ends[-1] == 137
+
+    # Each failure of the other run came from its own bound, none from the 30 s
+    # pending timeout.
     status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=40)
-    # Every failure came from its own bound, none from the 30 s pending timeout.
     assert time.monotonic() - began < PENDING_S
     tasks = by_name(status)
     outcome = {n: (t["state"], t.get("reason")) for n, t in tasks.items()}
@@ -72,47 +121,3 @@ async def test_pull_policies_pull_failures_and_what_each_timeout_timed(
         "the pod did not start within 5 s (HELIOS_K8S_START_TIMEOUT_S): ")
     stuck_logs = await task_logs(http, stack.api_url, run["dagId"], "stuck")
     assert any(ln.startswith("[HELIOS] the command never started: ") for ln in stuck_logs)
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker.encode() in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
-async def test_cancel_stops_a_task_whose_pid_1_ignores_sigterm(
-        stack: Stack, http: aiohttp.ClientSession, cluster: Cluster) -> None:
-    marker = f"{60 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"  # a unique argv
-    # `sh` as PID 1 ignores SIGTERM; its children (one in the background) would too,
-    # unless the whole tree is killed.
-    dag = doc("cancel-pid1", sh("long", f"sleep {marker} & sleep {marker}; true"))
-    run = await submit(http, stack.api_url, dag)
-    await follow(http, stack.api_url, run["dagId"],
-                 until=lambda e: e.get("task") == "long" and e["state"] == "RUNNING")
-    # RUNNING is the container's start, not its children's; processes send no event, so
-    # poll (with a generous deadline) until both are there.
-    async with asyncio.timeout(15):
-        while len(_processes_with(f"sleep\0{marker}")) < 2:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-    cancelled = time.monotonic()
-    async with http.post(f"{stack.api_url}/api/v1/dags/{run['dagId']}/cancel") as resp:
-        assert resp.status == 202
-    status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=15)
-    assert status["status"] == "CANCELLED"
-    await cluster.wait_for(lambda: not cluster.jobs() and not cluster.pods(), timeout=15)
-    grace = stack.settings.k8s.cancel_grace_s
-    # Gone after the grace period (plus the stand-in's 0.5 s log window), not 30 s.
-    assert time.monotonic() - cancelled < grace + 5
-    assert _processes_with(f"sleep\0{marker}") == []
-    # The kubelet had to SIGKILL it: SIGTERM alone did nothing.
-    ends = [cs["state"]["terminated"]["exitCode"]
-            for e in cluster.store.history if e.resource == "pods"
-            for cs in e.obj["status"].get("containerStatuses") or []
-            if "terminated" in cs["state"]]
-    assert ends and ends[-1] == 137

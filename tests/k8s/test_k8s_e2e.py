@@ -86,20 +86,6 @@ async def test_failures_timeouts_and_missing_outputs(stack: Stack, http: aiohttp
     assert "promised.txt" in tasks["liar"]["message"]
 
 
-async def test_cancel_deletes_jobs_and_pods(stack: Stack, http: aiohttp.ClientSession,
-                                            cluster: Cluster) -> None:
-    dag = doc("cancel", sh("long", "sleep 60"), sh("after", "true", depends_on=["long"]))
-    run = await submit(http, stack.api_url, dag)
-    await follow(http, stack.api_url, run["dagId"],
-                 until=lambda e: e.get("task") == "long" and e["state"] == "RUNNING")
-    async with http.post(f"{stack.api_url}/api/v1/dags/{run['dagId']}/cancel") as resp:
-        assert resp.status == 202
-    status = await wait_run(http, stack.api_url, run["dagId"], timeout_s=15)
-    assert status["status"] == "CANCELLED"
-    assert {t["state"] for t in status["tasks"]} == {"CANCELLED"}
-    await cluster.wait_for(lambda: not cluster.jobs() and not cluster.pods())
-
-
 async def test_watcher_restarted_mid_run(stack: Stack, http: aiohttp.ClientSession,
                                          cluster: Cluster) -> None:
     dag = doc("watcher-restart",
