@@ -46,9 +46,9 @@ async def submit_from_page(page: Page, stack: Stack, *, cache: bool) -> str:
     await page.get_by_role("button", name="Submit", exact=True).click()
     await page.wait_for_url(re.compile(r"/runs/[0-9a-f]{32}$"))
     dag_id = page.url.rsplit("/", 1)[1]
-    # The run view (tests/web/test_run_view.py covers it) follows the run to its end.
-    await expect(page.locator(".rv")).to_have_attribute("data-status", "SUCCEEDED")
     run = await run_state(stack.api_url, dag_id)
+    # The run view (tests/web/test_run_view.py covers it) follows the run to its end.
+    await expect(page.locator(".rv")).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
     assert run["status"] == "SUCCEEDED" and run["useCache"] is cache, run
     return dag_id
 
@@ -152,5 +152,16 @@ async def test_submit_metrics_errors_and_runs_list(page: Page, web_stack: Stack,
     await page.get_by_label("State").select_option("SUCCEEDED")
     await expect(runs).to_have_count(3)
     await shot(page, "runs-filtered")
+    # Pages: two runs a page, newer and older by the API's cursors.
+    await page.goto("/?limit=2")
+    await expect(runs).to_have_count(2)
+    older, newer = page.get_by_role("button", name="Older"), page.get_by_role("button", name="Newer")
+    await expect(newer).to_be_disabled()
+    await older.click()
+    await expect(page.get_by_text("Page 2")).to_be_visible()
+    await expect(runs.first.locator("a").first).to_have_attribute("href", f"/runs/{second}")
+    await expect(runs).to_have_count(2)
+    await newer.click()
+    await expect(runs.first.locator("a").first).to_have_attribute("href", f"/runs/{other}")
     await runs.first.locator("a").first.click()
-    await page.wait_for_url(f"**/runs/{third}")
+    await page.wait_for_url(f"**/runs/{other}")

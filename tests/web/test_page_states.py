@@ -70,6 +70,12 @@ async def test_unreachable_bad_names_long_names_and_dark_mode(browser: Browser, 
         # Dark mode follows the system setting, with the same contrast checks.
         await page.goto("/")
         await expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        # Keyboard: the first Tab offers to skip the navigation; taking it lands in the view.
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_label("DAG name")).to_be_focused()
         assert await page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(17, 20, 24)"
         assert await axe_violations(page) == []
         await page.goto("/submit")

@@ -47,6 +47,9 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
   const params = new URLSearchParams(location.search);
   let name = params.get("name") ?? "";
   let state = params.get("state") ?? "";
+  // `?limit=` picks the page size (the API allows 1..200).
+  const asked = Number(params.get("limit"));
+  const pageSize = Number.isInteger(asked) && asked >= 1 && asked <= 200 ? asked : PAGE;
   // Cursors of the pages before this one: "Newer" pops, "Older" pushes.
   const cursors: (string | null)[] = [];
   let cursor: string | null = null;
@@ -80,6 +83,7 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
     const q = new URLSearchParams();
     if (name) q.set("name", name);
     if (state) q.set("state", state);
+    if (pageSize !== PAGE) q.set("limit", String(pageSize));
     const search = q.toString() ? `?${q}` : "";
     if (search !== location.search) history.replaceState(null, "", `/${search}`);
   }
@@ -116,7 +120,7 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
   async function load(quiet: boolean): Promise<void> {
     ctrl?.abort();
     const mine = (ctrl = new AbortController());
-    const q = new URLSearchParams({ limit: String(PAGE) });
+    const q = new URLSearchParams({ limit: String(pageSize) });
     if (name) q.set("name", name);
     if (state) q.set("state", state);
     if (cursor) q.set("cursor", cursor);
