@@ -32,6 +32,14 @@ def _unique_name(wanted: Any, index: int, taken: set[str]) -> str:
     return name
 
 
+def _static(task: dict[str, Any]) -> dict[str, Any]:
+    task = {k: v for k, v in task.items() if k != "when"}
+    if not isinstance(task.get("forEach"), list):
+        task.pop("forEach", None)
+        task.pop("maxParallel", None)
+    return task
+
+
 def consistent_dag(body: Any) -> Any:
     """The same document with its cross-references made consistent (a pure function)."""
     if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
@@ -39,6 +47,11 @@ def consistent_dag(body: Any) -> Any:
     tasks = [t for t in body["tasks"] if isinstance(t, dict)]
     if len(tasks) != len(body["tasks"]):
         return body
+    # The dynamic fields relate tasks too (`when` names params and upstream tasks,
+    # `forEach` an upstream output or a parameter, exit handlers share the name space):
+    # a positive case keeps literal forEach lists and drops the rest.
+    body = {k: v for k, v in body.items() if k != "onExit"}
+    tasks = [_static(t) for t in tasks]
     taken: set[str] = set()
     earlier: dict[str, list[str]] = {}  # name -> outputs, for tasks already placed
     repaired = []
