@@ -14,7 +14,7 @@ from pathlib import Path
 
 from helios import logs
 from helios.auth_tokens import usage_hint
-from helios.devstack.cluster import ClusterError, ClusterTarget, make_target
+from helios.devstack.cluster import ClusterError, ClusterTarget, target_from_options
 from helios.devstack.stack import DataDirBusy, DevStack, PortInUse, dev_stack
 from helios.devstack.supervise import CrashLoop
 
@@ -24,15 +24,9 @@ async def run_dev(data_dir: Path, port: int, metrics_port: int, *, executor: str
                   advertise_address: str | None = None, task_image: str | None = None) -> int:
     # The supervisor's restarts are worth seeing on the terminal.
     logs.configure("helios-dev", "INFO", "text")
-    cluster: ClusterTarget | None = None
-    given = {"kubeconfig": kubeconfig, "namespace": namespace,
-             "advertise_address": advertise_address, "task_image": task_image}
     try:
-        if executor == "kubernetes":
-            cluster = make_target(kubeconfig, namespace, advertise_address, task_image)
-        elif any(v is not None for v in given.values()):
-            used = ", ".join("--" + k.replace("_", "-") for k, v in given.items() if v is not None)
-            raise ClusterError(f"{used}: only with --executor kubernetes")
+        cluster = target_from_options(executor, kubeconfig, namespace, advertise_address,
+                                      task_image)
     except ClusterError as exc:
         print(f"helios dev: {exc}", file=sys.stderr, flush=True)
         return 2

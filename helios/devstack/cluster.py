@@ -118,6 +118,20 @@ def make_target(kubeconfig: Path | None, namespace: str | None, advertise: str |
                          guessed)
 
 
+def target_from_options(executor: str, kubeconfig: Path | None = None,
+                        namespace: str | None = None, advertise: str | None = None,
+                        task_image: str | None = None) -> ClusterTarget | None:
+    """`helios dev`'s options: None for the local executor, which takes none of the rest."""
+    if executor == "kubernetes":
+        return make_target(kubeconfig, namespace, advertise, task_image)
+    given = {"--kubeconfig": kubeconfig, "--namespace": namespace,
+             "--advertise-address": advertise, "--task-image": task_image}
+    used = [name for name, value in given.items() if value is not None]
+    if used:
+        raise ClusterError(f"{', '.join(used)}: only with --executor kubernetes")
+    return None
+
+
 # --- what the cluster needs --------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import os
 import re
@@ -22,9 +23,12 @@ from helios.devstack.cluster import (
     guess_advertise_address,
     make_target,
     prepare_cluster,
+    target_from_options,
 )
 from helios.devstack.procs import free_port
 from helios.devstack.relay import s3_relay
+from helios.devstack.servers import Endpoints
+from helios.devstack.stack import _open_relay
 from tests.devstack.devproc import Dev, env_of
 from tests.devstack.test_durable import SEED, ended, submit
 from tests.k8s.standin import standin_cluster, write_kubeconfig
@@ -61,6 +65,22 @@ def test_kubeconfig_is_found_as_kubectl_finds_it(tmp_path: Path) -> None:
     env = target.env("http://192.0.2.9:9000")
     assert env["HELIOS_EXECUTOR"] == "kubernetes" and env["HELIOS_K8S_IN_CLUSTER"] == "false"
     assert env["HELIOS_K8S_TASK_S3_ENDPOINT_URL"] == "http://192.0.2.9:9000"
+
+
+def test_cluster_options_need_the_kubernetes_executor(tmp_path: Path) -> None:
+    assert target_from_options("local") is None
+    with pytest.raises(ClusterError, match="--namespace, --task-image: only with --executor kubernetes"):
+        target_from_options("local", namespace="x", task_image="i")
+    (tmp_path / "kc").write_text("{}")
+    target = target_from_options("kubernetes", tmp_path / "kc", "ns", "127.0.0.1", "img")
+    assert target == ClusterTarget(tmp_path / "kc", "ns", "127.0.0.1", "img", guessed=False)
+
+
+async def test_an_address_not_of_this_machine_is_refused() -> None:
+    target = ClusterTarget(Path("kc"), advertise_address="203.0.113.77")  # TEST-NET-3
+    async with contextlib.AsyncExitStack() as scope:
+        with pytest.raises(ClusterError, match="is it an address of this machine"):
+            await _open_relay(scope, target, Endpoints("nats://x", "redis://x", "http://127.0.0.1:1"))
 
 
 async def test_an_unreachable_cluster_is_one_clear_line(tmp_path: Path) -> None:
