@@ -14,6 +14,9 @@ decoding another service's layout, and never decides from another service's priv
 |   `dag:{id}:submission` (params, source, template) |           | (`helios.submissions`)    |
 | `template:{n}` (hash), `template:{n}:versions`,     | api       | api (`helios.templates_store`)|
 |   `templates` (index), `templates:seq`             |           |                           |
+| `schedules`, `schedule:{n}:state`, `backfills:*`,   | api       | api (`services.api.firing`)|
+|   `backfill:{id}`, `triggers`, `trigger:{n}:seen`,  |           |                           |
+|   `firing:lease` (the firing loops' records)        |           |                           |
 | `dag:{id}:run` (hash; see `run`)                    | scheduler | api, runner (`runs_view`) |
 | `dag:{id}:task:{t}:status`, `:attempts`, `:detail`, | scheduler | api, runner (`runs_view`) |
 |   `:outputs`; `dag:{id}:outbox`                     |           |                           |
@@ -230,6 +233,38 @@ Queued in the MULTI that deletes the run's keys (objects go after the keys, so a
 between leaves work queued, never a half-deleted run that still looks alive). While a
 live memo entry points at some of them, those stay and the run is queued again for when
 the entry expires; `memo:refs:{dagId}` is deleted with the last of them."""
+
+
+SCHEDULES = "schedules"
+"""Hash: template name -> JSON schedule (cron, zone, policy, params...; api-written)."""
+
+TRIGGERS = "triggers"
+"""Hash: trigger name -> JSON trigger (source: objects or runSucceeded; api-written)."""
+
+BACKFILLS = "backfills"
+"""Sorted set: backfill id -> createdAt of every backfill (newest last)."""
+
+BACKFILLS_ACTIVE = "backfills:active"
+"""Set: ids of the backfills the firing loop still drives."""
+
+FIRING_LEASE = "firing:lease"
+"""String with a TTL: the api instance whose firing loops (schedules, backfills, object
+triggers) run; the others wait. Deterministic run ids make an overlap harmless."""
+
+
+def schedule_state(template: str) -> str:
+    """Hash: cursor, lastRunId, lastTime, fired, skipped, lastError of one schedule."""
+    return f"schedule:{template}:state"
+
+
+def backfill(backfill_id: str) -> str:
+    """Hash: spec (JSON, immutable), items (JSON, the loop's), state, endedAt, cancel."""
+    return f"backfill:{backfill_id}"
+
+
+def trigger_seen(trigger: str) -> str:
+    """Hash: object key -> ETag of each object an object trigger has started a run for."""
+    return f"trigger:{trigger}:seen"
 
 
 def run_keys(dag_id: str, attempts: Mapping[str, int]) -> list[str]:

@@ -158,6 +158,26 @@ class AuthSettings(_Env):
     reload_s: float = Field(1.0, gt=0, description="How often the tokens file is checked for changes.")
 
 
+class FiringSettings(_Env):
+    """The api's firing loops: schedules, backfills, object triggers, chained runs."""
+
+    model_config = SettingsConfigDict(env_prefix="HELIOS_FIRING_")
+
+    enabled: bool = Field(True, description="Run the firing loops in this api instance.")
+    tick_s: float = Field(1.0, gt=0, le=60, description="Schedules and backfills are looked at this often.")
+    objects_poll_s: float = Field(10.0, gt=0, description="Object triggers list their prefix this often.")
+    objects_page: int = Field(1000, ge=1, le=1000, description="Keys per S3 listing request.")
+    objects_max_per_poll: int = Field(
+        100_000, ge=1, description="Keys one trigger looks at per poll (the rest next poll).")
+    lease_ttl_s: float = Field(
+        10.0, gt=0, description="Another api instance takes the firing loops over this long "
+        "after the one running them died.")
+    pass_timeout_s: float = Field(60.0, gt=0, description="Bound of one pass of a loop.")
+    buckets: list[str] = Field(
+        default_factory=list, description="Buckets object triggers may watch besides the "
+        "artifacts bucket (JSON list).")
+
+
 class RetentionSettings(_Env):
     model_config = SettingsConfigDict(env_prefix="HELIOS_RETENTION_")
 
@@ -191,6 +211,7 @@ class Settings(_Env):
     k8s: KubernetesSettings = Field(default_factory=KubernetesSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    firing: FiringSettings = Field(default_factory=FiringSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
@@ -198,6 +219,7 @@ _PARTS: dict[str, type[BaseSettings]] = {
     "nats": NatsSettings, "redis": RedisSettings, "s3": S3Settings, "cache": CacheSettings,
     "http": HttpSettings, "local": LocalExecutorSettings, "k8s": KubernetesSettings,
     "scheduler": SchedulerSettings, "retention": RetentionSettings, "auth": AuthSettings,
+    "firing": FiringSettings,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from helios.health import Health
-from services.api import dags, events, listing, page, system, templates
+from services.api import dags, events, listing, page, schedules, system, templates, triggers
 from services.api.auth import auth_middleware
 from services.api.context import CTX, ApiContext
 from services.api.openapi import openapi_document
@@ -23,6 +23,7 @@ def make_app(context: ApiContext, health: Health) -> web.Application:
                           client_max_size=2 * 1024 * 1024)
     app[CTX] = context
     app.add_routes(health.routes())
+    app.add_routes(schedules.routes() + triggers.routes())  # schedules, backfills, triggers
     app.add_routes(page.routes())  # the web page (built from web/)
     app.add_routes([
         web.get("/api/v1/openapi.json", openapi),

@@ -20,6 +20,7 @@ from helios.subjects import Streams
 from services.api.app import make_app
 from services.api.auth import check_auth
 from services.api.context import ApiContext
+from services.api.firing import loops as firing_loops
 from services.api.parsing import PARSER, ParserPool
 from services.api.problems import hide_server_version, server_header
 
@@ -50,8 +51,10 @@ async def serve(settings: Settings, stop: StopEvent, health: Health,
             app.on_response_prepare.append(server_header)
             hide_server_version()
             # Bodies are decompressed by the handler, bounded: a zip bomb stops at 1 MiB.
-            async with serve_http(app, settings.http.host, settings.http.port,
-                                  auto_decompress=False, **HTTP_LIMITS) as port:
+            # Schedules, backfills and triggers fire while the api runs (and stop after it).
+            async with firing_loops.running(context, parser, app, stop), \
+                    serve_http(app, settings.http.host, settings.http.port,
+                               auto_decompress=False, **HTTP_LIMITS) as port:
                 if bound is not None and not bound.done():
                     bound.set_result(port)
                 beat = guard(heartbeat(redis, health, uuid.uuid4().hex[:8], stop), "heartbeat")

@@ -1,0 +1,82 @@
+"""Object triggers: list a prefix, start one run per object version not seen before.
+
+An object version is its ETag (a new upload of different bytes is a new version; the
+same bytes uploaded again are not). The run id is derived from (trigger, bucket, key,
+ETag) and the key is marked seen only after its run was started: a crash in between
+starts the same run again, which is a no-op. Listing is paged (`objects_page` keys a
+request) and bounded per poll (`objects_max_per_poll`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from helios.schedules import ids
+from helios.schedules.cron import rfc3339
+from helios.schedules.records import ObjectSource, TriggerRecord
+from services.api.firing import launching, store
+from services.api.firing.context import FiringContext
+from services.api.firing.params import render_params
+
+log = logging.getLogger(__name__)
+
+
+async def objects_pass(f: FiringContext) -> int:
+    started = 0
+    for trigger in await store.all_triggers(f.c.redis):
+        if isinstance(trigger.body.source, ObjectSource):
+            started += await poll(f, trigger, trigger.body.source)
+    return started
+
+
+async def poll(f: FiringContext, trigger: TriggerRecord, source: ObjectSource) -> int:
+    bucket = source.bucket or f.c.settings.s3.bucket
+    fields = {"trigger": trigger.name, "template": trigger.body.template, "bucket": bucket}
+    if bucket not in f.allowed_buckets():
+        log.warning("object trigger skipped: bucket not allowed", extra=fields)
+        return 0
+    started, looked, token = 0, 0, None
+    while looked < f.settings.objects_max_per_poll:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": source.prefix,
+                                  "MaxKeys": f.settings.objects_page}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = await f.c.s3.list_objects_v2(**kwargs)
+        contents = page.get("Contents", [])
+        looked += len(contents)
+        seen = await store.seen_etags(f.c.redis, trigger.name, [o["Key"] for o in contents])
+        for obj, known in zip(contents, seen, strict=True):
+            etag = str(obj.get("ETag", "")).strip('"')
+            if known == etag:
+                continue
+            started += await _fire(f, trigger, bucket, obj, etag, fields)
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            break
+    return started
+
+
+async def _fire(f: FiringContext, trigger: TriggerRecord, bucket: str, obj: dict[str, Any],
+                etag: str, fields: dict[str, str]) -> int:
+    key = str(obj["Key"])
+    modified = obj.get("LastModified")
+    values = {"key": key, "etag": etag, "digest": etag, "bucket": bucket,
+              "size": int(obj.get("Size", 0)),
+              "lastModified": rfc3339(modified) if isinstance(modified, datetime) else ""}
+    run_id = ids.object_run(trigger.name, bucket, key, etag)
+    created = 0
+    try:
+        params = render_params(trigger.body.params, values)
+        result = await launching.start(
+            f.c, f.parser, trigger.body.template, run_id=run_id, params=params,
+            logical_time=None, extra={"trigger": trigger.name, "objectKey": key[:1024]})
+        created = int(result.created)
+        log.info("object trigger fired", extra={**fields, "dagId": run_id, "key": key})
+    except (launching.LaunchRefused, ValueError) as exc:
+        # Never retried: an object its template cannot take would otherwise be retried
+        # forever. The reason is in the log.
+        log.warning("object trigger refused %s: %s", key[:200], exc, extra=fields)
+    await store.mark_seen(f.c.redis, trigger.name, key, etag)
+    return created

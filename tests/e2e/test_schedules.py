@@ -1,0 +1,248 @@
+"""Schedules, backfills and triggers end to end, on one stack (the suite's time budget).
+
+One test of several points: a per-second schedule fires every second exactly once across
+an api restart (its downtime caught up, no time missed, none twice: the run ids are the
+derived ones, one per second); a backfill of 10 times with maxParallel 3 never has more
+than 3 runs at once and ends SUCCEEDED; a webhook starts one run per Idempotency-Key; an
+object trigger starts one run per new object version, also for an object that arrived
+while the api was down, and never again for the same bytes; each of those runs' success
+starts a chained run with the upstream's id as a parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from helios import keys
+from helios.runs_view import read_run
+from helios.s3 import open_s3
+from helios.schedules import ids
+from helios.settings import FiringSettings, Settings
+from helios.states import RunState
+from helios.submissions import read_submission
+from tests.stack import Stack, doc, running_stack, sh, task_logs, wait_run
+
+T = TypeVar("T")
+DEADLINE_S = 60.0
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+               ) -> tuple[int, Any]:
+    async with http.request(method, url, **kwargs) as resp:
+        text = await resp.text()
+        return resp.status, json.loads(text) if text else None
+
+
+async def until(check: Callable[[], Awaitable[T | None]], what: str) -> T:
+    """Poll `check` until it returns something (generous deadline: CI may be loaded)."""
+    async with asyncio.timeout(DEADLINE_S):
+        while True:
+            found = await check()
+            if found:
+                return found
+            await asyncio.sleep(0.1)
+    raise AssertionError(what)
+
+
+async def runs_named(redis: aioredis.Redis, name: str) -> list[str]:
+    return [str(r) for r in await redis.zrange(keys.runs_by_name(name), 0, -1)]
+
+
+async def all_ended(redis: aioredis.Redis, run_ids: list[str]) -> bool:
+    for run_id in run_ids:
+        run = await read_run(redis, run_id, [], detail=False)
+        if run is None or run.state is RunState.RUNNING:
+            return False
+    return True
+
+
+def with_param(document: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {**document, "params": [{"name": n, "type": "string"} for n in names]}
+
+
+async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp.ClientSession
+                                               ) -> None:
+    fast = FiringSettings(tick_s=0.2, objects_poll_s=0.3, lease_ttl_s=5.0)
+    settings = settings.model_copy(update={"firing": fast})
+    prefix = f"incoming-{uuid.uuid4().hex[:8]}/"
+    redis = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    async with running_stack(settings) as stack, open_s3(settings.s3) as s3:
+        api = f"{stack.api_url}/api/v1"
+        templates = {
+            "tick": doc("tick", sh("t", "true")),
+            "slow": doc("slow", sh("s", "sleep 0.3")),
+            "ingest": with_param(doc("ingest", sh("i", "echo got {{ params.key }}")), "key"),
+            "report": with_param(doc("report", sh("r", "echo after {{ params.upstream }}")),
+                                 "upstream"),
+            "hook": with_param(doc("hook", sh("h", "echo hello {{ params.who }}")), "who"),
+        }
+        for name, document in templates.items():
+            status, body = await call(http, "PUT", f"{api}/templates/{name}", json=document)
+            assert status == 201, body
+
+        # Validation: problems name the field, never a 500.
+        status, body = await call(http, "PUT", f"{api}/templates/tick/schedule",
+                                  json={"cron": "61 * * * *"})
+        assert status == 400 and "cron" in body["detail"], body
+        status, body = await call(http, "PUT", f"{api}/templates/tick/schedule",
+                                  json={"cron": "* * * * *", "timezone": "Mars/Base"})
+        assert status == 400 and "time zone" in body["detail"], body
+        status, body = await call(http, "PUT", f"{api}/templates/nope/schedule",
+                                  json={"cron": "* * * * *"})
+        assert status == 404, body
+        status, body = await call(http, "PUT", f"{api}/triggers/bad", json={
+            "template": "ingest", "source": {"kind": "objects", "prefix": prefix},
+            "params": {"key": "{{ trigger.nope }}"}})
+        assert status == 400 and "trigger.nope" in body["detail"], body
+
+        # Triggers first: every ingest run (object or not) chains a report run.
+        status, body = await call(http, "PUT", f"{api}/triggers/incoming", json={
+            "template": "ingest", "source": {"kind": "objects", "prefix": prefix},
+            "params": {"key": "{{ trigger.key }}"}})
+        assert status == 201, body
+        status, body = await call(http, "PUT", f"{api}/triggers/after-ingest", json={
+            "template": "report", "source": {"kind": "runSucceeded", "template": "ingest"},
+            "params": {"upstream": "{{ trigger.runId }}"}})
+        assert status == 201, body
+
+        # Every second, catching up to 100 missed times.
+        status, body = await call(http, "PUT", f"{api}/templates/tick/schedule",
+                                  json={"cron": "* * * * * *", "maxCatchup": 100})
+        assert status == 201 and len(body["nextFireTimes"]) == 5, body
+
+        for n in (1, 2):
+            await s3.put_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj{n}", Body=b"v%d" % n)
+
+        status, backfill = await call(http, "POST", f"{api}/templates/slow/backfills", json={
+            "from": "2026-01-01T00:00:00Z", "to": "2026-01-01T09:00:00Z",
+            "cron": "0 * * * *", "maxParallel": 3})
+        assert status == 201 and backfill["total"] == 10, backfill
+
+        headers = {"Idempotency-Key": "delivery-1"}
+        status, first = await call(http, "POST", f"{api}/templates/hook/trigger",
+                                   json={"who": "webhook"}, headers=headers)
+        assert status == 201, first
+        status, again = await call(http, "POST", f"{api}/templates/hook/trigger",
+                                   json={"who": "webhook"}, headers=headers)
+        assert status == 200 and again["dagId"] == first["dagId"], again
+        status, body = await call(http, "POST", f"{api}/templates/hook/trigger", json={"x": 1})
+        assert status == 400 and "x" in json.dumps(body), body
+        hooked = await wait_run(http, stack.api_url, first["dagId"])
+        assert hooked["status"] == "SUCCEEDED", hooked
+        assert "hello webhook" in await task_logs(http, stack.api_url, first["dagId"], "h")
+
+        async def fired(n: int) -> dict[str, Any] | None:
+            _, body = await call(http, "GET", f"{api}/templates/tick/schedule")
+            return body if body["state"]["fired"] >= n else None
+
+        await until(lambda: fired(2), "the schedule fired twice")
+        await until(lambda: _len_at_least(redis, "ingest", 2), "two objects, two runs")
+
+        # The api goes away across several fire times; an object arrives meanwhile, and
+        # the same bytes are uploaded again as obj1 (same ETag: not a new version).
+        await stack.stop("api")
+        down_at = datetime.now(UTC)
+        await s3.put_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj3", Body=b"v3")
+        await s3.put_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj1", Body=b"v1")
+        await asyncio.sleep(2.5)  # wall-clock time must pass: the fire times to miss
+        await stack.start("api")
+        up_at = datetime.now(UTC)
+        await s3.put_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj4", Body=b"v4")
+
+        await until(lambda: _cursor_past(http, api, up_at + timedelta(seconds=1)),
+                    "the schedule fired after the restart")
+        status, _ = await call(http, "DELETE", f"{api}/templates/tick/schedule")
+        assert status == 204
+
+        # Ticks: one run per second, no gap (the downtime was caught up), none twice.
+        tick_runs = await runs_named(redis, "tick")
+        times = []
+        for run_id in tick_runs:
+            record = await read_submission(redis, run_id)
+            assert record is not None and record.logical_time is not None
+            at = datetime.fromisoformat(record.logical_time.replace("Z", "+00:00"))
+            assert run_id == ids.scheduled("tick", at)
+            times.append(at)
+        times.sort()
+        assert len(set(times)) == len(times) == len(tick_runs)
+        assert times[-1] - times[0] == timedelta(seconds=len(times) - 1), times
+        assert times[0] < down_at and times[-1] > up_at
+
+        # Objects: obj1..obj4 once each (the poll that saw obj4 saw the re-upload too).
+        ingest = await until(lambda: _len_at_least(redis, "ingest", 4), "four objects")
+        assert len(ingest) == 4
+        etags = {}
+        for n in range(1, 5):
+            head = await s3.head_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj{n}")
+            etags[n] = head["ETag"].strip('"')
+        expected = {ids.object_run("incoming", settings.s3.bucket, f"{prefix}obj{n}", etags[n])
+                    for n in range(1, 5)}
+        assert set(ingest) == expected
+
+        # Chained: one report per successful ingest, its id derived from the upstream's.
+        reports = {ids.chained(run_id, "after-ingest"): run_id for run_id in ingest}
+        await until(lambda: all_ended(redis, [*ingest, *reports]), "ingest and reports ended")
+        assert set(await runs_named(redis, "report")) == set(reports)
+        for report, upstream in reports.items():
+            assert f"after {upstream}" in await task_logs(http, stack.api_url, report, "r")
+        for run_id in ingest:
+            assert (await read_run(redis, run_id, [], detail=False)).state is RunState.SUCCEEDED  # type: ignore[union-attr]
+
+        # Backfill: all 10 done, never more than 3 at once.
+        async def backfill_done() -> dict[str, Any] | None:
+            _, body = await call(http, "GET", f"{api}/backfills/{backfill['id']}")
+            return body if body["state"] != "RUNNING" else None
+
+        ended = await until(backfill_done, "the backfill ended")
+        assert ended["state"] == "SUCCEEDED" and ended["progress"]["succeeded"] == 10, ended
+        spans = []
+        for item in ended["runs"]:
+            run = await read_run(redis, item["runId"], [], detail=False)
+            assert run is not None and run.submitted_at and run.ended_at
+            spans.append((run.submitted_at, run.ended_at))
+        assert _max_overlap(spans) <= 3, spans
+        # A second backfill of the same times skips them all (they ran), unless rerun.
+        status, again = await call(http, "POST", f"{api}/templates/slow/backfills", json={
+            "from": "2026-01-01T00:00:00Z", "to": "2026-01-01T01:00:00Z", "cron": "0 * * * *"})
+        assert status == 201, again
+        again = await until(lambda: _backfill_ended(http, api, again["id"]), "skipped backfill")
+        assert again["progress"]["skipped"] == 2 and again["state"] == "SUCCEEDED", again
+    await redis.aclose()
+
+
+async def _len_at_least(redis: aioredis.Redis, name: str, n: int) -> list[str] | None:
+    found = await runs_named(redis, name)
+    return found if len(found) >= n else None
+
+
+async def _cursor_past(http: aiohttp.ClientSession, api: str, at: datetime) -> bool:
+    _, body = await call(http, "GET", f"{api}/templates/tick/schedule")
+    cursor = body["state"]["cursor"]
+    return bool(cursor) and datetime.fromisoformat(cursor.replace("Z", "+00:00")) >= at
+
+
+async def _backfill_ended(http: aiohttp.ClientSession, api: str, backfill_id: str
+                          ) -> dict[str, Any] | None:
+    _, body = await call(http, "GET", f"{api}/backfills/{backfill_id}")
+    return body if body["state"] != "RUNNING" else None
+
+
+def _max_overlap(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                   key=lambda x: (x[0], x[1]))
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
+
+__all__ = ["Stack"]
