@@ -82,12 +82,41 @@ def consistent_dag(body: Any) -> Any:
     return {**body, "tasks": repaired}
 
 
+def without_templates(body: Any) -> Any:
+    """No declared parameters (a generated one may lack a value or have a default of
+    another type) and no `{{` in command, args or env (it must form a reference): both
+    are rules between fields, listed in the 400's description. `{{` becomes `{}`, which
+    keeps every length bound."""
+    if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
+        return body
+
+    def plain(value: Any) -> Any:
+        return value.replace("{{", "{}") if isinstance(value, str) else value
+
+    tasks = []
+    for task in body["tasks"]:
+        if isinstance(task, dict):
+            task = dict(task)
+            for key in ("command", "args"):
+                if isinstance(task.get(key), list):
+                    task[key] = [plain(v) for v in task[key]]
+            if isinstance(task.get("env"), dict):
+                task["env"] = {k: plain(v) for k, v in task["env"].items()}
+        tasks.append(task)
+    return {**body, "tasks": tasks, **({"params": []} if "params" in body else {})}
+
+
+# The routes whose body is a DAG document.
+DOCUMENT_ROUTES = {("POST", "/dags"), ("PUT", "/templates/{name}")}
+
+
 @schemathesis.hook
 def map_case(context: HookContext, case: Case) -> Case:
     operation = context.operation
     meta = case.meta
-    if (operation is not None and operation.method.upper() == "POST"
-            and operation.path == "/dags" and meta is not None
-            and meta.generation.mode.is_positive):
-        case.body = consistent_dag(case.body)
+    if (operation is not None and (operation.method.upper(), operation.path) in DOCUMENT_ROUTES
+            and meta is not None and meta.generation.mode.is_positive):
+        case.body = without_templates(consistent_dag(case.body))
+        if isinstance(case.query, dict):
+            case.query.pop("param", None)  # values of parameters the body no longer declares
     return case

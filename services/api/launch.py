@@ -32,7 +32,7 @@ from helios.dag.parse import DagError
 from helios.definitions import is_run_id, new_run_id
 from helios.instantiate import RunSpec, rfc3339
 from helios.messages import Submission
-from helios.params import parse_assignments
+from helios.params import MAX_PARAMS, parse_assignments
 from helios.states import RunState
 from helios.submissions import SubmissionRecord
 from services.api.context import ApiContext
@@ -152,8 +152,11 @@ def busy() -> Problem:
 
 def param_query(request: web.Request) -> dict[str, str]:
     """Values given as repeated `param=NAME=VALUE` query parameters (the CLI's `-p`)."""
+    given = request.query.getall("param", [])
+    if len(given) > MAX_PARAMS:
+        raise Problem(400, "Bad Request", f"more than {MAX_PARAMS} 'param' query parameters")
     try:
-        return parse_assignments(request.query.getall("param", []))
+        return parse_assignments(given)
     except ValueError as exc:
         raise Problem(400, "Bad Request", f"query parameter 'param': {exc}") from None
 

@@ -10,7 +10,7 @@ from helios import __version__
 from helios.dag.model import DNS1123_LABEL, INSTANCE_NAME, Dag
 from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
-from services.api import listing
+from services.api import listing, templates_openapi
 from services.api.auth import document_security
 
 
@@ -40,6 +40,7 @@ LINKS = {
     "GetRun": {"operationId": "getRun", "parameters": _RUN},
     "CancelRun": {"operationId": "cancelRun", "parameters": _RUN},
     "RetryRun": {"operationId": "retryRun", "parameters": _RUN},
+    "ResubmitRun": {"operationId": "resubmitRun", "parameters": _RUN},
     "GetDagMetrics": {"operationId": "getDagMetrics",
                       "parameters": {"dagName": "$response.body#/dagName"}},
 }
@@ -52,6 +53,7 @@ def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {
         **defs,
         **listing.SCHEMAS,
+        **templates_openapi.SCHEMAS,
         "Dag": dag_schema,
         "Problem": {
             "type": "object",
@@ -105,6 +107,7 @@ def openapi_document() -> dict[str, Any]:
                 "submittedAt": {"type": ["number", "null"]}, "startedAt": {"type": ["number", "null"]},
                 "endedAt": {"type": ["number", "null"]}, "durationMs": {"type": ["integer", "null"]},
                 "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskStatus"}},
+                **templates_openapi.RUN_STATUS_FIELDS,
             },
         },
         "Logs": {
@@ -126,11 +129,13 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "paths": {
             "/dag-names": {"get": listing.DAG_NAMES},
+            **templates_openapi.PATHS,
             "/dags": {"get": listing.LIST_RUNS, "post": {
                 "summary": "Submit a DAG", "operationId": "submitDag",
                 "parameters": [{"name": "useCache", "in": "query", "required": False,
                                 "schema": {"type": "boolean"},
-                                "description": "Overrides the document's useCache"}],
+                                "description": "Overrides the document's useCache"},
+                               templates_openapi.PARAM_QUERY],
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Dag"}},
                     "application/yaml": {"schema": {"$ref": "#/components/schemas/Dag"}}}},

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from helios import keys, templates_store
-from helios.dag.model import DNS1123_LABEL
+from helios.dag.model import DNS1123_LABEL, json_int
 from helios.dag.parse import DagError
 from helios.submissions import read_submission
 from services.api.context import ctx
@@ -36,7 +36,7 @@ class RunRequest(BaseModel):
 
     params: dict[str, JsonValue] = Field(default_factory=dict, max_length=100)
     use_cache: bool | None = Field(default=None, alias="useCache")
-    version: int | None = Field(default=None, ge=1, le=2**53)
+    version: json_int(1, 2**53) | None = None  # type: ignore[valid-type]
 
 
 def _name(request: web.Request) -> str:

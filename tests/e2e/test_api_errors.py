@@ -126,7 +126,8 @@ async def test_openapi_document_lists_every_route(stack: Stack, http: aiohttp.Cl
     assert set(doc["paths"]) == {
         "/dags", "/dags/{dagId}", "/dags/{dagId}/events", "/dags/{dagId}/tasks/{task}/logs",
         "/dags/{dagId}/cancel", "/dags/{dagId}/retry", "/dags/{dagName}/metrics", "/system/status",
-        "/dag-names",
+        "/dag-names", "/dags/{dagId}/resubmit", "/templates", "/templates/{name}",
+        "/templates/{name}/runs",
     }
     assert "Dag" in doc["components"]["schemas"]
 

@@ -103,7 +103,7 @@ class Fuzzer:
                 if not (isinstance(body, dict) and body.get("status") == out.status
                         and isinstance(body.get("title"), str) and body["title"]):
                     self.failures.append(f"{label}: {out.status} with a bad problem {body!r:.300}")
-        if out.status == 201 and isinstance(out.body, dict):
+        if out.status == 201 and isinstance(out.body, dict) and "dagId" in out.body:
             self.accepted.add(out.body["dagId"])
             self.accepted_names.add(out.body["dagName"])
 
@@ -141,6 +141,9 @@ ROUTES = [
     ("POST", "/api/v1/dags/{id}/retry"), ("GET", "/api/v1/dags/{name}/metrics"),
     ("GET", "/api/v1/system/status"), ("GET", "/api/v1/openapi.json"), ("GET", "/"),
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/dags"), ("GET", "/api/v1/dag-names"),
+    ("POST", "/api/v1/dags/{id}/resubmit"), ("GET", "/api/v1/templates"),
+    ("PUT", "/api/v1/templates/{name}"), ("GET", "/api/v1/templates/{name}"),
+    ("DELETE", "/api/v1/templates/{name}"), ("POST", "/api/v1/templates/{name}/runs"),
 ]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 QUERY_KEYS = ["limit", "offset", "useCache", "lastEventId", "x", "", "limit[]", "%FF", "a%00b",
