@@ -5,12 +5,25 @@ one-file page's token prompt.)"""
 
 from __future__ import annotations
 
+import re
+
+import aiohttp
 from playwright.async_api import Browser, Request, Route, expect
 
 from tests.conftest import READ_TOKEN, WRITE_TOKEN
 from tests.stack import Stack
 from tests.web.conftest import Shot, new_context
-from tests.web.pagekit import axe_violations
+from tests.web.pagekit import axe_violations, run_state
+
+TEMPLATE = """
+apiVersion: v1
+dagName: web-template
+params:
+  - {name: model, enum: [als, bpr], description: which model}
+  - {name: epochs, type: int, default: 3}
+tasks:
+  - {name: train, image: debian:12, command: ["/bin/echo", "{{ params.model }}", "{{ params.epochs }}"]}
+"""
 
 
 async def test_token_asked_for_refused_and_replaced(browser: Browser, web_stack: Stack, shot: Shot) -> None:
@@ -109,5 +122,32 @@ async def test_unreachable_bad_names_long_names_and_dark_mode(browser: Browser, 
         await page.evaluate("history.pushState(null, '', '/no/such/page');"
                             "dispatchEvent(new PopStateEvent('popstate'))")
         await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    finally:
+        await context.close()
+
+
+async def test_templates_listed_and_run_with_parameters(browser: Browser, web_stack: Stack, shot: Shot) -> None:
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}", "Content-Type": "application/yaml"}
+    async with aiohttp.ClientSession(headers=headers) as http, http.put(
+            f"{web_stack.api_url}/api/v1/templates/train-web", data=TEMPLATE) as resp:
+        assert resp.status in (200, 201), await resp.text()
+    context = await new_context(browser, web_stack)
+    page = await context.new_page()
+    try:
+        await page.goto("/templates")
+        await page.get_by_role("button", name="Run train-web").click()
+        form = page.get_by_role("form", name=re.compile("Run train-web"))
+        await expect(form.get_by_label("model")).to_be_focused()
+        await form.get_by_label("model").select_option("bpr")
+        await form.get_by_label("epochs").fill("7")
+        assert await axe_violations(page) == []
+        await shot(page, "template-form")
+        await form.get_by_role("button", name="Run", exact=True).click()
+        await page.wait_for_url(re.compile(r"/runs/[0-9a-f]{32}$"))
+        run = await run_state(web_stack.api_url, page.url.rsplit("/", 1)[1])
+        assert run["status"] == "SUCCEEDED", run
+        async with aiohttp.ClientSession(headers=headers) as http, http.get(
+                f"{web_stack.api_url}/api/v1/dags/{run['dagId']}/tasks/train/logs") as resp:
+            assert "bpr 7" in (await resp.json())["lines"], await resp.text()
     finally:
         await context.close()

@@ -1,49 +1,136 @@
-// Stored DAGs with parameters (`GET /api/v1/templates`), listed read-only. The route is
-// newer than this page: a server without it gets a plain explanation, not an error.
+// Stored DAGs with parameters (`/api/v1/templates`): the list, and for one of them a form
+// of its declared parameters that starts a run (`POST /templates/{name}/runs`). Values are
+// sent as typed in: the API reads a string given for an int, number, bool or list
+// parameter as that type's text form, and names the parameter when a value is wrong.
 import { ApiError, type Api } from "../api";
-import { h, notice } from "../ui";
+import { runPath } from "../router";
+import { h, notice, when } from "../ui";
 import { failure } from "./runs";
 
-interface Template {
+interface TemplateInfo {
   name: string;
-  description?: string | null;
-  params?: unknown;
-  [key: string]: unknown;
+  latest: number;
+  dagName: string;
+  createdAt: number;
+  updatedAt: number;
 }
 
-function paramNames(params: unknown): string[] {
-  if (Array.isArray(params)) {
-    return params.map((p) => (typeof p === "object" && p !== null && "name" in p ? String((p as { name: unknown }).name) : String(p)));
+interface Param {
+  name: string;
+  type?: "string" | "int" | "number" | "bool" | "list";
+  default?: unknown;
+  description?: string;
+  enum?: unknown[] | null;
+}
+
+interface Template extends TemplateInfo {
+  version: number;
+  params: Param[];
+}
+
+const text = (v: unknown): string => (typeof v === "string" ? v : JSON.stringify(v));
+
+function paramField(p: Param, i: number): { row: HTMLElement; value: () => unknown | undefined } {
+  const id = `param-${i}`;
+  const required = p.default === null || p.default === undefined;
+  const hint = [p.type ?? "string", required ? "required" : `default ${text(p.default)}`].join(", ");
+  const label = h("label", { for: id }, p.name, " ", h("span", { class: "muted" }, `(${hint})`));
+  const help = p.description ? h("p", { class: "muted", id: `${id}-help` }, p.description) : null;
+  const described = help ? `${id}-help` : null;
+  if (p.type === "bool") {
+    const box = h("input", { type: "checkbox", id, checked: p.default === true, "aria-describedby": described });
+    return { row: h("div", { class: "field" }, h("label", { class: "check", for: id }, box, p.name), help), value: () => box.checked };
   }
-  if (typeof params === "object" && params !== null) return Object.keys(params);
-  return [];
+  if (p.enum?.length) {
+    const sel = h("select", { id, "aria-describedby": described },
+      ...p.enum.map((v) => h("option", { value: text(v), selected: text(v) === text(p.default) }, text(v))));
+    return { row: h("div", { class: "field" }, label, sel, help), value: () => sel.value };
+  }
+  const input = h("input", { id, type: "text", required, placeholder: required ? "" : text(p.default),
+    spellcheck: "false", "aria-describedby": described });
+  return {
+    row: h("div", { class: "field" }, label, input, help),
+    value: () => (input.value === "" ? undefined : input.value),
+  };
 }
 
-export function mountTemplates(root: HTMLElement, api: Api, _navigate: (path: string) => void): () => void {
-  const body = h("div", {}, h("p", { class: "muted", role: "status" }, "Loading…"));
-  root.replaceChildren(h("h1", {}, "Templates"), body);
+export function mountTemplates(root: HTMLElement, api: Api, navigate: (path: string) => void): () => void {
+  const list = h("div", {}, h("p", { class: "muted", role: "status" }, "Loading…"));
+  const detail = h("section", { id: "template-detail", "aria-live": "polite" });
+  root.replaceChildren(h("h1", {}, "Templates"),
+    h("p", { class: "muted" }, "Stored DAGs with parameters. Store one with ",
+      h("code", {}, "PUT /api/v1/templates/{name}"), "; run it here with your values."),
+    list, detail);
   let alive = true;
   const ctrl = new AbortController();
-  api.get<{ templates?: Template[] } | Template[]>("/templates", ctrl.signal).then((r) => {
-    if (!alive) return;
-    const list = Array.isArray(r) ? r : r.templates ?? [];
-    if (!list.length) {
-      body.replaceChildren(notice("empty", h("p", {}, "No templates are stored yet.")));
+
+  async function open(name: string): Promise<void> {
+    detail.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    let t: Template;
+    try {
+      t = await api.get<Template>(`/templates/${encodeURIComponent(name)}`, ctrl.signal);
+    } catch (err) {
+      if (alive) detail.replaceChildren(failure(err, `the template ${name}`));
       return;
     }
-    body.replaceChildren(h("div", { class: "table-wrap" }, h("table", { id: "templates-table" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Description"), h("th", { scope: "col" }, "Parameters"))),
-      h("tbody", {}, ...list.map((t) => h("tr", {},
-        h("td", { class: "mono" }, String(t.name)),
-        h("td", {}, t.description ? String(t.description) : "—"),
-        h("td", {}, paramNames(t.params).join(", ") || "—")))))));
+    if (!alive) return;
+    const fields = t.params.map(paramField);
+    const cache = h("input", { type: "checkbox", id: "template-cache", checked: true });
+    const result = h("div", {});
+    const form = h("form", { "aria-labelledby": "template-title", class: "template-form" },
+      h("h2", { id: "template-title" }, `Run ${t.name}`, h("span", { class: "muted" }, ` (version ${t.version}, DAG ${t.dagName})`)),
+      ...(fields.length ? fields.map((f) => f.row) : [h("p", { class: "muted" }, "This template has no parameters.")]),
+      h("div", { class: "actions", style: "margin-top:0.6rem" },
+        h("label", { class: "check", for: "template-cache" }, cache, "Enable cache"),
+        h("button", { type: "submit" }, "Run")),
+      result);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const params: Record<string, unknown> = {};
+      t.params.forEach((p, i) => {
+        const v = fields[i].value();
+        if (v !== undefined) params[p.name] = v;
+      });
+      try {
+        const run = await api.post<{ dagId: string }>(`/templates/${encodeURIComponent(t.name)}/runs`,
+          JSON.stringify({ params, useCache: cache.checked, version: t.version }));
+        navigate(runPath(run.dagId));
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 400) {
+          result.replaceChildren(h("div", { class: "notice error", role: "alert" },
+            h("p", {}, h("strong", {}, err.title), err.errors.length ? "" : `: ${err.detail}`),
+            err.errors.length ? h("ul", { class: "errors" }, ...err.errors.map((e) => h("li", {}, h("code", {}, e.field), " ", e.reason))) : null));
+        } else {
+          result.replaceChildren(failure(err, "the run"));
+        }
+      }
+    });
+    detail.replaceChildren(form);
+    (form.querySelector("input, select") as HTMLElement | null)?.focus();
+  }
+
+  api.get<{ templates: TemplateInfo[] }>("/templates", ctrl.signal).then((r) => {
+    if (!alive) return;
+    const items = r.templates ?? [];
+    if (!items.length) {
+      list.replaceChildren(notice("empty", h("p", {}, "No templates are stored yet.")));
+      return;
+    }
+    list.replaceChildren(h("div", { class: "table-wrap" }, h("table", { id: "templates-table" },
+      h("thead", {}, h("tr", {}, ...["Name", "DAG name", "Version", "Updated", ""].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, ...items.map((t) => h("tr", {},
+        h("td", { class: "mono" }, t.name),
+        h("td", {}, t.dagName),
+        h("td", {}, String(t.latest)),
+        h("td", {}, when(t.updatedAt)),
+        h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `Run ${t.name}…`, onclick: () => void open(t.name) }, "Run…"))))))));
   }).catch((err: unknown) => {
     if (!alive || ctrl.signal.aborted) return;
     if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
-      body.replaceChildren(notice("info", h("p", {}, "This Helios server does not store templates.")));
+      list.replaceChildren(notice("info", h("p", {}, "This Helios server does not store templates.")));
       return;
     }
-    body.replaceChildren(failure(err, "the templates"));
+    list.replaceChildren(failure(err, "the templates"));
   });
   return () => {
     alive = false;
