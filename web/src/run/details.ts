@@ -80,6 +80,7 @@ export class DetailsPanel {
       this.follower?.stop();
       this.task = task;
       this.logPre.textContent = "";
+      this.shown = { mode: "", count: 0 };
       this.logNote.textContent = "Loading the log…";
       this.attemptSel.replaceChildren(h("option", { value: "all" }, "all attempts"));
       const t = this.model.tasks.get(task);
@@ -146,7 +147,7 @@ export class DetailsPanel {
       h("thead", {}, h("tr", {}, ...["#", "outcome", "exit", "reason", "node", "queued", "starting", "running", "total"]
         .map((x) => h("th", { scope: "col" }, x)))),
       h("tbody", {}, ...rows))) : h("p", {}, "No attempt has started yet.");
-    this.body.replaceChildren(dl, table);
+    this.swap(this.body, [dl, table]);
     if (t.state !== this.lastState) {
       this.lastState = t.state;
       this.follower?.poke();
@@ -162,8 +163,25 @@ export class DetailsPanel {
       b.addEventListener("click", () => this.onPick(m));
       list.append(h("li", {}, b));
     }
-    this.body.replaceChildren(list, members.length > 500 ? h("p", {}, `and ${members.length - 500} more`) : "");
+    this.swap(this.body, [list, members.length > 500 ? h("p", {}, `and ${members.length - 500} more`) : h("span", {})]);
     this.inputsBox.replaceChildren();
+  }
+
+  /**
+   * Replace a box's content only when it changed (it is repainted every second while the
+   * task runs), and keep keyboard focus on the same control if it was inside.
+   */
+  private swap(box: HTMLElement, children: HTMLElement[]): void {
+    const html = children.map((c) => c.outerHTML).join("");
+    if (box.dataset.html === html) return;
+    box.dataset.html = html;
+    const active = document.activeElement;
+    const key = active && box.contains(active) ? (active as HTMLElement).getAttribute("aria-label") ?? active.textContent : null;
+    box.replaceChildren(...children);
+    if (key === null) return;
+    for (const el of box.querySelectorAll<HTMLElement>("[tabindex], button, a")) {
+      if ((el.getAttribute("aria-label") ?? el.textContent) === key) { el.focus(); break; }
+    }
   }
 
   private renderInputs(): void {
@@ -182,6 +200,8 @@ export class DetailsPanel {
       h("tbody", {}, ...rows))));
   }
 
+  private shown = { mode: "", count: 0 };
+
   private renderLog(): void {
     const lines = this.follower?.lines ?? [];
     const parts = byAttempt(lines);
@@ -191,7 +211,13 @@ export class DetailsPanel {
       if (!have.has(String(n))) this.attemptSel.append(h("option", { value: String(n) }, `attempt ${n}`));
     }
     const atBottom = this.logPre.scrollTop + this.logPre.clientHeight >= this.logPre.scrollHeight - 4;
-    this.logPre.textContent = chosen === "all" ? lines.join("\n") : (parts.get(Number(chosen)) ?? []).join("\n");
+    if (chosen === "all" && this.shown.mode === "all" && this.shown.count > 0 && lines.length >= this.shown.count) {
+      // Following a long log: append the new lines instead of re-setting all of it.
+      if (lines.length > this.shown.count) this.logPre.append(`\n${lines.slice(this.shown.count).join("\n")}`);
+    } else {
+      this.logPre.textContent = chosen === "all" ? lines.join("\n") : (parts.get(Number(chosen)) ?? []).join("\n");
+    }
+    this.shown = { mode: chosen, count: lines.length };
     if (atBottom) this.logPre.scrollTop = this.logPre.scrollHeight;
     const live = this.model.tasks.get(this.task ?? "");
     this.logNote.textContent = lines.length

@@ -42,6 +42,7 @@ class RunView {
   private retryBtn!: HTMLButtonElement;
   private actionMsg!: HTMLElement;
   private pending: "cancel" | "retry" | null = null;
+  private retryFrom = 0;
   private readonly onToken = (): void => { if (!this.model.loaded) void this.load(); else this.feed?.restart(); };
 
   constructor(private readonly root: HTMLElement, private readonly dagId: string, private readonly api: Api) {
@@ -167,7 +168,8 @@ class RunView {
         .map((s) => h("li", {}, badge(s))));
     const tlLegend = h("ul", { class: "rv-legend", "aria-label": "Timeline segments" },
       ...(["queued", "starting", "running"] as const).map((k) => h("li", {}, h("span", { class: `rv-swatch ${k}` }), k)),
-      h("li", {}, h("span", { class: "rv-swatch failed" }), "failed attempt"));
+      ...([["succeeded", "succeeded"], ["failed", "failed or lost attempt"], ["cancelled", "cancelled"]] as const)
+        .map(([k, text]) => h("li", {}, h("span", { class: `rv-swatch ${k}` }), text)));
     this.el.replaceChildren(
       h("nav", { class: "rv-crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "/" }, "Runs"), " › ",
         h("a", { href: `/dags/${encodeURIComponent(this.model.dagName)}` }, this.model.dagName)),
@@ -282,7 +284,8 @@ class RunView {
       h("br", {}), `${m.tasks.size} task${m.tasks.size === 1 ? "" : "s"}: ${counts}`);
     const running = m.status === "RUNNING";
     if (this.pending === "cancel" && !running) this.settle(`Cancelled.`);
-    if (this.pending === "retry" && running) this.settle("Retry started.");
+    // The new generation, not a RUNNING state: a quick retry may be over within one frame.
+    if (this.pending === "retry" && m.generation > this.retryFrom) this.settle("Retry started.");
     this.cancelBtn.disabled = !running || this.pending !== null;
     this.cancelBtn.textContent = this.pending === "cancel" ? "Cancelling…" : "Cancel run";
     const retryable = m.status === "FAILED" || m.status === "CANCELLED";
@@ -311,6 +314,7 @@ class RunView {
 
   private async retry(): Promise<void> {
     const generation = this.model.generation;
+    this.retryFrom = generation;
     this.pending = "retry";
     this.actionMsg.textContent = "Asking for a retry…";
     this.paintHead();
