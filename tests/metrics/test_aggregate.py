@@ -121,7 +121,7 @@ def test_run_metrics_of_a_known_run() -> None:
         "startTime": "2023-11-14T22:13:20.000Z", "endTime": "2023-11-14T22:13:27.250Z",
         "durationMs": "7250", "cacheEnabled": "true", "cacheHit": "Partial",
         "taskCount": "6", "taskSucceeded": "4", "taskFailed": "1",
-        "taskUpstreamFailed": "1", "taskCancelled": "0",
+        "taskUpstreamFailed": "1", "taskCancelled": "0", "taskSkipped": "0",
         "cacheHitTasks": "1", "cacheMissTasks": "2", "memoizedTasks": "1",
         "cacheHits": "3", "cacheMisses": "2", "bytesSaved": "2058", "bytesFetched": "25",
         "nodes": "node-a,node-b,node-c",
