@@ -17,13 +17,18 @@ for booleans; integers in decimal; other numbers as JSON writes them (`0.5`, `1e
 `null` for None; lists and objects as compact JSON with sorted keys (so equal values
 always give equal text, and memoization fingerprints agree).
 
-Deferred references
-===================
+Deferred references and partial renders
+=======================================
 `render(text, values, defer=("item", "run.status"))` leaves references whose path is, or
-starts with, a deferred path verbatim for a later render (issue 12 renders `{{ item }}`
-and `{{ run.status }}` at run time). Its output is again a template: escapes are kept as
-written, so the later render still reads them as literal braces. A render without
-`defer` is final: its output is plain text.
+starts with, a deferred path verbatim for a later render (the scheduler renders
+`{{ item }}` and `{{ run.status }}` at run time). Such a render, or one with
+`partial=True`, is partial: its output is again a template. Escapes are kept as written
+and a `{{` inside an inserted value is written as the escape, so the later render gives
+exactly the value. A render that is not partial is final: its output is plain text.
+
+The API renders a submitted document partially (`helios.dag.references`): a stored
+definition is a template whose only `{{` are deferred references and escapes, and the
+scheduler renders every task that holds a `{{` once, when it dispatches it.
 
 Substitution is textual and happens before a task starts; the result goes into argv or
 the environment as one string each, never through a shell.
@@ -156,21 +161,23 @@ def to_text(value: object) -> str:
                             ) from None
 
 
-def render(text: str, values: Mapping[str, object], *, defer: Collection[str] = ()) -> str:
+def render(text: str, values: Mapping[str, object], *, defer: Collection[str] = (),
+           partial: bool = False) -> str:
     """`text` with every reference replaced by its value's text.
 
-    References under `defer` are kept verbatim and so are escapes when `defer` is given
-    (the result is a template for a later render); otherwise escapes become `{{`. An
-    unknown reference raises TemplateError naming it."""
+    References under `defer` are kept verbatim. With `defer` or `partial` the result is a
+    template for a later render (escapes kept, a `{{` in a value escaped); otherwise
+    escapes become `{{`. An unknown reference raises TemplateError naming it."""
     if _OPEN not in text:
         return text
+    partial = partial or bool(defer)
     out: list[str] = []
     pos = 0
     for item in _scan(text):
         out.append(text[pos:item.start])
         pos = item.end
         if isinstance(item, _Escape):
-            out.append(item.raw if defer else _OPEN)
+            out.append(item.raw if partial else _OPEN)
         elif is_deferred(item.path, defer):
             out.append(item.raw)
         else:
@@ -179,7 +186,8 @@ def render(text: str, values: Mapping[str, object], *, defer: Collection[str] = 
             except KeyError:
                 raise TemplateError(f"unknown reference {item.dotted!r}"
                                     f"{_known_hint(values, item.path)}", item.start) from None
-            out.append(to_text(value))
+            value_text = to_text(value)
+            out.append(value_text.replace(_OPEN, ESCAPE) if partial else value_text)
     out.append(text[pos:])
     return "".join(out)
 

@@ -80,8 +80,10 @@ def check_templates(dag: Dag) -> list[FieldError]:
 
 
 def render_document(document: dict[str, Any], values: Mapping[str, object]) -> dict[str, Any]:
-    """A copy of a (valid, checked) document with command, args and env rendered; the
-    references each task defers to run time stay in place. Raises TemplateError."""
+    """A copy of a (valid, checked) document with command, args and env rendered
+    partially: the references each task defers to run time stay in place, and every
+    other `{{` is an escape (a literal one, or one in a value), so the scheduler's render
+    at dispatch gives the final text of every task alike. Raises TemplateError."""
     out = dict(document)
     for group, on_exit in (("tasks", False), ("onExit", True)):
         if not isinstance(document.get(group), list):
@@ -90,9 +92,9 @@ def render_document(document: dict[str, Any], values: Mapping[str, object]) -> d
         for task in document[group]:
             defer = task_defer(task, on_exit=on_exit)
             new = dict(task)
-            new["command"] = [templating.render(p, values, defer=defer) for p in task["command"]]
-            new["args"] = [templating.render(p, values, defer=defer) for p in task.get("args", [])]
-            new["env"] = {k: templating.render(v, values, defer=defer)
+            new["command"] = [templating.render(p, values, defer=defer, partial=True) for p in task["command"]]
+            new["args"] = [templating.render(p, values, defer=defer, partial=True) for p in task.get("args", [])]
+            new["env"] = {k: templating.render(v, values, defer=defer, partial=True)
                           for k, v in task.get("env", {}).items()}
             rendered.append(new)
         out[group] = rendered

@@ -36,12 +36,13 @@ tasks:
   - name: train
     image: python:3.11
     memoize: true
-    command: ["/bin/echo", "{{ params.model }}", "epochs={{params.epochs}}", "{{ run.id }}"]
+    command: ["/bin/echo", "{{ params.model }}", "epochs={{params.epochs}}", "{{ '{{' }}lit}}",
+              "{{ run.id }}"]
     env: {WHEN: "{{ run.logicalTime }}"}
     inputs: [{fromTask: prepare, name: data.txt}]
 """
 # Version 2 differs by one argument: `train` no longer sees the run id, so it memoizes.
-TEMPLATE_V2 = TEMPLATE_V1.replace(', "{{ run.id }}"]', ', "v2"]')
+TEMPLATE_V2 = TEMPLATE_V1.replace('\n              "{{ run.id }}"]', '\n              "v2"]')
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
@@ -111,7 +112,7 @@ async def test_templates_params_and_resubmit(stack: Stack, http: aiohttp.ClientS
     assert run1["status"] == "SUCCEEDED", run1
     assert run1["template"] == {"name": "train", "version": 1}
     assert run1["params"] == {"model": "als", "epochs": 5, "tag": "base"}
-    assert f"als epochs=5 {v1['dagId']}" in await task_logs(http, stack.api_url, v1["dagId"], "train")
+    assert f"als epochs=5 {{{{lit}}}} {v1['dagId']}" in await task_logs(http, stack.api_url, v1["dagId"], "train")
 
     # --- the latest version (2) through the CLI's -p, then resubmitted with a change.
     code, out = await cli(stack, "run", "train", "-p", "model=bpr", "-p", "epochs=2")
@@ -119,7 +120,7 @@ async def test_templates_params_and_resubmit(stack: Stack, http: aiohttp.ClientS
     latest = json.loads(out)
     first = await wait_run(http, stack.api_url, latest["dagId"])
     assert first["template"] == {"name": "train", "version": 2}, first
-    assert "bpr epochs=2 v2" in await task_logs(http, stack.api_url, latest["dagId"], "train")
+    assert "bpr epochs=2 {{lit}} v2" in await task_logs(http, stack.api_url, latest["dagId"], "train")
     status, again = await call(http, "POST", f"{api}/dags/{latest['dagId']}/resubmit",
                                json={"params": {"epochs": 7}})
     assert status == 201 and again["resubmitOf"] == latest["dagId"], again

@@ -12,6 +12,7 @@ from helios.artifacts.memo import fingerprint
 from helios.dag.parse import DagError, parse_dag, parse_dag_document
 from helios.instantiate import RunSpec, instantiate, rfc3339
 from helios.params import ParamError, ParamSpec, parse_assignments, resolve
+from helios.templating import render
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 
@@ -157,12 +158,24 @@ def test_rendering_into_argv_env_and_strings() -> None:
     assert inst.templated and inst.params == {"model": "bpr", "epochs": 3, "models": ["als", "bpr"]}
     train = inst.dag.task("train")
     assert train.command == ["python", "train.py", "bpr", "--epochs=3"]
-    assert train.args == ['["als","bpr"]', "{{literal"]
+    # Stored as a template: escapes stay until the scheduler's render at dispatch.
+    assert train.args == ['["als","bpr"]', '{{ "{{" }}literal']
+    assert [render(a, {}) for a in train.args] == ['["als","bpr"]', "{{literal"]
     assert train.env == {"RUN": RUN_ID, "AT": "2026-12-01T00:00:00Z"}
     # A forEach task keeps {{ item }} (and its escapes) for the scheduler's render.
     assert inst.dag.task("fan").command == ["echo", "bpr", "{{ item }}", '{{ "{{" }}']
-    # A rendered definition re-parses as stored (a value may hold '{{': no template check).
+    # A rendered definition re-parses as stored (no template check on stored definitions).
     assert parse_dag(inst.dag.to_document()) == inst.dag
+
+
+def test_a_value_holding_braces_reaches_the_task_unchanged() -> None:
+    dag = parse(doc(task("plain", "echo", "{{ params.s }}"),
+                    task("fan", "echo", "{{ params.s }}/{{ item }}", forEach=["i"]),
+                    params=[{"name": "s"}]))
+    stored = instantiate(dag, RunSpec(RUN_ID, "t", {"s": "a{{ item }}b{{"})).dag
+    # What the scheduler dispatches: each task rendered once with the run-time values.
+    assert render(stored.task("plain").command[1], {}) == "a{{ item }}b{{"
+    assert render(stored.task("fan").command[1], {"item": "i"}) == "a{{ item }}b{{/i"
 
 
 def test_values_that_break_the_document_are_refused_at_submit() -> None:

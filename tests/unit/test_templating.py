@@ -71,6 +71,13 @@ def test_deferred_references_stay_for_a_later_render() -> None:
     assert final == 'als/{"name":"x"}/x/FAILED/{{'
 
 
+def test_partial_render_escapes_braces_in_values() -> None:
+    values = {"params": {"s": "x{{ run.id }}{{"}}
+    once = render("{{ params.s }} {{ '{{' }}", values, partial=True)
+    assert once == 'x{{ "{{" }} run.id }}{{ "{{" }} {{ \'{{\' }}'
+    assert render(once, {}) == "x{{ run.id }}{{ {{"  # the value exactly, then the literal
+
+
 def test_defer_matches_whole_segments() -> None:
     # `items` is not under `item`; `run.statusCode` is not `run.status`.
     with pytest.raises(TemplateError, match="unknown reference 'items'"):
