@@ -19,6 +19,8 @@ from helios.cli.feed import TERMINAL_RUN_STATES, TRANSIENT, backoff_s
 from helios.cli.list import add_parser as add_list_parser
 from helios.cli.list import run_list
 from helios.cli.render import Progress, metrics_table, status_table
+from helios.cli.schedules import COMMANDS as SCHEDULE_COMMANDS
+from helios.cli.schedules import add_parsers as add_schedule_parsers
 from helios.cli.templates import COMMANDS as TEMPLATE_COMMANDS
 from helios.cli.templates import add_param_option, add_parsers, param_values
 
@@ -77,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("dag_name")
     m.add_argument("--limit", type=int, default=10)
     add_parsers(sub)  # templates, run, resubmit (helios.cli.templates)
+    add_schedule_parsers(sub)  # schedules, schedule, backfill, trigger(s) (helios.cli.schedules)
     return p
 
 
@@ -191,6 +194,7 @@ async def _metrics(client: Client, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": _submit, "follow": _follow, "status": _status, "logs": _logs, "cancel": _cancel,
     "retry": _retry, "metrics": _metrics, "list": run_list, **TEMPLATE_COMMANDS,
+    **SCHEDULE_COMMANDS,
 }
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ from helios.schedules import ids
 from helios.settings import FiringSettings, Settings
 from helios.states import RunState
 from helios.submissions import read_submission
+from tests.conftest import WRITE_TOKEN
 from tests.stack import Stack, doc, running_stack, sh, task_logs, wait_run
 
 T = TypeVar("T")
@@ -78,7 +81,7 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         api = f"{stack.api_url}/api/v1"
         templates = {
             "tick": doc("tick", sh("t", "true")),
-            "slow": doc("slow", sh("s", "sleep 0.3")),
+            "slow": doc("slow", sh("s", "sleep 0.2")),
             "ingest": with_param(doc("ingest", sh("i", "echo got {{ params.key }}")), "key"),
             "report": with_param(doc("report", sh("r", "echo after {{ params.upstream }}")),
                                  "upstream"),
@@ -113,18 +116,13 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             "params": {"upstream": "{{ trigger.runId }}"}})
         assert status == 201, body
 
-        # Every second, catching up to 100 missed times.
-        status, body = await call(http, "PUT", f"{api}/templates/tick/schedule",
-                                  json={"cron": "* * * * * *", "maxCatchup": 100})
-        assert status == 201 and len(body["nextFireTimes"]) == 5, body
-
         for n in (1, 2):
             await s3.put_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj{n}", Body=b"v%d" % n)
 
-        status, backfill = await call(http, "POST", f"{api}/templates/slow/backfills", json={
-            "from": "2026-01-01T00:00:00Z", "to": "2026-01-01T09:00:00Z",
-            "cron": "0 * * * *", "maxParallel": 3})
-        assert status == 201 and backfill["total"] == 10, backfill
+        # The CLI's backfill: progress until done, through the api restart below.
+        backfill_cli = asyncio.create_task(cli(
+            stack, "backfill", "slow", "--from", "2026-01-01", "--to", "2026-01-01T09:00:00Z",
+            "--cron", "0 * * * *", "--max-parallel", "3"))
 
         headers = {"Idempotency-Key": "delivery-1"}
         status, first = await call(http, "POST", f"{api}/templates/hook/trigger",
@@ -143,8 +141,15 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             _, body = await call(http, "GET", f"{api}/templates/tick/schedule")
             return body if body["state"]["fired"] >= n else None
 
-        await until(lambda: fired(2), "the schedule fired twice")
         await until(lambda: _len_at_least(redis, "ingest", 2), "two objects, two runs")
+
+        # Every second, catching up to 100 missed times (last: it adds a run a second).
+        status, body = await call(http, "PUT", f"{api}/templates/tick/schedule",
+                                  json={"cron": "* * * * * *", "maxCatchup": 100})
+        assert status == 201 and len(body["nextFireTimes"]) == 5, body
+        await until(lambda: fired(2), "the schedule fired twice")
+        code, out = await cli(stack, "schedules", "--next", "2")
+        assert code == 0 and "tick" in out and out.count("next 20") == 2, out
 
         # The api goes away across several fire times; an object arrives meanwhile, and
         # the same bytes are uploaded again as obj1 (same ETag: not a new version).
@@ -197,11 +202,11 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             assert (await read_run(redis, run_id, [], detail=False)).state is RunState.SUCCEEDED  # type: ignore[union-attr]
 
         # Backfill: all 10 done, never more than 3 at once.
-        async def backfill_done() -> dict[str, Any] | None:
-            _, body = await call(http, "GET", f"{api}/backfills/{backfill['id']}")
-            return body if body["state"] != "RUNNING" else None
-
-        ended = await until(backfill_done, "the backfill ended")
+        code, out = await backfill_cli
+        assert code == 0 and "10/10 done (10 ok" in out, out
+        backfill_id = out.split()[1].rstrip(":")
+        ended = await _backfill_ended(http, api, backfill_id)
+        assert ended is not None
         assert ended["state"] == "SUCCEEDED" and ended["progress"]["succeeded"] == 10, ended
         spans = []
         for item in ended["runs"]:
@@ -235,6 +240,15 @@ async def _backfill_ended(http: aiohttp.ClientSession, api: str, backfill_id: st
     return body if body["state"] != "RUNNING" else None
 
 
+async def cli(stack: Stack, *argv: str) -> tuple[int, str]:
+    env = {**os.environ, "HELIOS_TOKEN": WRITE_TOKEN}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "helios.cli.main", "--api", stack.api_url, *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+    out, _ = await asyncio.wait_for(proc.communicate(), DEADLINE_S)
+    return proc.returncode or 0, out.decode()
+
+
 def _max_overlap(spans: list[tuple[float, float]]) -> int:
     edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
                    key=lambda x: (x[0], x[1]))
@@ -244,5 +258,3 @@ def _max_overlap(spans: list[tuple[float, float]]) -> int:
         most = max(most, current)
     return most
 
-
-__all__ = ["Stack"]
