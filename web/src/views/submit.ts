@@ -55,7 +55,7 @@ export function mountSubmit(root: HTMLElement, api: Api, navigate: (path: string
     h("div", { class: "submit-grid" },
       h("div", {},
         h("p", { id: "editor-help", class: "muted" },
-          "YAML or JSON. Ctrl+Enter submits; Tab leaves the editor (Esc then Tab if it indents)."),
+          "YAML or JSON. Ctrl+Enter submits; Tab moves on to the next control."),
         editorHost,
         h("div", { class: "actions", style: "margin-top:0.6rem" },
           h("label", { class: "check", for: "use-cache" }, cache, "Enable cache"),
