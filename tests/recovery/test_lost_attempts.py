@@ -50,7 +50,9 @@ async def test_attempt_lost_with_its_runner_is_rerun_without_spending_retries(
     # RUNNING means spawned, not that the shell printed yet (a busy machine can take
     # seconds): the kill must come after "first" reached the attempt's spool.
     async with asyncio.timeout(60):
-        while not any("first" in line for line in await task_logs(http, m.api, dag_id, "slow")):
+        while True:
+            if any("first" in line for line in await task_logs(http, m.api, dag_id, "slow")):
+                break
             await asyncio.sleep(0.1)
 
     watcher = m.children["watcher"]
