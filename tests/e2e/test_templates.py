@@ -2,7 +2,8 @@
 
 One stack, one test of several points (the suite's time budget): versions, runs of the
 latest and of an older version, parameter errors naming the parameter, values reaching
-argv and env, resubmit with memoization running only what changed, the CLI's `-p`.
+argv and env, resubmit with memoization running only what changed, the CLI's `-p`, and
+`launch` with a given run id starting one run however often it is called.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from typing import Any
 
 import aiohttp
 
+from helios.bus import close as close_nats
+from helios.bus import connect
+from helios.definitions import Definitions
+from helios.health import Health
+from helios.store import open_redis
+from helios.submissions import read_submission
+from services.api.context import ApiContext
+from services.api.launch import launch
+from services.api.parsing import ParserPool
 from tests.conftest import WRITE_TOKEN
 from tests.stack import Stack, by_name, task_logs, wait_run
 
@@ -146,3 +156,38 @@ async def test_templates_params_and_resubmit(stack: Stack, http: aiohttp.ClientS
     assert status == 204
     assert (await call(http, "GET", f"{api}/templates/train"))[0] == 404
     assert (await call(http, "GET", f"{api}/dags/{v1['dagId']}"))[0] == 200
+
+    # --- launch() itself, as the schedules call it (same stack: one start-up for both).
+    await check_launch_with_a_given_run_id_is_idempotent(stack, http)
+
+
+async def check_launch_with_a_given_run_id_is_idempotent(
+        stack: Stack, http: aiohttp.ClientSession) -> None:
+    """What the schedules rely on: a second launch of a run id (a duplicate firing, a
+    restarted replica) stores nothing, starts nothing, and returns the existing run."""
+    settings = stack.settings
+    nc = await connect(settings.nats, "test-launch")
+    redis = open_redis(settings.redis)
+    try:
+        js = nc.jetstream(timeout=settings.nats.request_timeout_s)
+        c = ApiContext(settings, nc, js, redis, None, None, Health("test"),  # type: ignore[arg-type]
+                       Definitions(redis))
+        run_id = "5" * 32
+        document = json.dumps({"apiVersion": "v1", "dagName": "fired", "params": [
+            {"name": "n", "type": "int"}], "tasks": [
+            {"name": "once", "image": "x", "command": ["/bin/echo", "n={{ params.n }}"]}]}).encode()
+        async with ParserPool(workers=1) as parser:
+            first = await launch(c, parser, document, run_id=run_id, params={"n": "1"},
+                                 logical_time="2026-12-01T00:00:00Z", extra={"schedule": "s"})
+            again = await asyncio.gather(*(
+                launch(c, parser, document, run_id=run_id, params={"n": 2}) for _ in range(3)))
+        assert first.created and first.dag_id == run_id and first.params == {"n": 1}
+        assert [(r.created, r.dag_id) for r in again] == [(False, run_id)] * 3
+        status = await wait_run(http, stack.api_url, run_id)
+        assert status["status"] == "SUCCEEDED" and by_name(status)["once"]["attempts"] == 1
+        assert status["params"] == {"n": 1} and status["logicalTime"] == "2026-12-01T00:00:00Z"
+        assert await task_logs(http, stack.api_url, run_id, "once") == ["n=1"]
+        assert (await read_submission(redis, run_id)).extra == {"schedule": "s"}  # type: ignore[union-attr]
+    finally:
+        await close_nats(nc)
+        await redis.aclose()

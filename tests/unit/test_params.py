@@ -121,7 +121,7 @@ def parse(document: dict[str, Any]) -> Any:
     return parse_dag_document(json.dumps(document).encode())
 
 
-PARAMS = [{"name": "model", "enum": ["als", "bpr"]}, {"name": "epochs", "type": "int", "default": 3},
+PARAMS: list[dict[str, Any]] = [{"name": "model", "enum": ["als", "bpr"]}, {"name": "epochs", "type": "int", "default": 3},
           {"name": "models", "type": "list", "default": ["als", "bpr"]}]
 
 
