@@ -121,8 +121,9 @@ def parse(document: dict[str, Any]) -> Any:
     return parse_dag_document(json.dumps(document).encode())
 
 
-PARAMS: list[dict[str, Any]] = [{"name": "model", "enum": ["als", "bpr"]}, {"name": "epochs", "type": "int", "default": 3},
-          {"name": "models", "type": "list", "default": ["als", "bpr"]}]
+PARAMS: list[dict[str, Any]] = [
+    {"name": "model", "enum": ["als", "bpr"]}, {"name": "epochs", "type": "int", "default": 3},
+    {"name": "models", "type": "list", "default": ["als", "bpr"]}]
 
 
 def test_unknown_references_are_400s_naming_the_field() -> None:
