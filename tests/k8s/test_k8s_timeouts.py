@@ -118,6 +118,7 @@ async def test_standin_pid_1_ignores_sigterm_until_the_grace_period_ends(
     deaf = bare_job("deaf", ["/bin/sleep", "30"])  # PID 1 without a handler
     polite = bare_job("polite", ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
     deaf["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 2
+    polite["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30  # not needed
     async with kube_api(cfg) as api:
         for body in (deaf, polite):
             await api.create_job(body)

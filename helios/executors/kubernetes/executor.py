@@ -132,7 +132,11 @@ class KubernetesExecutor:
         log.info("Job created", extra=fields)
 
     async def cancel_run(self, dag_id: str) -> None:
-        """Delete every Job of the run; the garbage collector removes their pods."""
+        """Delete every Job of the run; the garbage collector removes their pods.
+
+        `Background` returns at once, whatever the pods do; the garbage collector deletes
+        them with their own terminationGracePeriodSeconds (HELIOS_K8S_CANCEL_GRACE_S, set
+        by `jobs.py`), after which the kubelet SIGKILLs whatever ignored the SIGTERM."""
         self._cancelled[dag_id] = None
         while len(self._cancelled) > 10_000:
             self._cancelled.popitem(last=False)
