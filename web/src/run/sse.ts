@@ -2,7 +2,7 @@
 // (EventSource cannot send one, and a token in the URL ends up in logs). It keeps the last
 // event id and resumes with `Last-Event-ID` after any drop, with backoff, so a transition
 // is never lost: the api replays its feed from JetStream after that id.
-import type { Api } from "../api";
+import { Unreachable, type Api } from "../api";
 
 export interface SseMessage {
   id: string | null;
@@ -179,7 +179,7 @@ export class Feed {
         why = "the stream closed";
       } catch (err) {
         if (!this.current(loop)) return;
-        why = err instanceof Error ? err.message : String(err);
+        why = err instanceof Unreachable ? "the API is unreachable" : err instanceof Error ? err.message : String(err);
       }
       failures++;
       const delayMs = backoffDelay(failures, this.opts);

@@ -277,9 +277,10 @@ class RunView {
     this.head.replaceChildren(`Run of ${m.dagName} `, badge(m.status));
     const counts = [...m.counts()].map(([s, n]) => `${n} ${s.replace("_", " ").toLowerCase()}`).join(", ");
     const end = m.endedAt ?? (m.terminal() ? null : Date.now() / 1000);
-    const took = m.startedAt && end ? duration((end - m.startedAt) * 1000) : "—";
+    const took = m.startedAt && end ? duration((end - m.startedAt) * 1000) : null;
     this.meta.replaceChildren(
-      h("span", { class: "mono" }, m.dagId), ` · started ${when(m.startedAt ?? m.submittedAt)} · ${took}`,
+      h("span", { class: "mono" }, m.dagId),
+      took ? ` · started ${when(m.startedAt)} · ${took}` : ` · submitted ${when(m.submittedAt)} · not started yet`,
       ` · cache ${m.useCache ? "on" : "off"}`, m.generation ? ` · retried ${m.generation}×` : "",
       h("br", {}), `${m.tasks.size} task${m.tasks.size === 1 ? "" : "s"}: ${counts}`);
     const running = m.status === "RUNNING";
