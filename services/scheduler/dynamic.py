@@ -167,13 +167,13 @@ Build = Callable[[list[tuple[str, int]], list[tuple[str, int, str]]], Awaitable[
 
 
 async def dispatch_all(dag_id: str, view: RunView, plan: Plan, policy: Policy, build: Build,
-                       merge: Callable[[Plan, Plan], None],
-                       run_changes: list[RunState]) -> list[TaskDispatch]:
-    """Build the dispatches of `plan.launch`; an attempt whose run-time references cannot
-    be rendered fails at once (reason TemplateError, not retried) and what that decides
-    is merged into the plan."""
+                       merge: Callable[[Plan, Plan], None], run_changes: list[RunState],
+                       launch: list[tuple[str, int]] | None = None) -> list[TaskDispatch]:
+    """Build the dispatches of `launch` (default: `plan.launch`); an attempt whose
+    run-time references cannot be rendered fails at once (reason TemplateError, not
+    retried) and what that decides is merged into the plan."""
     bad: list[tuple[str, int, str]] = []
-    out = await build(plan.launch, bad)
+    out = await build(plan.launch if launch is None else launch, bad)
     while bad:
         name, attempt, message = bad.pop(0)
         plan.launch.remove((name, attempt))

@@ -350,8 +350,10 @@ class Engine:
             if step.run_state is not None:
                 run_changes.append(step.run_state)
             _merge(plan, step)
-            pending += await self._dispatches(dag_id, dag_name, view, step.launch, use_cache,
-                                              outputs)
+            pending += await dynamic.dispatch_all(
+                dag_id, view, plan, self.policy, lambda launch, bad: self._dispatches(
+                    dag_id, dag_name, view, launch, use_cache, outputs, bad),
+                _merge, run_changes, step.launch)
         return keep
 
     async def _remember_memoizable(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,

@@ -167,3 +167,29 @@ def test_ten_thousand_instances_decide_in_linear_time() -> None:
         done += 1
     assert done == 10_000
     assert view.tasks["each"].state is T.SUCCEEDED and view.state is RunState.SUCCEEDED
+
+
+async def test_an_item_without_the_referenced_field_fails_its_instance_once() -> None:
+    from helios.templating import TemplateError
+    from services.scheduler.dynamic import dispatch_all
+    from services.scheduler.engine import _merge
+
+    view = start(dag(task("each", command=["x", "{{ item.a }}"], forEach=[{"a": 1}, {"b": 2}],
+                          retries=3)))
+    plan = decide.Plan(launch=[("each[0]", 1), ("each[1]", 1)])
+
+    async def build(launch: list[tuple[str, int]], bad: list[tuple[str, int, str]]) -> list[Any]:
+        out = []
+        for name, attempt in launch:
+            try:
+                out.append(dispatched_task(view, name))
+            except TemplateError as exc:
+                bad.append((name, attempt, str(exc)))
+        return out
+
+    built = await dispatch_all("r", view, plan, POLICY, build, _merge, [])
+    assert [t.command for t in built] == [["x", "1"]]
+    assert plan.launch == [("each[0]", 1)]
+    assert view.tasks["each[1]"].state is T.FAILED  # no retry: it would fail the same way
+    failed = next(t for t in plan.transitions if t.task == "each[1]")
+    assert failed.detail["reason"] == "TemplateError" and "item.a" in failed.detail["message"]
