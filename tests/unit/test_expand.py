@@ -187,7 +187,7 @@ async def test_an_item_without_the_referenced_field_fails_its_instance_once() ->
                 bad.append((name, attempt, str(exc)))
         return out
 
-    built = await dispatch_all("r", view, plan, POLICY, build, _merge, [])
+    built: list[Any] = await dispatch_all("r", view, plan, POLICY, build, _merge, [])
     assert [t.command for t in built] == [["x", "1"]]
     assert plan.launch == [("each[0]", 1)]
     assert view.tasks["each[1]"].state is T.FAILED  # no retry: it would fail the same way
