@@ -223,9 +223,17 @@ async def test_retry_failed_run_not_found_and_dark_mode(
     api = web_stack.api_url
     failing = (await submit(http, api, {"apiVersion": "v1", "dagName": "rv-failing", "tasks": [
         {"name": "breaks", "image": "ubuntu:latest", "command": ["/bin/sh", "-c", "echo broken >&2; exit 3"]},
-        {"name": "after", "image": "ubuntu:latest", "command": ["/bin/true"], "depends_on": ["breaks"]}]}))["dagId"]
+        {"name": "after", "image": "ubuntu:latest", "command": ["/bin/true"], "depends_on": ["breaks"]},
+        {"name": "fan", "image": "ubuntu:latest", "command": ["/bin/true"], "forEach": ["x", "y", "z"]}]}))["dagId"]
     await run_state(api, failing)
     await page.goto(f"/runs/{failing}")
+    # A mapped task is one node; its instances are rows of the timeline and a list to pick from.
+    await expect(node(page, "fan")).to_have_attribute("aria-label", "fan: succeeded \u00b7 3/3 done")
+    await expect(page.locator('.rv-row[data-task^="fan["]')).to_have_count(3)
+    await node(page, "fan").click()
+    await expect(page.locator(".rv-instances li")).to_have_count(3)
+    await page.locator(".rv-instances button", has_text="fan[1]").click()
+    await expect(page.locator(".rv-details h2")).to_contain_text("fan[1]")
     await expect(node(page, "breaks")).to_have_attribute("data-state", "FAILED")
     await expect(node(page, "after")).to_have_attribute("data-state", "UPSTREAM_FAILED")
     await node(page, "breaks").click()

@@ -91,7 +91,7 @@ export class DetailsPanel {
         },
         () => { this.renderLog(); this.renderInputs(); },
         (msg) => { this.logNote.textContent = msg; });
-      if (t) this.follower.start();
+      if (t && (this.model.groups.get(task)?.length ?? 1) <= 1) this.follower.start();
       else this.logNote.textContent = "Pick an instance to see its log.";
     }
     this.root.hidden = false;
@@ -112,7 +112,7 @@ export class DetailsPanel {
     if (!name) return;
     const t = this.model.tasks.get(name);
     const members = this.model.groups.get(name);
-    if (!t && members) return this.renderGroup(name, members);
+    if (members && members.length > 1) return this.renderGroup(name, members.filter((m) => m !== name), t);
     if (!t) return;
     this.heading.replaceChildren(`Task ${t.name} `, badge(t.state));
     const now = Date.now() / 1000;
@@ -128,6 +128,11 @@ export class DetailsPanel {
       : "off for this run");
     fact(dl, "Memoization", memoText(t));
     if (t.dependsOn.length) fact(dl, "Depends on", t.dependsOn.join(", "));
+    if (t.onExit) fact(dl, "Runs", "on exit, after every other task ended");
+    if (t.result !== undefined && t.result !== null) {
+      const text = JSON.stringify(t.result);
+      fact(dl, "Result", h("code", {}, text.length > 300 ? `${text.slice(0, 299)}…` : text));
+    }
     const rows = [...t.attempts.values()].sort((a, b) => a.attempt - b.attempt).map((a) => {
       const segs = segments(a, now);
       const total = segs.length ? duration((segs[segs.length - 1].to - segs[0].from) * 1000) : "—";
@@ -154,8 +159,9 @@ export class DetailsPanel {
     }
   }
 
-  private renderGroup(name: string, members: string[]): void {
-    this.heading.replaceChildren(`Mapped task ${name} `, h("span", { class: "rv-count" }, `(${members.length} instances)`));
+  private renderGroup(name: string, members: string[], base: TaskView | undefined): void {
+    this.heading.replaceChildren(`Mapped task ${name} `, base ? badge(base.state) : "",
+      h("span", { class: "rv-count" }, ` ${members.length} instance${members.length === 1 ? "" : "s"}`));
     const list = h("ul", { class: "rv-instances" });
     for (const m of members.slice(0, 500)) {
       const t = this.model.tasks.get(m);
@@ -163,7 +169,8 @@ export class DetailsPanel {
       b.addEventListener("click", () => this.onPick(m));
       list.append(h("li", {}, b));
     }
-    this.swap(this.body, [list, members.length > 500 ? h("p", {}, `and ${members.length - 500} more`) : h("span", {})]);
+    const note = base?.message ? h("p", {}, base.message) : h("span", {});
+    this.swap(this.body, [note, list, members.length > 500 ? h("p", {}, `and ${members.length - 500} more`) : h("span", {})]);
     this.inputsBox.replaceChildren();
   }
 

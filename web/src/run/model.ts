@@ -35,6 +35,8 @@ export interface TaskView {
   message: string | null;
   memoized: boolean;
   memoReason: string | null;
+  onExit: boolean;
+  result: unknown;
   lostAttempts: number;
   timings: Timings;
   cache: CacheStats;
@@ -98,7 +100,7 @@ export class RunModel {
     const { group, index } = groupOf(name);
     t = {
       name, group, index, state: "PENDING", attempt: 0, generation: 0, dependsOn: [], node: null,
-      exitCode: null, reason: null, message: null, memoized: false, memoReason: null, lostAttempts: 0,
+      exitCode: null, reason: null, message: null, memoized: false, memoReason: null, onExit: false, result: undefined, lostAttempts: 0,
       timings: {}, cache: {}, attempts: new Map(), version: [-1, -1, -1],
     };
     this.tasks.set(name, t);
@@ -111,17 +113,31 @@ export class RunModel {
     return t;
   }
 
-  /** Edges between graph nodes (a mapped task's instances share their task's node). */
+  /**
+   * Edges between graph nodes (a mapped task's instances share their task's node). Exit
+   * handlers run after everything else: they hang off the last tasks (those nothing
+   * depends on), so they are drawn at the end.
+   */
   edges(): [string, string][] {
     const out = new Set<string>();
     const pairs: [string, string][] = [];
+    const add = (from: string, to: string): void => {
+      const key = `${from}\n${to}`;
+      if (from === to || out.has(key) || !this.groups.has(from)) return;
+      out.add(key);
+      pairs.push([from, to]);
+    };
+    const exits = new Set<string>();
     for (const t of this.tasks.values()) {
-      for (const dep of t.dependsOn) {
-        const from = groupOf(dep).group;
-        const key = `${from}\n${t.group}`;
-        if (from === t.group || out.has(key) || !this.groups.has(from)) continue;
-        out.add(key);
-        pairs.push([from, t.group]);
+      if (t.onExit) exits.add(t.group);
+      for (const dep of t.dependsOn) add(groupOf(dep).group, t.group);
+    }
+    if (exits.size) {
+      const hasChild = new Set(pairs.map(([a]) => a));
+      const sinks = [...this.groups.keys()].filter((g) => !exits.has(g) && !hasChild.has(g));
+      for (const x of exits) {
+        if (pairs.some(([, b]) => b === x)) continue;
+        for (const sink of sinks) add(sink, x);
       }
     }
     return pairs;
@@ -148,10 +164,12 @@ export class RunModel {
   private applyTaskStatus(ts: TaskStatus, generation: number): void {
     const t = this.ensure(ts.name);
     const deps = ts.dependsOn ?? [];
-    if (deps.join("\n") !== t.dependsOn.join("\n")) {
+    if (deps.join("\n") !== t.dependsOn.join("\n") || Boolean(ts.onExit) !== t.onExit) {
       t.dependsOn = deps;
+      t.onExit = Boolean(ts.onExit);
       this.structureDirty = true;
     }
+    if (ts.result !== undefined) t.result = ts.result;
     const version: [number, number, number] = [generation, ts.attempts, rank(ts.state)];
     if (!newer(version, t.version)) return;
     t.version = version;

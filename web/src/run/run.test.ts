@@ -133,6 +133,17 @@ describe("RunModel", () => {
     expect(m.status).toBe("RUNNING");
   });
 
+  it("draws exit handlers after the last tasks", () => {
+    const m = new RunModel(ID);
+    m.applySnapshot(snapshot([
+      { name: "a", state: "PENDING", attempts: 0, dependsOn: [] },
+      { name: "b", state: "PENDING", attempts: 0, dependsOn: ["a"] },
+      { name: "c", state: "PENDING", attempts: 0, dependsOn: ["a"] },
+      { name: "report", state: "PENDING", attempts: 0, dependsOn: [], onExit: true },
+    ]));
+    expect(m.edges()).toEqual([["a", "b"], ["a", "c"], ["b", "report"], ["c", "report"]]);
+  });
+
   it("ends the run on its terminal event and not on an older generation's", () => {
     const m = new RunModel(ID);
     m.apply({ type: "run", dagId: ID, state: "RUNNING", at: 1, generation: 1 });

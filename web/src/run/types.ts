@@ -30,6 +30,13 @@ export interface TaskStatus {
   memoReason?: string | null;
   timings?: Timings;
   cache?: CacheStats;
+  /** Instances of a forEach task: `mapOf` names the task, `index` the item. */
+  mapOf?: string;
+  index?: number;
+  /** An exit handler (`onExit`): runs after every other task ended. */
+  onExit?: boolean;
+  /** The JSON value the task wrote to /artifacts/.result (for `when:` conditions). */
+  result?: unknown;
 }
 
 export interface RunStatus {

@@ -262,7 +262,8 @@ class RunView {
     const tasks = members.map((n) => this.model.tasks.get(n)).filter((t) => t !== undefined);
     if (tasks.length === 1 && tasks[0].index === null) {
       const t = tasks[0];
-      const sub = t.memoized ? "memoized" : t.attempt > 1 ? `attempt ${t.attempt}` : t.node ? `on ${t.node}` : "";
+      const sub = [t.onExit ? "on exit" : "", t.memoized ? "memoized" : t.attempt > 1 ? `attempt ${t.attempt}` : t.node ? `on ${t.node}` : ""]
+        .filter(Boolean).join(" · ");
       return { state: t.state, sub };
     }
     const instances = tasks.filter((t) => t.index !== null);
