@@ -13,6 +13,8 @@ What changes next to the local executor:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -20,9 +22,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from helios.devstack.relay import Relay, s3_relay
 from helios.executors.kubernetes.client import KubeApi, KubeError, open_api
 from helios.executors.kubernetes.jobs import DEFAULT_SERVICE_ACCOUNT, S3_SECRET
 from helios.settings import KubernetesSettings
@@ -130,6 +134,38 @@ def target_from_options(executor: str, kubeconfig: Path | None = None,
     if used:
         raise ClusterError(f"{', '.join(used)}: only with --executor kubernetes")
     return None
+
+
+# --- the S3 relay ------------------------------------------------------------------------
+
+RELAY_PORT_FILE = "s3-relay-port"
+
+
+async def open_s3_relay(scope: contextlib.AsyncExitStack, target: ClusterTarget, s3_url: str,
+                        data_dir: Path) -> Relay:
+    """The S3 gateway (on loopback) relayed to the advertised address. The port is kept
+    in the data dir and taken again at the next start when free, so Jobs created before a
+    restart whose pods start after it still find S3 (with the new keys of the Secret)."""
+    gateway = urlsplit(s3_url)
+    assert gateway.hostname and gateway.port
+    remembered = data_dir / RELAY_PORT_FILE
+    try:
+        port = int(remembered.read_text().strip())
+    except (OSError, ValueError):
+        port = 0
+    for attempt in dict.fromkeys((port, 0)):
+        try:
+            relay = await scope.enter_async_context(
+                s3_relay(target.advertise_address, attempt, gateway.hostname, gateway.port))
+            break
+        except OSError as exc:
+            if attempt and exc.errno == errno.EADDRINUSE:
+                log.warning("s3 relay port %d is taken; picking another", attempt)
+                continue
+            raise ClusterError(f"cannot listen on {target.advertise_address}: {exc.strerror}; "
+                               "is it an address of this machine? (--advertise-address)") from None
+    remembered.write_text(f"{relay.port}\n")
+    return relay
 
 
 # --- what the cluster needs --------------------------------------------------------------

@@ -18,15 +18,14 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
 
 from helios.auth_tokens import dev_auth_env
-from helios.devstack.cluster import ClusterError, ClusterTarget, prepare_cluster
+from helios.devstack.cluster import ClusterTarget, open_s3_relay, prepare_cluster
 from helios.devstack.procs import free_port, port_taken
-from helios.devstack.relay import Relay, s3_relay
+from helios.devstack.relay import Relay
 from helios.devstack.servers import Endpoints, Ports, backing_servers
 from helios.devstack.status import StatusPublisher
 from helios.devstack.supervise import (
@@ -120,19 +119,6 @@ async def create_bucket(ep: Endpoints, timeout_s: float = 30.0) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def _open_relay(scope: contextlib.AsyncExitStack, cluster: ClusterTarget, ep: Endpoints
-                      ) -> Relay:
-    """The S3 gateway (on loopback) relayed to the advertised address, on a free port."""
-    target = urlsplit(ep.s3_url)
-    assert target.hostname and target.port
-    try:
-        return await scope.enter_async_context(
-            s3_relay(cluster.advertise_address, 0, target.hostname, target.port))
-    except OSError as exc:
-        raise ClusterError(f"cannot listen on {cluster.advertise_address}: {exc.strerror}; "
-                           "is it an address of this machine? (--advertise-address)") from None
-
-
 def service_ready(name: str, url: str, timeout_s: float) -> ReadyCheck:
     """Ready = our own child answers `/readyz` 200 as service `name`. The supervisor has
     already checked that the child itself holds the port, so no other process (another
@@ -196,7 +182,7 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
             relay, executor_env = None, {"HELIOS_EXECUTOR": "local",
                                          "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work")}
             if cluster is not None:
-                relay = await _open_relay(scope, cluster, ep)
+                relay = await open_s3_relay(scope, cluster, ep.s3_url, data_dir)
                 executor_env = cluster.env(relay.url)
             redis = aioredis.Redis.from_url(ep.redis_url, socket_timeout=5)
             status = StatusPublisher(redis, sup)
@@ -225,10 +211,15 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
                     pass_fds=(lock_fd,),
                 ))
             # The services start while SeaweedFS is still coming up; the bucket is made then.
-            prepared = [] if cluster is None else [
-                prepare_cluster(cluster, ep.access_key, ep.secret_key)]
-            await _unless_failed(sup, asyncio.gather(
-                create_bucket(ep), *prepared, *(sup.start(spec) for spec in specs)))
+
+            async def services() -> None:
+                if cluster is not None:
+                    # Before any service: a scheduler resuming runs must not create Jobs
+                    # whose pods would read the previous start's keys.
+                    await prepare_cluster(cluster, ep.access_key, ep.secret_key)
+                await asyncio.gather(*(sup.start(spec) for spec in specs))
+
+            await _unless_failed(sup, asyncio.gather(create_bucket(ep), services()))
             yield DevStack(f"http://{HOST}:{api_port}", metrics_url, ep, data_dir,
                            time.monotonic() - started, sup, cluster, relay)
     finally:

@@ -22,13 +22,12 @@ from helios.devstack.cluster import (
     find_kubeconfig,
     guess_advertise_address,
     make_target,
+    open_s3_relay,
     prepare_cluster,
     target_from_options,
 )
 from helios.devstack.procs import free_port
 from helios.devstack.relay import s3_relay
-from helios.devstack.servers import Endpoints
-from helios.devstack.stack import _open_relay
 from tests.devstack.devproc import Dev, env_of
 from tests.devstack.test_durable import SEED, ended, submit
 from tests.k8s.standin import standin_cluster, write_kubeconfig
@@ -76,11 +75,22 @@ def test_cluster_options_need_the_kubernetes_executor(tmp_path: Path) -> None:
     assert target == ClusterTarget(tmp_path / "kc", "ns", "127.0.0.1", "img", guessed=False)
 
 
-async def test_an_address_not_of_this_machine_is_refused() -> None:
+async def test_the_relay_keeps_its_port_and_refuses_an_address_not_of_this_machine(
+        tmp_path: Path) -> None:
+    gateway = "http://127.0.0.1:1"
+    async with contextlib.AsyncExitStack() as scope:
+        first = await open_s3_relay(scope, ClusterTarget(Path("kc")), gateway, tmp_path)
+    async with contextlib.AsyncExitStack() as scope:
+        again = await open_s3_relay(scope, ClusterTarget(Path("kc")), gateway, tmp_path)
+        assert again.port == first.port  # free again: taken again
+        # Taken (by the relay still open): another one, remembered in its place.
+        other = await open_s3_relay(scope, ClusterTarget(Path("kc")), gateway, tmp_path)
+        assert other.port != first.port
+        assert (tmp_path / "s3-relay-port").read_text() == f"{other.port}\n"
     target = ClusterTarget(Path("kc"), advertise_address="203.0.113.77")  # TEST-NET-3
     async with contextlib.AsyncExitStack() as scope:
         with pytest.raises(ClusterError, match="is it an address of this machine"):
-            await _open_relay(scope, target, Endpoints("nats://x", "redis://x", "http://127.0.0.1:1"))
+            await open_s3_relay(scope, target, gateway, tmp_path)
 
 
 async def test_an_unreachable_cluster_is_one_clear_line(tmp_path: Path) -> None:
