@@ -257,7 +257,7 @@ class Engine:
         run_fields["endedAt"] = ended if ended is not None else ""
         effects.append(_publish(subjects.run_event(dag_id), RunEvent(
             dag_id=dag_id, dag_name=dag_name, state=state, at=now, use_cache=use_cache,
-            task_count=len(view.dag.tasks), started_at=started_at, ended_at=ended,
+            task_count=len(view.tasks), started_at=started_at, ended_at=ended,  # + instances
             generation=view.generation,
         )))
         return started_at
