@@ -162,7 +162,8 @@ async def test_live_graph_timeline_logs_isolation_and_reconnect(
 
 def thousand_tasks() -> dict[str, Any]:
     """1,000 tasks in 20 layers of 50 behind one long first task; a few long names."""
-    tasks: list[dict[str, Any]] = [{"name": "gate", "image": "ubuntu:latest", "command": ["/bin/sleep", "600"]}]
+    tasks: list[dict[str, Any]] = [{"name": "gate", "image": "ubuntu:latest",
+                                    "command": ["/bin/sh", "-c", "echo holding the run; exec sleep 600"]}]
     width = 50
     for i in range(999):
         layer, pos = divmod(i, width)
@@ -196,6 +197,10 @@ async def test_thousand_tasks_cancelled_from_the_page(
     await expect(page.locator(".rv-row")).to_have_count(1000)
     shown_s = time.monotonic() - started
     await expect(node(page, "gate")).to_have_attribute("data-state", "RUNNING", timeout=RUN_MS)
+    # The running task's log, live.
+    await node(page, "gate").click()
+    await expect(page.locator(".rv-log")).to_contain_text("holding the run", timeout=RUN_MS)
+    await expect(page.locator(".rv-log-note")).to_contain_text("following")
     await shot(page, "thousand-tasks")
     await expect(page.get_by_role("button", name="Retry failed tasks")).to_be_disabled()
     await page.get_by_role("button", name="Cancel run").click()
@@ -203,6 +208,7 @@ async def test_thousand_tasks_cancelled_from_the_page(
     await expect(page.locator('.rv-node[data-state="CANCELLED"]')).to_have_count(1000)
     await expect(page.get_by_role("button", name="Cancel run")).to_be_disabled()
     await expect(page.locator(".rv-action-msg")).to_have_text("Cancelled.")
+    await expect(page.locator(".rv-details h2")).to_contain_text("CANCELLED")
     await expect(page.locator(".rv")).to_have_attribute("data-layout", "elk", timeout=60_000)
     render_ms = int(await page.locator(".rv").get_attribute("data-render-ms") or -1)
     layout_ms = int(await page.locator(".rv").get_attribute("data-layout-ms") or -1)
