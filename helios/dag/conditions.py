@@ -26,6 +26,7 @@ import cel
 
 MAX_MACROS = 1
 _MACRO = re.compile(r"\.\s*(map|filter|all|exists|exists_one)\s*\(")
+_BINDER = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 # String literals (CEL quotes, raw and triple forms are rare; these cover the usual ones).
 _STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"",
                      re.DOTALL)
@@ -62,10 +63,16 @@ def compile_condition(text: str) -> cel.Program:
 def references(text: str) -> References:
     """The parameters and tasks the condition names; raises ConditionError if it does not
     parse, names them in a form we cannot check, or uses more than one macro."""
-    compile_condition(text)
+    program = compile_condition(text)
     code = _STRING.sub(lambda m: " " * len(m.group()), text)
     if len(_MACRO.findall(code)) > MAX_MACROS:
         raise ConditionError(f"at most {MAX_MACROS} macro (map, filter, all, exists) per condition")
+    # Every free name must be one we provide (a macro's own variable is bound by it).
+    bound = set(_BINDER.findall(code))
+    unknown = sorted(set(program.variables()) - {"params", "tasks", "run"} - bound)
+    if unknown:
+        raise ConditionError(f"unknown name {unknown[0]!r}: a condition sees params, tasks"
+                             " (and run, in onExit tasks)")
     params: set[str] = set()
     tasks: set[str] = set()
     run = False

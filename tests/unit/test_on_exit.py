@@ -99,6 +99,7 @@ def test_retry_runs_the_exit_handlers_again() -> None:
     ({"tasks": [task("a"), task("b", when="tasks.a.state == 'x'")]}, "not upstream of 'b'"),
     ({"tasks": [task("a", when="tasks.a.state ==")]}, "Syntax error"),
     ({"tasks": [task("a")], "onExit": [task("h", forEach=[1])]}, "cannot be a forEach"),
+    ({"tasks": [task("a", when="item.id > 2", forEach=[{"id": 1}])]}, "unknown name 'item'"),
 ])
 def test_validation(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(DagError, match=message):
@@ -113,3 +114,4 @@ def test_conditions_cannot_run_code_and_stay_linear() -> None:
     with pytest.raises(ConditionError, match="not true or false"):
         evaluate("1 + 1", {})
     assert references("tasks['list-shards'].state == 'SUCCEEDED'").tasks == {"list-shards"}
+    assert references("params.l.exists(x, x == 'a')").params == {"l"}  # x is bound
