@@ -12,6 +12,7 @@ from helios.definitions import RUN_ID_PATTERN
 from helios.states import RunState, TaskState
 from services.api import listing, templates_openapi
 from services.api.auth import document_security
+from services.api.firing import openapi as firing_openapi
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def openapi_document() -> dict[str, Any]:
         **defs,
         **listing.SCHEMAS,
         **templates_openapi.SCHEMAS,
+        **firing_openapi.SCHEMAS,
         "Dag": dag_schema,
         "Problem": {
             "type": "object",
@@ -130,6 +132,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/dag-names": {"get": listing.DAG_NAMES},
             **templates_openapi.PATHS,
+            **firing_openapi.PATHS,
             "/dags": {"get": listing.LIST_RUNS, "post": {
                 "summary": "Submit a DAG", "operationId": "submitDag",
                 "parameters": [{"name": "useCache", "in": "query", "required": False,
