@@ -96,4 +96,7 @@ class EventConsumer:
 
 
 def _decisive(event: TaskEvent | RunEvent) -> bool:
-    return isinstance(event, RunEvent) or event.state.terminal
+    # A forEach instance's end is not: its task's own end (published after every
+    # instance's) and the run's refresh the metrics. A refresh reads every task of the
+    # run, so refreshing per instance would make a 10,000-instance map quadratic.
+    return isinstance(event, RunEvent) or (event.state.terminal and event.map_of is None)
