@@ -108,9 +108,18 @@ async def new_context(browser: Browser, stack: Stack, token: str | None = WRITE_
     return context
 
 
+def cold_cache(stack: Stack) -> None:
+    """Empty the node cache (entries and their markers; the cache reads both from disk):
+    each test's first run of the seed is a miss, whatever ran before it on this stack."""
+    for part in ("sha256", "meta"):
+        shutil.rmtree(stack.settings.cache.dir / part, ignore_errors=True)
+
+
 @pytest.fixture
 async def page(browser: Browser, web_stack: Stack) -> AsyncIterator[Page]:
-    """A page logged in with the write token; its console errors fail the test."""
+    """A page logged in with the write token, on a cold node cache; its console errors
+    fail the test."""
+    cold_cache(web_stack)
     context = await new_context(browser, web_stack)
     page = await context.new_page()
     errors: list[str] = []
