@@ -3,12 +3,13 @@
 What changes next to the local executor:
 - the scheduler and the watcher use the kubeconfig and the namespace given; the local
   runner is not started (the watcher follows Jobs instead);
-- the task pods reach S3 through a relay on the advertised address (relay.py); every
-  other port of the stack stays on loopback;
+- the task pods reach S3 through a relay on the advertised address (relay.py), on a
+  port kept across restarts; every other port of the stack stays on loopback;
 - the namespace, the `helios-s3` Secret (this start's S3 keys, which the Job's helpers
   read, as deploy/ arranges it in a cluster) and the `helios-task` ServiceAccount the
   pods run as are created if missing; the Secret is rewritten at each start since the
-  keys are new at each start.
+  keys are new at each start (kube_prep.py, imported only then: the Kubernetes client
+  is slow to import).
 """
 
 from __future__ import annotations
@@ -21,22 +22,15 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from helios.devstack.relay import Relay, s3_relay
-from helios.executors.kubernetes.client import KubeApi, KubeError, open_api
-from helios.executors.kubernetes.jobs import DEFAULT_SERVICE_ACCOUNT, S3_SECRET
 from helios.settings import KubernetesSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "helios"
 DEFAULT_TASK_IMAGE = "helios:latest"
-CALL_TIMEOUT_S = 20.0
-MANAGED = {"app.kubernetes.io/managed-by": "helios-dev"}
 # Where a UDP "connect" is aimed to learn which local address the default route uses;
 # documentation ranges: no packet is ever sent.
 ROUTE_PROBES = ((socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8::1"))
@@ -166,82 +160,3 @@ async def open_s3_relay(scope: contextlib.AsyncExitStack, target: ClusterTarget,
                                "is it an address of this machine? (--advertise-address)") from None
     remembered.write_text(f"{relay.port}\n")
     return relay
-
-
-# --- what the cluster needs --------------------------------------------------------------
-
-
-async def _call(api: KubeApi, method: str, *args: Any, **kwargs: Any) -> None:
-    resp = await getattr(api.core, method)(
-        *args, _preload_content=False,
-        _request_timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S, sock_connect=10), **kwargs)
-    try:
-        if resp.status >= 300:
-            try:
-                body = await resp.json(content_type=None)
-            except (ValueError, aiohttp.ClientError):
-                body = {}
-            raise KubeError.from_status(resp.status, body if isinstance(body, dict) else {})
-    finally:
-        resp.release()
-
-
-async def _create(api: KubeApi, method: str, body: dict[str, Any], *, replace: str | None = None
-                  ) -> None:
-    """Create; on 409 leave it (or delete and create again with `replace`, the delete
-    method); on 404 (no such namespace) create the namespace first."""
-    ns = api.namespace
-    try:
-        await _call(api, method, ns, body)
-        return
-    except KubeError as exc:
-        if exc.code == 404:
-            await _ensure_namespace(api)
-        elif exc.code == 409 and replace:
-            await _call(api, replace, body["metadata"]["name"], ns)
-        elif exc.code == 409:
-            return
-        else:
-            raise
-    await _call(api, method, ns, body)
-
-
-async def _ensure_namespace(api: KubeApi) -> None:
-    body = {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": api.namespace, "labels": MANAGED}}
-    try:
-        await _call(api, "create_namespace", body)
-        log.info("created namespace %s", api.namespace)
-    except KubeError as exc:  # 409: made meanwhile; anything else shows in the retry
-        log.warning("namespace %s not created: %s", api.namespace, exc)
-
-
-def secret_body(access_key: str, secret_key: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": S3_SECRET, "labels": MANAGED},
-            "stringData": {"HELIOS_S3_ACCESS_KEY_ID": access_key,
-                           "HELIOS_S3_SECRET_ACCESS_KEY": secret_key}}
-
-
-def service_account_body() -> dict[str, Any]:
-    # The pods run as this account with no API token mounted (build_job sets that too).
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": DEFAULT_SERVICE_ACCOUNT, "labels": MANAGED},
-            "automountServiceAccountToken": False}
-
-
-async def prepare_cluster(target: ClusterTarget, access_key: str, secret_key: str) -> None:
-    """Namespace, ServiceAccount and this start's `helios-s3` Secret; ClusterError with
-    one line when the cluster cannot be reached or refuses."""
-    where = f"the cluster of {target.kubeconfig} (namespace {target.namespace})"
-    try:
-        async with open_api(target.settings()) as api:
-            await _create(api, "create_namespaced_secret", secret_body(access_key, secret_key),
-                          replace="delete_namespaced_secret")
-            await _create(api, "create_namespaced_service_account", service_account_body())
-    except KubeError as exc:
-        raise ClusterError(f"{where} refused: {exc}") from None
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise ClusterError(f"cannot reach {where}: {exc or type(exc).__name__}") from None
-    except Exception as exc:  # a kubeconfig the client cannot load, for one
-        raise ClusterError(f"cannot use {where}: {exc}") from None

@@ -23,7 +23,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from helios.auth_tokens import dev_auth_env
-from helios.devstack.cluster import ClusterTarget, open_s3_relay, prepare_cluster
+from helios.devstack.cluster import ClusterTarget, open_s3_relay
 from helios.devstack.procs import free_port, port_taken
 from helios.devstack.relay import Relay
 from helios.devstack.servers import Endpoints, Ports, backing_servers
@@ -214,6 +214,8 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
 
             async def services() -> None:
                 if cluster is not None:
+                    from helios.devstack.kube_prep import prepare_cluster
+
                     # Before any service: a scheduler resuming runs must not create Jobs
                     # whose pods would read the previous start's keys.
                     await prepare_cluster(cluster, ep.access_key, ep.secret_key)

@@ -23,9 +23,9 @@ from helios.devstack.cluster import (
     guess_advertise_address,
     make_target,
     open_s3_relay,
-    prepare_cluster,
     target_from_options,
 )
+from helios.devstack.kube_prep import prepare_cluster
 from helios.devstack.procs import free_port
 from helios.devstack.relay import s3_relay
 from tests.devstack.devproc import Dev, env_of
