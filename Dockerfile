@@ -13,7 +13,7 @@
 #
 #   DOCKER_BUILDKIT=1 docker build -t ghcr.io/helios-project/helios:0.1.0 .
 #
-# Both stages use the same base image so the venv's interpreter symlinks
+# The builder and the final stage use the same base image so the venv's interpreter symlinks
 # (/opt/venv/bin/python -> /usr/local/bin/python3.11) stay valid in the final stage.
 # python:3.11-slim, pinned to its Debian release so a rebuild never switches distribution
 # silently; pin a digest (python:3.11-slim-bookworm@sha256:...) for reproducible builds.
