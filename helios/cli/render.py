@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from helios.cli.templates import origin_lines
+
 SYMBOL = {"PENDING": "·", "QUEUED": "…", "RUNNING": "▶", "SUCCEEDED": "✔", "FAILED": "✘",
           "UPSTREAM_FAILED": "⊘", "CANCELLED": "■", "SKIPPED": "↷"}
 
@@ -57,6 +59,7 @@ class Progress:
 def status_table(status: dict[str, Any]) -> str:
     lines = [f"run {status['dagId']}  {status['dagName']}  {status['status']}"
              + (f"  {status['durationMs']} ms" if status.get("durationMs") is not None else "")]
+    lines += origin_lines(status)  # stored DAG, parameter values (helios.cli.templates)
     instances: dict[str, list[dict[str, Any]]] = {}
     for t in status["tasks"]:
         if t.get("mapOf"):

@@ -77,6 +77,18 @@ def _params_text(params: dict[str, Any]) -> str:
                     for k, v in params.items())
 
 
+def origin_lines(status: dict[str, Any]) -> list[str]:
+    """What `helios status` shows of a run's origin: stored DAG, values, logical time."""
+    parts = []
+    if status.get("template"):
+        parts.append(f"from {status['template']['name']} v{status['template']['version']}")
+    if status.get("resubmitOf"):
+        parts.append(f"resubmit of {status['resubmitOf']}")
+    if status.get("params"):
+        parts.append(f"params {_params_text(status['params'])}")
+    return ["  " + "  ".join(parts)] if parts else []
+
+
 async def _finish(client: Client, args: argparse.Namespace, body: dict[str, Any]) -> int:
     from helios.cli.main import follow, status_when_reachable  # main imports this module
     from helios.cli.render import status_table
