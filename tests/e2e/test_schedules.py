@@ -30,6 +30,7 @@ from helios.schedules import ids
 from helios.settings import FiringSettings, Settings
 from helios.states import RunState
 from helios.submissions import read_submission
+from services.api.firing import store
 from tests.conftest import WRITE_TOKEN
 from tests.stack import Stack, doc, running_stack, sh, task_logs, wait_run
 
@@ -258,3 +259,21 @@ def _max_overlap(spans: list[tuple[float, float]]) -> int:
         most = max(most, current)
     return most
 
+
+
+async def test_one_instance_holds_the_firing_lease(settings: Settings) -> None:
+    """Several api replicas: one runs the firing loops; the lease moves at once when its
+    holder leaves (and after its TTL when it dies)."""
+    redis = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    try:
+        assert await store.hold_lease(redis, "a", 5.0)
+        assert not await store.hold_lease(redis, "b", 5.0)
+        assert await store.hold_lease(redis, "a", 5.0)  # renewed
+        await store.release_lease(redis, "b")  # not b's to release
+        assert not await store.hold_lease(redis, "b", 5.0)
+        await store.release_lease(redis, "a")
+        assert await store.hold_lease(redis, "b", 0.05)
+        await asyncio.sleep(0.1)  # the TTL itself is what is tested: "a" takes over after it
+        assert await store.hold_lease(redis, "a", 5.0)
+    finally:
+        await redis.aclose()
