@@ -170,7 +170,7 @@ export function mountMetrics(root: HTMLElement, dagName: string, api: Api): () =
       if (!alive || mine.signal.aborted) return;
       status.textContent = "";
       top.querySelector(":scope > .notice.error")?.remove();
-      top.prepend(failure(err, `the metrics of ${dagName}`));
+      top.prepend(failure(err, `the metrics of ${dagName}`, () => void load(false)));
     }
   }
 

@@ -26,11 +26,12 @@ export const STATES = ["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 const PAGE = 25;
 const REFRESH_MS = 3000;
 
-/** What to say when a call failed; null when the token form has it in hand. */
-export function failure(err: unknown, what: string): HTMLElement {
+/** What to say when a call failed (with a button to try again at once, if given). */
+export function failure(err: unknown, what: string, retry?: () => void): HTMLElement {
   if (err instanceof Unreachable) {
     return notice("error", h("p", {}, h("strong", {}, "The Helios API is unreachable. "),
-      `Is it running (`, h("code", {}, "helios dev"), ` or the api service)? The page keeps trying.`));
+      `Is it running (`, h("code", {}, "helios dev"), ` or the api service)? The page keeps trying.`),
+      retry ? h("button", { type: "button", class: "secondary", onclick: () => retry() }, "Try again now") : null);
   }
   if (err instanceof ApiError && err.needsToken) {
     const which = err.status === 403 ? "A token that may do this is needed" : "An API token is needed";
@@ -136,7 +137,7 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
       status.textContent = "";
       // Keep the last good table under the message: a blip should not blank the page.
       body.querySelector(".notice.error")?.remove();
-      body.prepend(failure(err, "the runs"));
+      body.prepend(failure(err, "the runs", () => void load(false)));
     }
     newer.disabled = cursors.length === 0;
     older.disabled = next === null;
