@@ -101,8 +101,9 @@ document.addEventListener("click", (ev) => {
 });
 window.addEventListener("popstate", () => render(true));
 
-// The token form: shown when the API asks for a token, or from the header's button.
-const tokenForm = mountTokenForm(banner, api, () => render(false));
+// The token form: shown when the API asks for a token, or from the header's button; a saved
+// token re-mounts the view (its calls are made again) and focus returns to it.
+const tokenForm = mountTokenForm(banner, api, () => render(true));
 api.addEventListener("token-needed", (ev) => tokenForm.show((ev as CustomEvent).detail));
 document.getElementById("token-button")?.addEventListener("click", () => tokenForm.show(null));
 
