@@ -53,51 +53,58 @@ export class GraphView {
     });
   }
 
-  /** Draw every node and edge at the layout's positions (once per layout). */
+  /**
+   * Draw every node and edge at the layout's positions. The first drawing is one markup
+   * string (one parse instead of thousands of createElementNS calls); a new layout of the
+   * same nodes (ELK's after the quick one) only moves them.
+   */
   draw(layout: Layout, edges: [string, string][], info: (group: string) => NodeInfo): void {
-    const edgeLayer = svg("g", { class: "rv-edges", "aria-hidden": "true" });
-    const nodeLayer = svg("g", { class: "rv-nodes" });
-    let d = "";
-    for (const [a, b] of edges) {
-      const p = layout.positions.get(a);
-      const q = layout.positions.get(b);
-      if (!p || !q) continue;
-      const x1 = p.x + NODE_W, y1 = p.y + NODE_H / 2, x2 = q.x, y2 = q.y + NODE_H / 2;
-      const mid = (x1 + x2) / 2;
-      // One path for all edges: a 1,000-task graph draws as one element, not thousands.
-      d += `M${x1},${y1}C${mid},${y1} ${mid},${y2} ${x2 - 4},${y2}`;
+    const hadFocus = this.svgEl.contains(document.activeElement);
+    const w = Math.ceil(layout.width), hgt = Math.ceil(layout.height);
+    this.svgEl.setAttribute("width", String(w));
+    this.svgEl.setAttribute("height", String(hgt));
+    this.svgEl.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
+    this.svgEl.dataset.engine = layout.engine;
+    const path = edgePath(layout, edges);
+    const same = this.nodes.size === layout.positions.size && [...layout.positions.keys()].every((k) => this.nodes.has(k));
+    if (same) {
+      for (const [group, pos] of layout.positions) {
+        const n = this.nodes.get(group)!;
+        n.x = pos.x;
+        n.y = pos.y;
+        n.g.setAttribute("transform", `translate(${pos.x},${pos.y})`);
+      }
+      this.svgEl.querySelector(".rv-edge")?.setAttribute("d", path);
+      return;
     }
-    edgeLayer.append(svg("path", { d, class: "rv-edge", "marker-end": "url(#rv-arrow)" }));
-    this.nodes.clear();
+    const parts = [
+      '<defs><marker id="rv-arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto">',
+      '<path d="M0,0L8,4L0,8z" class="rv-arrowhead"/></marker></defs>',
+      `<g class="rv-edges" aria-hidden="true"><path class="rv-edge" marker-end="url(#rv-arrow)" d="${path}"/></g><g class="rv-nodes">`,
+    ];
+    const states = new Map<string, NodeInfo>();
     for (const [group, pos] of layout.positions) {
       const i = info(group);
-      const g = svg("g", {
-        class: `rv-node state-${i.state.toLowerCase()}`, transform: `translate(${pos.x},${pos.y})`,
-        tabindex: -1, role: "button", "data-group": group,
-      });
-      const title = svg("title", {});
-      const rect = svg("rect", { width: NODE_W, height: NODE_H, rx: 7 });
-      const name = svg("text", { x: 10, y: 16, class: "rv-name" });
-      name.textContent = fit(group);
-      const sub = svg("text", { x: 10, y: 32, class: "rv-sub" });
-      g.append(title, rect, name, sub);
-      nodeLayer.append(g);
-      const drawn: DrawnNode = { g, sub, state: "", x: pos.x, y: pos.y };
-      this.nodes.set(group, drawn);
-      this.paint(group, drawn, i);
+      states.set(group, i);
+      const label = esc(labelOf(group, i));
+      parts.push(
+        `<g class="rv-node state-${esc(i.state.toLowerCase())}" data-state="${esc(i.state)}" transform="translate(${pos.x},${pos.y})"`,
+        ` tabindex="-1" role="button" data-group="${esc(group)}" aria-label="${label}"><title>${label}</title>`,
+        `<rect width="${NODE_W}" height="${NODE_H}" rx="7"/><text x="10" y="16" class="rv-name">${esc(fit(group))}</text>`,
+        `<text x="10" y="32" class="rv-sub">${esc(subOf(i))}</text></g>`,
+      );
     }
-    const defs = svg("defs", {});
-    const marker = svg("marker", { id: "rv-arrow", viewBox: "0 0 8 8", refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" });
-    marker.append(svg("path", { d: "M0,0L8,4L0,8z", class: "rv-arrowhead" }));
-    defs.append(marker);
-    const hadFocus = this.svgEl.contains(document.activeElement);
-    this.svgEl.setAttribute("width", String(Math.ceil(layout.width)));
-    this.svgEl.setAttribute("height", String(Math.ceil(layout.height)));
-    this.svgEl.setAttribute("viewBox", `0 0 ${Math.ceil(layout.width)} ${Math.ceil(layout.height)}`);
-    this.svgEl.replaceChildren(defs, edgeLayer, nodeLayer);
-    this.svgEl.dataset.engine = layout.engine;
+    parts.push("</g>");
+    this.svgEl.innerHTML = parts.join("");
+    this.nodes.clear();
+    for (const g of this.svgEl.querySelectorAll<SVGGElement>("g.rv-node")) {
+      const group = g.dataset.group!;
+      const pos = layout.positions.get(group)!;
+      this.nodes.set(group, { g, sub: g.lastElementChild as SVGTextElement, state: states.get(group)!.state, x: pos.x, y: pos.y });
+    }
     // Keep focus and selection across a re-layout.
     const focus = this.focused && this.nodes.has(this.focused) ? this.focused : this.nodes.keys().next().value ?? null;
+    this.focused = null;
     this.setTabStop(focus);
     if (this.selected) this.select(this.selected);
     if (hadFocus && focus) this.nodes.get(focus)?.g.focus();
@@ -116,9 +123,10 @@ export class GraphView {
       n.g.dataset.state = i.state;
       n.state = i.state;
     }
-    const label = `${i.state.replace("_", " ").toLowerCase()}${i.sub ? ` · ${i.sub}` : ""}`;
-    if (n.sub.textContent !== label) n.sub.textContent = label;
-    const aria = `${group}: ${label}`;
+    const sub = subOf(i);
+    if (n.sub.textContent === sub) return;
+    n.sub.textContent = sub;
+    const aria = labelOf(group, i);
     n.g.setAttribute("aria-label", aria);
     (n.g.firstChild as SVGTitleElement).textContent = aria;
   }
@@ -173,6 +181,35 @@ export class GraphView {
     const next = nearest(cur, dir as [number, number], this.nodes);
     if (next) this.focusNode(next);
   }
+}
+
+function subOf(i: NodeInfo): string {
+  return `${i.state.replace("_", " ").toLowerCase()}${i.sub ? ` · ${i.sub}` : ""}`;
+}
+
+function labelOf(group: string, i: NodeInfo): string {
+  return `${group}: ${subOf(i)}`;
+}
+
+const ESC: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+/** Text for markup (task names are DNS labels, but nothing here trusts that). */
+export function esc(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ESC[c]);
+}
+
+/** All edges as one path: a 1,000-task graph draws them as one element, not thousands. */
+function edgePath(layout: Layout, edges: [string, string][]): string {
+  let d = "";
+  for (const [a, b] of edges) {
+    const p = layout.positions.get(a);
+    const q = layout.positions.get(b);
+    if (!p || !q) continue;
+    const x1 = p.x + NODE_W, y1 = p.y + NODE_H / 2, x2 = q.x, y2 = q.y + NODE_H / 2;
+    const mid = (x1 + x2) / 2;
+    d += `M${x1},${y1}C${mid},${y1} ${mid},${y2} ${x2 - 4},${y2}`;
+  }
+  return d;
 }
 
 /** The closest node in a direction, preferring ones straight ahead. */
