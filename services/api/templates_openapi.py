@@ -36,7 +36,8 @@ _RUN_BODY = {"required": False, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}}}
 _STARTED = {"201": _json("Stored and queued", "Submitted"), "400": _INVALID,
             "404": _problem("No such stored DAG (or version, or run)"),
-            "413": _problem("Body too large"), "415": _problem("Not application/json"),
+            "408": _problem("The body stalled"), "413": _problem("Body too large"),
+            "415": _problem("Not application/json"),
             "503": _UNAVAILABLE}
 
 PARAM_QUERY: dict[str, Any] = {
