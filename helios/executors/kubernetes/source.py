@@ -38,7 +38,14 @@ from helios.executors.kubernetes.client import JOBS, PODS, KubeApi
 from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, SELECTOR, AttemptId
 from helios.executors.kubernetes.ledger import Ledger
 from helios.executors.kubernetes.podlogs import assemble, read_pod
-from helios.executors.kubernetes.status import EXECUTOR_LOST, Verdict, judge, pick_pod
+from helios.executors.kubernetes.status import (
+    EXECUTOR_LOST,
+    IMAGE_PULL_FAILED,
+    Verdict,
+    judge,
+    pick_pod,
+    with_pull_error,
+)
 from helios.executors.kubernetes.timeouts import Bounds
 from helios.executors.kubernetes.watch import ListWatch, WatchPolicy
 from helios.executors.kubernetes.workqueue import WorkQueue
@@ -79,6 +86,7 @@ class KubernetesTaskSource:
         self.gone: dict[str, dict[str, Any]] = {}  # deleted Jobs not settled yet
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}  # Job name -> pod name -> pod
         self.snapshots: dict[str, dict[str, str]] = {}  # logs read from a terminating pod
+        self.pull_errors: dict[str, str] = {}  # Job name -> its last ErrImagePull message
         self.settled: OrderedDict[str, None] = OrderedDict()  # done here; bounded
         self.running: OrderedDict[tuple[str, str, int], None] = OrderedDict()  # reported
         self.failures: dict[str, int] = {}
@@ -235,6 +243,8 @@ class KubernetesTaskSource:
             # A bound (start, pull, the command's timeout) falls due then: look again.
             self.queue.add_after(name, max(0.05, verdict.recheck_at - time.time() + 0.05))
         if verdict.phase == "pending":
+            if verdict.reason == "ErrImagePull" and verdict.message:
+                self.pull_errors[name] = verdict.message  # the back-off may not repeat it
             return
         if verdict.timings.started_at is not None or verdict.phase == "running":
             await self._report_once(sink, ident, "running", verdict)
@@ -285,6 +295,7 @@ class KubernetesTaskSource:
         while len(self.settled) > 50_000:
             self.settled.popitem(last=False)
         self.snapshots.pop(name, None)
+        self.pull_errors.pop(name, None)
         self.queue.forget(name)
         self._forget_if_gone(name)
 
@@ -296,6 +307,8 @@ class KubernetesTaskSource:
                             job: dict[str, Any], deleted: bool = False) -> TaskReport:
         phase: Literal["succeeded", "failed"] = "succeeded" if v.phase == "succeeded" else "failed"
         reason, message = v.reason, v.message
+        if reason == IMAGE_PULL_FAILED:
+            message = with_pull_error(message, self.pull_errors.get(_name(job)))
         declared = json.loads(((job.get("metadata") or {}).get("annotations") or {})
                               .get(A_OUTPUTS) or "[]")
         uploaded = {o.name for o in summary.outputs}

@@ -178,6 +178,15 @@ def waiting_for(pod: dict[str, Any] | None) -> str:
     return "the container was being started"
 
 
+def with_pull_error(message: str | None, last_error: str | None) -> str | None:
+    """Before v1.32 the kubelet's back-off message is only `Back-off pulling image "x"`:
+    add the pull error seen earlier (v1.32+ carries it already)."""
+    if message and last_error and message.startswith("Back-off pulling image") \
+            and message.endswith('"'):
+        return f"{message}: ErrImagePull: {last_error}"
+    return message
+
+
 def _main_started(pod: dict[str, Any] | None) -> bool:
     state = _statuses(pod, "containerStatuses").get(MAIN, {}).get("state") or {}
     return "running" in state or "terminated" in state
