@@ -127,6 +127,15 @@ async def test_live_graph_timeline_logs_isolation_and_reconnect(
         await page.reload()
         await expect(details.locator("h2")).to_contain_text("generate-data")
         await expect(node(page, "generate-data")).to_have_attribute("data-state", "SUCCEEDED")
+        # The timeline's rows too: arrows move, Enter opens, Escape comes back to the row.
+        await row(page, "generate-data").locator("button").focus()
+        await page.keyboard.press("ArrowDown")
+        await expect(row(page, "process-data").locator("button")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(details.locator("h2")).to_contain_text("process-data")
+        await expect(details.locator("h2")).to_be_focused()
+        await page.keyboard.press("Escape")
+        await expect(row(page, "process-data").locator("button")).to_be_focused()
 
         # The other run's view shows its own run only.
         await page.goto(f"/runs/{second}")

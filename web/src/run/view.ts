@@ -43,6 +43,7 @@ class RunView {
   private actionMsg!: HTMLElement;
   private pending: "cancel" | "retry" | null = null;
   private retryFrom = 0;
+  private returnFocus: HTMLElement | null = null;
   private readonly onToken = (): void => { if (!this.model.loaded) void this.load(); else this.feed?.restart(); };
 
   constructor(private readonly root: HTMLElement, private readonly dagId: string, private readonly api: Api) {
@@ -353,6 +354,9 @@ class RunView {
   }
 
   private openTask(task: string, viaKeyboard: boolean): void {
+    // Escape brings focus back where the task was opened from (a graph node, a timeline row).
+    const from = document.activeElement;
+    if (from instanceof Element && from !== document.body && !this.details.root.contains(from)) this.returnFocus = from as HTMLElement;
     this.details.show(task, viaKeyboard);
     this.graph.select(this.model.tasks.get(task)?.group ?? task);
     const url = new URL(location.href);
@@ -367,6 +371,9 @@ class RunView {
     const url = new URL(location.href);
     url.searchParams.delete("task");
     history.replaceState(history.state, "", url);
-    if (task) this.graph.focusNode(this.model.tasks.get(task)?.group ?? task);
+    const back = this.returnFocus;
+    this.returnFocus = null;
+    if (back?.isConnected) back.focus();
+    else if (task) this.graph.focusNode(this.model.tasks.get(task)?.group ?? task);
   }
 }
