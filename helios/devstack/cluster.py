@@ -19,6 +19,7 @@ import errno
 import ipaddress
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from helios.settings import KubernetesSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "helios"
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DEFAULT_TASK_IMAGE = "helios:latest"
 # Where a UDP "connect" is aimed to learn which local address the default route uses;
 # documentation ranges: no packet is ever sent.
@@ -108,10 +110,13 @@ def find_kubeconfig(given: Path | None, environ: dict[str, str] | None = None) -
 def make_target(kubeconfig: Path | None, namespace: str | None, advertise: str | None,
                 task_image: str | None) -> ClusterTarget:
     """The options of `helios dev --executor kubernetes`, checked, with their defaults."""
+    namespace = namespace or DEFAULT_NAMESPACE
+    if not DNS_LABEL.fullmatch(namespace):
+        raise ClusterError(f"--namespace {namespace!r} is not a DNS-1123 label")
     guessed = advertise is None
     if advertise is None:
         advertise = guess_advertise_address() or "127.0.0.1"
-    return ClusterTarget(find_kubeconfig(kubeconfig), namespace or DEFAULT_NAMESPACE,
+    return ClusterTarget(find_kubeconfig(kubeconfig), namespace,
                          check_advertise_address(advertise), task_image or DEFAULT_TASK_IMAGE,
                          guessed)
 

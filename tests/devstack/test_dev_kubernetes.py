@@ -72,6 +72,8 @@ def test_cluster_options_need_the_kubernetes_executor(tmp_path: Path) -> None:
         target_from_options("local", namespace="x", task_image="i")
     (tmp_path / "kc").write_text("{}")
     target = target_from_options("kubernetes", tmp_path / "kc", "ns", "127.0.0.1", "img")
+    with pytest.raises(ClusterError, match="DNS-1123"):
+        target_from_options("kubernetes", tmp_path / "kc", "Bad_NS")
     assert target == ClusterTarget(tmp_path / "kc", "ns", "127.0.0.1", "img", guessed=False)
 
 
