@@ -83,6 +83,7 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         templates = {
             "tick": doc("tick", sh("t", "true")),
             "slow": doc("slow", sh("s", "sleep 0.2")),
+            "sleepy": doc("sleepy", sh("z", "sleep 60")),
             "ingest": with_param(doc("ingest", sh("i", "echo got {{ params.key }}")), "key"),
             "report": with_param(doc("report", sh("r", "echo after {{ params.upstream }}")),
                                  "upstream"),
@@ -221,7 +222,30 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         assert status == 201, again
         again = await until(lambda: _backfill_ended(http, api, again["id"]), "skipped backfill")
         assert again["progress"]["skipped"] == 2 and again["state"] == "SUCCEEDED", again
+
+        # Cancelled as a whole: its running run is cancelled, the others never start.
+        status, body = await call(http, "POST", f"{api}/templates/sleepy/backfills", json={
+            "from": "2026-01-01T00:00:00Z", "to": "2026-01-01T02:00:00Z", "cron": "0 * * * *",
+            "rerun": True})
+        assert status == 201, body
+        first_run = body["runs"][0]["runId"]
+        await until(lambda: _run_in(redis, first_run, RunState.RUNNING), "the first run started")
+        status, _ = await call(http, "POST", f"{api}/backfills/{body['id']}/cancel")
+        assert status == 202
+        cancelled = await until(lambda: _backfill_ended(http, api, body["id"]), "cancelled")
+        assert cancelled["state"] == "CANCELLED", cancelled
+        assert [r["state"] for r in cancelled["runs"]] == ["CANCELLED"] * 3, cancelled
+        assert await _run_in(redis, first_run, RunState.CANCELLED)
+        for later in cancelled["runs"][1:]:  # never started
+            assert await read_run(redis, later["runId"], [], detail=False) is None
+        status, _ = await call(http, "POST", f"{api}/backfills/{body['id']}/cancel")
+        assert status == 409
     await redis.aclose()
+
+
+async def _run_in(redis: aioredis.Redis, run_id: str, state: RunState) -> bool:
+    run = await read_run(redis, run_id, [], detail=False)
+    return run is not None and run.state is state
 
 
 async def _len_at_least(redis: aioredis.Redis, name: str, n: int) -> list[str] | None:
@@ -238,7 +262,7 @@ async def _cursor_past(http: aiohttp.ClientSession, api: str, at: datetime) -> b
 async def _backfill_ended(http: aiohttp.ClientSession, api: str, backfill_id: str
                           ) -> dict[str, Any] | None:
     _, body = await call(http, "GET", f"{api}/backfills/{backfill_id}")
-    return body if body["state"] != "RUNNING" else None
+    return body if body["state"] not in ("RUNNING", "CANCELLING") else None
 
 
 async def cli(stack: Stack, *argv: str) -> tuple[int, str]:
