@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from playwright.async_api import Page, Request, expect
 
 from helios import keys
-from tests.stack import Stack, submit
+from tests.stack import Stack, follow, submit
 from tests.web.conftest import Shot, new_context
 from tests.web.pagekit import axe_violations, run_state
 
@@ -142,29 +142,36 @@ async def test_live_graph_timeline_logs_isolation_and_reconnect(
         await expect(node(page, "only-in-other")).to_have_attribute("data-state", "SUCCEEDED", timeout=RUN_MS)
         assert await page.locator("text=generate-data").count() == 0
 
-        # Dropped connection: the api stops mid-run, the run goes on, the page catches up.
-        await web_stack.stop("scheduler")
+        # Dropped connection mid-run: with the executor away the run stops at QUEUED; the api
+        # goes down, the run finishes meanwhile, the api comes back and the page resumes
+        # after the last event it had: every transition once, none lost, none twice.
+        await web_stack.stop("watcher")
         third = (await submit(http, api, seed("rv-seed")))["dagId"]
         await page.goto(f"/runs/{third}")
-        await expect(page.locator(".rv")).to_have_attribute("data-feed", "live")
+        await expect(node(page, "generate-data")).to_have_attribute("data-state", "QUEUED", timeout=RUN_MS)
+        last_seen = await page.locator(".rv").get_attribute("data-last-event-id")
+        assert last_seen is not None
         before = len(feeds)
         await web_stack.stop("api")
         await expect(page.locator(".rv")).to_have_attribute("data-feed", "waiting")
         await shot(page, "reconnecting")
-        await web_stack.start("scheduler")
+        await web_stack.start("watcher")
         assert await run_record_state(web_stack, third, {"SUCCEEDED", "FAILED"}) == "SUCCEEDED"
         await web_stack.start("api")
         for task in ("generate-data", "process-data"):
             await expect(node(page, task)).to_have_attribute("data-state", "SUCCEEDED", timeout=RUN_MS)
             await expect(row(page, task).locator(".rv-attempt")).to_have_count(1, timeout=RUN_MS)
         await expect(page.locator(".rv")).to_have_attribute("data-status", "SUCCEEDED", timeout=RUN_MS)
-        resumed = [r for r in feeds[before:] if r.headers.get("last-event-id")]
-        assert resumed, "the page did not resume its feed with Last-Event-ID"
+        everything = await follow(http, api, third)
+        await expect(page.locator(".rv")).to_have_attribute("data-last-event-id", str(everything[-1]["_id"]))
+        await expect(page.locator(".rv")).to_have_attribute("data-events", str(len(everything)))
+        resumed = [r.headers.get("last-event-id") for r in feeds[before:]]
+        assert last_seen in resumed, (last_seen, resumed)  # resumed where it stopped
         await node(page, "process-data").click()
         await expect(page.locator(".rv-inputs-table tbody td").nth(1)).to_have_text("hit")  # second run: cached
         await shot(page, "caught-up")
     finally:
-        for name in ("scheduler", "api"):
+        for name in ("scheduler", "watcher", "api"):
             if name not in web_stack.services:
                 await web_stack.start(name)
 

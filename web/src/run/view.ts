@@ -44,6 +44,7 @@ class RunView {
   private pending: "cancel" | "retry" | null = null;
   private retryFrom = 0;
   private returnFocus: HTMLElement | null = null;
+  private received = 0;
   private readonly onToken = (): void => { if (!this.model.loaded) void this.load(); else this.feed?.restart(); };
 
   constructor(private readonly root: HTMLElement, private readonly dagId: string, private readonly api: Api) {
@@ -94,7 +95,12 @@ class RunView {
     this.schedule();
     this.feed = new Feed(this.api, this.path("/events"), {
       onOpen: (reconnect) => void this.resync(reconnect),
-      onMessage: (msg) => this.onMessage(msg.data),
+      onMessage: (msg) => {
+        // What the feed delivered, on the element: a look in devtools shows where it is.
+        this.el.dataset.events = String(++this.received);
+        if (msg.id !== null) this.el.dataset.lastEventId = msg.id;
+        this.onMessage(msg.data);
+      },
       onState: (state) => this.onFeedState(state),
     });
     this.feed.start();
