@@ -18,6 +18,9 @@ from helios.schedules.plan import MAX_CATCHUP, Policy, Spec
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS-1123 label, like dagName
 MAX_BACKFILL_RUNS = 1000
 MAX_PARALLEL = 50
+# Every tick reads every schedule, every poll lists every object trigger's prefix: bounded.
+MAX_SCHEDULES = 1000
+MAX_TRIGGERS = 200
 Params = dict[str, JsonValue]
 
 

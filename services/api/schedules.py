@@ -20,6 +20,7 @@ from helios.schedules import ids
 from helios.schedules.plan import backfill_times, next_times
 from helios.schedules.records import (
     MAX_BACKFILL_RUNS,
+    MAX_SCHEDULES,
     BackfillBody,
     BackfillItem,
     BackfillSpec,
@@ -43,6 +44,8 @@ from services.api.firing.bodies import (
 from services.api.firing.loops import FIRING
 from services.api.parsing import PARSER
 from services.api.problems import Problem
+
+MAX_ACTIVE_BACKFILLS = 100
 
 
 def _poke(request: web.Request) -> None:
@@ -82,6 +85,8 @@ async def put_schedule(request: web.Request) -> web.Response:
     body = validate(ScheduleBody, await json_body(request))
     await check_run_params(request.app[PARSER], stored, body.params)
     existing = await store.get_schedule(c.redis, name)
+    if existing is None and await store.count_schedules(c.redis) >= MAX_SCHEDULES:
+        raise Problem(409, "Conflict", f"there are {MAX_SCHEDULES} schedules already: delete some")
     now = time.time()
     record = ScheduleRecord(template=name, body=body,
                             created_at=existing.created_at if existing else now, updated_at=now)
@@ -165,6 +170,9 @@ async def create_backfill(request: web.Request) -> web.Response:
         raise Problem(400, "Bad Request", f"more than {MAX_BACKFILL_RUNS} times between "
                       "'from' and 'to': split the range")
     await check_run_params(request.app[PARSER], stored, body.params)
+    if await store.count_active_backfills(c.redis) >= MAX_ACTIVE_BACKFILLS:
+        raise Problem(409, "Conflict", f"{MAX_ACTIVE_BACKFILLS} backfills are running: wait "
+                      "for one to end, or cancel one")
     backfill_id = uuid.uuid4().hex
     spec = BackfillSpec(id=backfill_id, template=name, body=body, cron=cron_expr, timezone=zone,
                         created_at=time.time())

@@ -13,7 +13,13 @@ from aiohttp import web
 
 from helios.dag.parse import DagError
 from helios.schedules import ids
-from helios.schedules.records import TRIGGER_FIELDS, ObjectSource, TriggerBody, TriggerRecord
+from helios.schedules.records import (
+    MAX_TRIGGERS,
+    TRIGGER_FIELDS,
+    ObjectSource,
+    TriggerBody,
+    TriggerRecord,
+)
 from services.api.context import ctx
 from services.api.firing import store
 from services.api.firing.bodies import declared_names, json_body, name_of, template_of, validate
@@ -87,6 +93,8 @@ async def put_trigger(request: web.Request) -> web.Response:
         raise Problem(400, "Bad Request", "invalid trigger: " + "; ".join(
             f"{e['field']}: {e['reason']}" for e in errors[:5]), errors=errors)
     existing = await store.get_trigger(c.redis, name)
+    if existing is None and await store.count_triggers(c.redis) >= MAX_TRIGGERS:
+        raise Problem(409, "Conflict", f"there are {MAX_TRIGGERS} triggers already: delete some")
     if existing is not None and existing.body.source != body.source:
         raise Problem(409, "Conflict", f"trigger {name!r} watches something else: delete it "
                       "first (its record of what it fired goes with it)")

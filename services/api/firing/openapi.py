@@ -111,7 +111,8 @@ PATHS: dict[str, Any] = {
                 "requestBody": _body("ScheduleBody"),
                 "responses": {"200": _json("Replaced", "Schedule"),
                               "201": _json("Created", "Schedule"), "400": _SCHEDULE_400,
-                              "404": _NO_TEMPLATE, **_BODY_ERRORS}},
+                              "404": _NO_TEMPLATE,
+                              "409": _problem("Too many schedules (1000)"), **_BODY_ERRORS}},
         "get": {"summary": "The schedule, its state and next fire times",
                 "operationId": "getSchedule", "parameters": [_TEMPLATE, _NEXT],
                 "responses": {"200": _json("The schedule", "Schedule"),
@@ -141,7 +142,8 @@ PATHS: dict[str, Any] = {
         "responses": {"201": _json("Created", "Backfill"), "400": _problem(
             "Invalid body: beyond this schema, `to` not before `from`, a valid `cron` (or a "
             "schedule on the stored DAG), 1..1000 times in the range, params that fit"),
-            "404": _NO_TEMPLATE, **_BODY_ERRORS}}},
+            "404": _NO_TEMPLATE, "409": _problem("Too many backfills running (100)"),
+            **_BODY_ERRORS}}},
     "/backfills": {"get": {
         "summary": "The latest backfills (without their runs)", "operationId": "listBackfills",
         "parameters": [{"name": "limit", "in": "query", "required": False,
@@ -188,7 +190,8 @@ PATHS: dict[str, Any] = {
                                   "parameters the stored DAG does not declare, a bucket "
                                   "not allowed, a DAG triggering itself"),
                               "404": _NO_TEMPLATE,
-                              "409": _problem("The trigger exists with another source"),
+                              "409": _problem("The trigger exists with another source, "
+                                              "or there are too many triggers (200)"),
                               **_BODY_ERRORS}},
         "get": {"summary": "A trigger", "operationId": "getTrigger", "parameters": [_TRIGGER],
                 "responses": {"200": _json("The trigger", "Trigger"),

@@ -52,6 +52,10 @@ async def put_schedule(redis: aioredis.Redis, record: ScheduleRecord, *,
         await pipe.execute()
 
 
+async def count_schedules(redis: aioredis.Redis) -> int:
+    return int(await redis.hlen(keys.SCHEDULES))
+
+
 async def get_schedule(redis: aioredis.Redis, template: str) -> ScheduleRecord | None:
     raw = await redis.hget(keys.SCHEDULES, template)
     return None if raw is None else _load(ScheduleRecord, raw, f"schedule {template}")
@@ -128,6 +132,9 @@ async def _hset_if_exists(redis: aioredis.Redis, index: str, field: str, key: st
 
 # -- backfills ----------------------------------------------------------------------
 
+KEPT_BACKFILLS = 1000  # the records of older ended backfills are dropped
+
+
 async def create_backfill(redis: aioredis.Redis, spec: BackfillSpec,
                           items: list[BackfillItem]) -> None:
     async with redis.pipeline(transaction=True) as pipe:
@@ -136,6 +143,18 @@ async def create_backfill(redis: aioredis.Redis, spec: BackfillSpec,
         pipe.zadd(keys.BACKFILLS, {spec.id: spec.created_at})
         pipe.sadd(keys.BACKFILLS_ACTIVE, spec.id)
         await pipe.execute()
+    old = cast("list[str]", await redis.zrange(keys.BACKFILLS, 0, -KEPT_BACKFILLS - 1))
+    active = cast("set[str]", await redis.smembers(keys.BACKFILLS_ACTIVE))
+    ended = [b for b in old if b not in active]
+    if ended:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*[keys.backfill(b) for b in ended])
+            pipe.zrem(keys.BACKFILLS, *ended)
+            await pipe.execute()
+
+
+async def count_active_backfills(redis: aioredis.Redis) -> int:
+    return int(await redis.scard(keys.BACKFILLS_ACTIVE))
 
 
 def _items_json(items: list[BackfillItem]) -> str:
@@ -197,6 +216,10 @@ async def recent_backfills(redis: aioredis.Redis, limit: int) -> list[str]:
 
 async def put_trigger(redis: aioredis.Redis, record: TriggerRecord) -> None:
     await redis.hset(keys.TRIGGERS, record.name, _dump(record))
+
+
+async def count_triggers(redis: aioredis.Redis) -> int:
+    return int(await redis.hlen(keys.TRIGGERS))
 
 
 async def get_trigger(redis: aioredis.Redis, name: str) -> TriggerRecord | None:
