@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from helios import bus
-from helios.runtime import cancel_all, guard
+from helios.runtime import StopEvent, cancel_all, guard
 from helios.subjects import Streams
 from services.api.context import ApiContext
 from services.api.firing import store
@@ -107,7 +107,7 @@ async def _wait(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> N
 
 @contextlib.asynccontextmanager
 async def running(c: ApiContext, parser: ParserPool, app: web.Application,
-                  stop: asyncio.Event) -> AsyncIterator[Firing | None]:
+                  stop: StopEvent) -> AsyncIterator[Firing | None]:
     """The firing loops for as long as the block runs (none when disabled)."""
     f = FiringContext(c, parser, c.settings.firing)
     app[FIRING] = f
@@ -118,11 +118,13 @@ async def running(c: ApiContext, parser: ParserPool, app: web.Application,
     done = asyncio.Event()  # our own stop: set by the service's stop, or by leaving the block
     sub = await bus.ensure_consumer(c.js, bus.Consumer(
         stream=Streams().runs, durable=DURABLE, filter_subject=FILTER, batch=64))
+    # A loop that crashes stops the api (its supervisor restarts it, recreating what the
+    # loop needs, e.g. the chains' durable consumer): a silent half-api is worse.
     tasks = [
-        guard(firing.ticks(done), "firing-ticks"),
-        guard(firing.objects(done), "firing-objects"),
+        guard(firing.ticks(done), "firing-ticks", stop),
+        guard(firing.objects(done), "firing-objects", stop),
         guard(bus.pull_forever(sub, ChainConsumer(f).on_batch, batch=64, stop=done,
-                               idle_timeout_s=1.0), "firing-chains"),
+                               idle_timeout_s=1.0), "firing-chains", stop),
     ]
     relay = asyncio.ensure_future(_relay(stop, done))
     try:
