@@ -156,6 +156,10 @@ async def test_templates_params_and_resubmit(stack: Stack, http: aiohttp.ClientS
     assert status == 204
     assert (await call(http, "GET", f"{api}/templates/train"))[0] == 404
     assert (await call(http, "GET", f"{api}/dags/{v1['dagId']}"))[0] == 200
+    # Stored again, it never reuses a version number that a run has recorded.
+    status, body = await call(http, "PUT", f"{api}/templates/train", data=TEMPLATE_V1, headers=yaml)
+    assert (status, body["version"]) == (201, 3), body
+    assert (await call(http, "GET", f"{api}/templates/train", params={"version": "1"}))[0] == 404
 
     # --- launch() itself, as the schedules call it (same stack: one start-up for both).
     await check_launch_with_a_given_run_id_is_idempotent(stack, http)
