@@ -4,7 +4,8 @@
 list two at a time, and its shard 3 fails on its first attempt; `merge` fans the five
 outputs in; `publish` is skipped by its condition (and `announce` after it); `cleanup`
 runs after the failure (trigger all_done); the exit handler `report` sees the failure.
-`POST /retry` then re-runs only `process[3]`, and the run succeeds.
+`per-env` maps over a list parameter. `POST /retry` then re-runs only `process[3]`, and
+the run succeeds.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ DAG: dict[str, Any] = {
            when="tasks['list-shards'].result.count > 100"),
         sh("announce", "echo announced", depends_on=["publish"]),
         sh("cleanup", "echo cleaned up", depends_on=["process"], trigger="all_done"),
+        # A map over a list parameter, gated by a condition on the parameters.
+        sh("per-env", 'echo "env $1"', args=["per-env", "{{ item }}"],
+           forEach="{{ params.envs }}", when="size(params.envs) == 2 && !params.dry"),
     ],
+    "params": [{"name": "envs", "type": "list", "default": ["staging", "prod"]},
+               {"name": "dry", "type": "bool", "default": False}],
     "onExit": [
         sh("report", 'echo "run=$1 failed=$2"', args=["report", "{{ run.status }}",
                                                      "{{ run.failedTasks }}"]),
@@ -80,6 +86,8 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
 
     assert tasks["merge"]["state"] == "UPSTREAM_FAILED"
     assert tasks["cleanup"]["state"] == "SUCCEEDED"  # all_done: after the failure
+    assert tasks["per-env"]["state"] == "SUCCEEDED" and tasks["per-env"]["instances"] == 2
+    assert "env prod" in await task_logs(http, api, dag_id, quote("per-env[1]"))
     assert (tasks["publish"]["state"], tasks["publish"]["reason"]) == ("UPSTREAM_FAILED",
                                                                       "UpstreamFailed")
     assert tasks["report"]["onExit"] is True and tasks["report"]["state"] == "SUCCEEDED"
