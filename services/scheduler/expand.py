@@ -73,6 +73,9 @@ def render_task(task: Task, name: str, values: dict[str, Any]) -> RunTask:
         return templating.render(text, values) if templating.has_template(text) else text
 
     doc = task.model_dump(by_alias=True, mode="json")
+    # An instance is no map itself: without this, each of 10,000 dispatches would carry
+    # the whole literal item list.
+    doc.update(forEach=None, maxParallel=None)
     doc.update(name=name, command=[one(c) for c in task.command],
                args=[one(a) for a in task.args],
                env={k: one(v) for k, v in task.env.items()})

@@ -66,6 +66,7 @@ def test_instance_is_rendered_with_its_item() -> None:
     task1 = dispatched_task(view, "train[1]")
     assert task1.name == "train[1]"
     assert task1.command == ["train", "knn", "--lr=0.2"]
+    assert task1.for_each is None  # the dispatch does not carry the whole item list
     assert dispatched_task(view, "rank").name == "rank"
 
 
