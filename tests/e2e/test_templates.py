@@ -87,8 +87,9 @@ async def test_templates_params_and_resubmit(stack: Stack, http: aiohttp.ClientS
     assert (status, body["version"]) == (201, 2), body
     status, body = await call(http, "PUT", f"{api}/templates/train", data=TEMPLATE_V2, headers=yaml)
     assert (status, body["version"], body["created"]) == (200, 2, False), body
-    status, listing = await call(http, "GET", f"{api}/templates")
-    assert [(t["name"], t["latest"]) for t in listing["templates"]] == [("train", 2)]
+    code, out = await cli(stack, "templates")
+    assert code == 0, out
+    assert [(t["name"], t["latest"]) for t in json.loads(out)["templates"]] == [("train", 2)]
     status, shown = await call(http, "GET", f"{api}/templates/train", params={"version": "1"})
     assert status == 200 and shown["version"] == 1 and shown["latest"] == 2
     assert [p["name"] for p in shown["params"]] == ["model", "epochs", "tag"]
@@ -131,9 +132,10 @@ async def test_templates_params_and_resubmit(stack: Stack, http: aiohttp.ClientS
     first = await wait_run(http, stack.api_url, latest["dagId"])
     assert first["template"] == {"name": "train", "version": 2}, first
     assert "bpr epochs=2 {{lit}} v2" in await task_logs(http, stack.api_url, latest["dagId"], "train")
-    status, again = await call(http, "POST", f"{api}/dags/{latest['dagId']}/resubmit",
-                               json={"params": {"epochs": 7}})
-    assert status == 201 and again["resubmitOf"] == latest["dagId"], again
+    code, out = await cli(stack, "resubmit", latest["dagId"], "-p", "epochs=7")
+    assert code == 0, out
+    again = json.loads(out)
+    assert again["resubmitOf"] == latest["dagId"], again
     second = await wait_run(http, stack.api_url, again["dagId"])
     tasks = by_name(second)
     assert tasks["prepare"]["memoized"], tasks["prepare"]  # unchanged: reused
