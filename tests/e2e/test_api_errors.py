@@ -128,6 +128,10 @@ async def test_openapi_document_lists_every_route(stack: Stack, http: aiohttp.Cl
         "/dags/{dagId}/cancel", "/dags/{dagId}/retry", "/dags/{dagName}/metrics", "/system/status",
         "/dag-names", "/dags/{dagId}/resubmit", "/templates", "/templates/{name}",
         "/templates/{name}/runs",
+        "/schedules", "/templates/{name}/schedule", "/templates/{name}/schedule/pause",
+        "/templates/{name}/schedule/resume", "/templates/{name}/backfills", "/backfills",
+        "/backfills/{id}", "/backfills/{id}/cancel", "/templates/{name}/trigger", "/triggers",
+        "/triggers/{trigger}",
     }
     assert "Dag" in doc["components"]["schemas"]
 

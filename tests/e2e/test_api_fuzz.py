@@ -144,6 +144,11 @@ ROUTES = [
     ("POST", "/api/v1/dags/{id}/resubmit"), ("GET", "/api/v1/templates"),
     ("PUT", "/api/v1/templates/{name}"), ("GET", "/api/v1/templates/{name}"),
     ("DELETE", "/api/v1/templates/{name}"), ("POST", "/api/v1/templates/{name}/runs"),
+    ("GET", "/api/v1/schedules"), ("PUT", "/api/v1/templates/{name}/schedule"),
+    ("POST", "/api/v1/templates/{name}/schedule/pause"),
+    ("POST", "/api/v1/templates/{name}/backfills"), ("GET", "/api/v1/backfills/{id}"),
+    ("POST", "/api/v1/backfills/{id}/cancel"), ("POST", "/api/v1/templates/{name}/trigger"),
+    ("PUT", "/api/v1/triggers/{name}"), ("DELETE", "/api/v1/triggers/{name}"),
 ]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 QUERY_KEYS = ["limit", "offset", "useCache", "lastEventId", "x", "", "limit[]", "%FF", "a%00b",
