@@ -9,6 +9,7 @@ The 1,000-task run is held by a long first task and cancelled from the page's bu
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -229,12 +230,16 @@ async def test_thousand_tasks_cancelled_from_the_page(
     render_ms = int(await page.locator(".rv").get_attribute("data-render-ms") or -1)
     layout_ms = int(await page.locator(".rv").get_attribute("data-layout-ms") or -1)
     longest = max(await page.evaluate("window.__longTasks"), default=0)
+    await page.get_by_role("button", name="Fit the graph to the width").click()  # the whole graph
+    await expect(page.locator(".rv-zoom-level")).to_have_text(re.compile(r"^\d%$|^1\d%$"))
     await shot(page, "thousand-cancelled")
     print(f"\n1,000-task run view: shown in {shown_s:.2f} s (first paint {render_ms} ms), ELK layout"
           f" {layout_ms} ms in its worker; longest main-thread task {longest} ms (load, layout,"
           " 1,000 cancellations)")
-    # Generous for a loaded CI machine; the figures above are what this machine measured.
-    assert longest < 2000, longest
+    # A frozen tab (layout on the main thread, a re-render per event) blocks for tens of
+    # seconds here; this bound is generous for a loaded CI machine (load average 30 gave
+    # 1.6 s, mostly style and layout of 2,000 new elements; a quiet one a few hundred ms).
+    assert longest < 4000, longest
 
 
 async def test_retry_failed_run_not_found_and_dark_mode(

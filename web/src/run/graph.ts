@@ -36,6 +36,8 @@ export class GraphView {
   private readonly nodes = new Map<string, DrawnNode>();
   private focused: string | null = null;
   private selected: string | null = null;
+  private scale = 1;
+  private size = { w: 0, h: 0 };
 
   constructor(private readonly onOpen: (group: string, viaKeyboard: boolean) => void) {
     this.root = document.createElement("div");
@@ -61,9 +63,9 @@ export class GraphView {
   draw(layout: Layout, edges: [string, string][], info: (group: string) => NodeInfo): void {
     const hadFocus = this.svgEl.contains(document.activeElement);
     const w = Math.ceil(layout.width), hgt = Math.ceil(layout.height);
-    this.svgEl.setAttribute("width", String(w));
-    this.svgEl.setAttribute("height", String(hgt));
+    this.size = { w, h: hgt };
     this.svgEl.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
+    this.applyScale();
     this.svgEl.dataset.engine = layout.engine;
     const path = edgePath(layout, edges);
     const same = this.nodes.size === layout.positions.size && [...layout.positions.keys()].every((k) => this.nodes.has(k));
@@ -108,6 +110,19 @@ export class GraphView {
     this.setTabStop(focus);
     if (this.selected) this.select(this.selected);
     if (hadFocus && focus) this.nodes.get(focus)?.g.focus();
+  }
+
+  /** Zoom by a factor, or to fit the graph's width in its box ("fit"); returns the scale. */
+  zoom(by: number | "fit"): number {
+    const fit = Math.min(1, (this.root.clientWidth - 4) / Math.max(1, this.size.w));
+    this.scale = by === "fit" ? fit : Math.min(2, Math.max(Math.min(fit, 0.1), this.scale * by));
+    this.applyScale();
+    return this.scale;
+  }
+
+  private applyScale(): void {
+    this.svgEl.setAttribute("width", String(Math.ceil(this.size.w * this.scale)));
+    this.svgEl.setAttribute("height", String(Math.ceil(this.size.h * this.scale)));
   }
 
   /** Repaint one node after its state changed. */
@@ -158,8 +173,10 @@ export class GraphView {
 
   private reveal(n: DrawnNode): void {
     const r = this.root;
-    if (n.x < r.scrollLeft || n.x + NODE_W > r.scrollLeft + r.clientWidth) r.scrollLeft = n.x - 24;
-    if (n.y < r.scrollTop || n.y + NODE_H > r.scrollTop + r.clientHeight) r.scrollTop = n.y - 24;
+    const k = this.scale;
+    const x = n.x * k, y = n.y * k;
+    if (x < r.scrollLeft || x + NODE_W * k > r.scrollLeft + r.clientWidth) r.scrollLeft = x - 24;
+    if (y < r.scrollTop || y + NODE_H * k > r.scrollTop + r.clientHeight) r.scrollTop = y - 24;
   }
 
   private open(group: string, viaKeyboard: boolean): void {

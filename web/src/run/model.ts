@@ -172,6 +172,8 @@ export class RunModel {
     if (ts.result !== undefined) t.result = ts.result;
     const version: [number, number, number] = [generation, ts.attempts, rank(ts.state)];
     if (!newer(version, t.version)) return;
+    // A re-read after a reconnect repeats most tasks unchanged: repaint only what moved.
+    const before = JSON.stringify([t.state, t.node, t.exitCode, t.reason, t.message, t.memoized, t.timings, t.cache, t.result]);
     t.version = version;
     t.state = ts.state;
     t.attempt = ts.attempts;
@@ -186,7 +188,9 @@ export class RunModel {
     t.timings = ts.timings ?? {};
     t.cache = ts.cache ?? {};
     this.recordAttempt(t, ts.state, ts.attempts, generation, null, ts);
-    this.dirty.add(t.name);
+    if (JSON.stringify([t.state, t.node, t.exitCode, t.reason, t.message, t.memoized, t.timings, t.cache, t.result]) !== before) {
+      this.dirty.add(t.name);
+    }
   }
 
   /** Apply one feed event; false when it belongs to another run (never shown here). */

@@ -185,7 +185,8 @@ class RunView {
       this.conn,
       h("div", { class: "rv-main" },
         h("section", { class: "rv-graph-box", "aria-labelledby": "rv-graph-title" },
-          h("h2", { id: "rv-graph-title" }, "Graph"), legend, this.graph.root),
+          h("div", { class: "rv-graph-head" }, h("h2", { id: "rv-graph-title" }, "Graph"), this.zoomBar()),
+          legend, this.graph.root),
         this.details.root),
       h("section", { class: "rv-timeline-box", "aria-labelledby": "rv-timeline-title" },
         h("h2", { id: "rv-timeline-title" }, "Timeline"), tlLegend, this.timeline.root));
@@ -198,6 +199,17 @@ class RunView {
     });
     const wanted = new URLSearchParams(location.search).get("task");
     if (wanted && (this.model.tasks.has(wanted) || this.model.groups.has(wanted))) this.openTask(wanted, false);
+  }
+
+  private zoomBar(): HTMLElement {
+    const status = h("span", { class: "rv-zoom-level", "aria-live": "polite" }, "100%");
+    const button = (label: string, text: string, by: number | "fit"): HTMLElement => {
+      const b = h("button", { type: "button", class: "secondary", "aria-label": label }, text);
+      b.addEventListener("click", () => { status.textContent = `${Math.round(this.graph.zoom(by) * 100)}%`; });
+      return b;
+    };
+    return h("div", { class: "rv-zoom", role: "group", "aria-label": "Zoom" },
+      button("Zoom out", "−", 1 / 1.5), button("Zoom in", "+", 1.5), button("Fit the graph to the width", "Fit", "fit"), status);
   }
 
   private schedule(): void {
