@@ -5,6 +5,8 @@ import { quickLayout } from "./layout";
 import { RunModel, groupOf, groupState, segments } from "./model";
 import { SseParser, backoffDelay, DEFAULT_FEED_OPTIONS } from "./sse";
 import { byAttempt, inputUses } from "./logs";
+import { bytes, memoText } from "./details";
+import { esc, fit } from "./graph";
 import type { RunStatus, TaskEventData } from "./types";
 
 const ID = "a".repeat(32);
@@ -188,5 +190,27 @@ describe("quickLayout", () => {
     for (const [a, b] of edges) expect(l.positions.get(a)!.x).toBeLessThan(l.positions.get(b)!.x);
     expect(l.positions.size).toBe(1000);
     expect(l.ms).toBeLessThan(500);
+  });
+});
+
+describe("words and markup", () => {
+  it("says what memoization did and why it missed", () => {
+    const m = new RunModel(ID);
+    m.applySnapshot(snapshot([
+      { name: "hit", state: "SUCCEEDED", attempts: 1, memoized: true, memoReason: "reused run 1234/hit" },
+      { name: "miss", state: "SUCCEEDED", attempts: 1, memoReason: "ran: the image changed" },
+      { name: "off", state: "SUCCEEDED", attempts: 1 },
+    ]));
+    expect(memoText(m.tasks.get("hit")!)).toBe("hit: reused run 1234/hit");
+    expect(memoText(m.tasks.get("miss")!)).toBe("miss: the image changed");
+    expect(memoText(m.tasks.get("off")!)).toMatch(/^not memoized/);
+  });
+
+  it("sizes bytes, cuts long names, escapes markup", () => {
+    expect(bytes(10)).toBe("10 B");
+    expect(bytes(1536)).toBe("1.5 KiB");
+    expect(bytes(0)).toBe("0 B");
+    expect(fit("a".repeat(30))).toHaveLength(24);
+    expect(esc(`<b a="x">&'`)).toBe("&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
   });
 });
