@@ -3,6 +3,7 @@ share of it: defaulting, grace periods, a PID 1 that ignores SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -124,13 +125,21 @@ async def test_standin_pid_1_ignores_sigterm_until_the_grace_period_ends(
         return sum(1 for p in cluster.pods() if p["status"].get("phase") == "Running")
 
     deaf = bare_job("deaf", ["/bin/sleep", "30"])  # PID 1 without a handler
-    polite = bare_job("polite", ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+    polite = bare_job("polite", ["/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; sleep 30 & wait"])
     deaf["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 2
     polite["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30  # not needed
     async with kube_api(cfg) as api:
         for body in (deaf, polite):
             await api.create_job(body)
         await cluster.wait_for(lambda: running_pods() == 2, timeout=30)
+        polite_pod = next(p["metadata"]["name"] for p in cluster.pods()
+                          if p["metadata"]["labels"]["job-name"] == "polite")
+        # A signal before the trap is set would be ignored like deaf's: wait for it. Logs
+        # send no event, so poll (with a generous deadline).
+        async with asyncio.timeout(30):
+            while "ready" not in (cluster.kubelet.log_text(NS, polite_pod, "main")  # noqa: ASYNC110
+                                  or ""):
+                await asyncio.sleep(0.05)
         started = time.monotonic()
         for name in ("deaf", "polite"):
             await api.delete_job(name, "Background")
