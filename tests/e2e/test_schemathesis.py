@@ -41,5 +41,6 @@ async def test_schemathesis_finds_nothing(api: Stack, tmp_path: Path) -> None:
     assert not figures.failures, (figures.failures, figures.examples, output[-6000:])
     assert not figures.errors, (figures.errors, output[-6000:])
     assert figures.exit_code == 0, output[-6000:]
-    # A floor that proves the run exercised the API, low enough for a crowded machine.
-    assert figures.requests >= 100, (figures.report(), output[-3000:])
+    # A floor that proves the run exercised the API, low enough for a crowded machine
+    # (at load average 50 the 30 s bound still gave about 60 requests).
+    assert figures.requests >= 30, (figures.report(), output[-3000:])
