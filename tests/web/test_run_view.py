@@ -100,6 +100,7 @@ async def test_live_graph_timeline_logs_isolation_and_reconnect(
             await expect(bar).to_have_count(1, timeout=RUN_MS)
         await expect(page.locator(".rv")).to_have_attribute("data-status", "SUCCEEDED", timeout=RUN_MS)
         await expect(page.locator(".rv")).to_have_attribute("data-feed", "ended", timeout=RUN_MS)
+        await expect(page.get_by_role("status").filter(has_text="The run is now succeeded.")).to_have_count(1)
         await expect(page.locator(".rv-node")).to_have_count(2)  # nothing of the other run
         assert await page.locator("text=only-in-other").count() == 0
         await shot(page, "succeeded-live")

@@ -45,6 +45,7 @@ class RunView {
   private retryFrom = 0;
   private returnFocus: HTMLElement | null = null;
   private received = 0;
+  private readonly announcer = h("p", { class: "rv-sr", role: "status" });
   private readonly onToken = (): void => { if (!this.model.loaded) void this.load(); else this.feed?.restart(); };
 
   constructor(private readonly root: HTMLElement, private readonly dagId: string, private readonly api: Api) {
@@ -181,7 +182,7 @@ class RunView {
       h("nav", { class: "rv-crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "/" }, "Runs"), " › ",
         h("a", { href: `/dags/${encodeURIComponent(this.model.dagName)}` }, this.model.dagName)),
       this.head, this.meta,
-      h("div", { class: "rv-actions" }, this.cancelBtn, this.retryBtn, this.actionMsg),
+      h("div", { class: "rv-actions" }, this.cancelBtn, this.retryBtn, this.actionMsg), this.announcer,
       this.conn,
       h("div", { class: "rv-main" },
         h("section", { class: "rv-graph-box", "aria-labelledby": "rv-graph-title" },
@@ -293,6 +294,10 @@ class RunView {
 
   private paintHead(): void {
     const m = this.model;
+    if (this.el.dataset.status && this.el.dataset.status !== m.status) {
+      // Said once per change, politely: the badge alone is silent for a screen reader.
+      this.announcer.textContent = `The run is now ${m.status.toLowerCase()}.`;
+    }
     this.el.dataset.status = m.status;
     this.head.replaceChildren(`Run of ${m.dagName} `, badge(m.status));
     const counts = [...m.counts()].map(([s, n]) => `${n} ${s.replace("_", " ").toLowerCase()}`).join(", ");
