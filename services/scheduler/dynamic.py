@@ -61,6 +61,16 @@ async def expand_all(dag_id: str, view: RunView, plan: Plan, policy: Policy,
         merge(plan, step)
 
 
+def outputs_reader(store: Any, dag_id: str, fresh: dict[str, list[OutputArtifact]]
+                   ) -> Callable[[str], Awaitable[dict[str, OutputArtifact]]]:
+    """A task's recorded outputs: this batch's own reports first, else the store's."""
+    async def read(task: str) -> dict[str, OutputArtifact]:
+        if task in fresh:
+            return {o.name: o for o in fresh[task]}
+        return dict((await store.outputs_of(dag_id, {task})).get(task, {}))
+    return read
+
+
 async def _read_items(task: Task, outputs_of: Callable[[str], Awaitable[dict[str, OutputArtifact]]],
                       read_object: ReadObject | None) -> list[Any]:
     spec = source_of(task)

@@ -156,7 +156,7 @@ class Engine:
             _merge(plan, step)
         if plan.expand:  # forEach tasks whose items an upstream task wrote
             await dynamic.expand_all(dag_id, view, plan, self.policy,
-                                     lambda task: self._outputs(dag_id, task, outputs),
+                                     dynamic.outputs_reader(self.store, dag_id, outputs),
                                      self.read_object, _merge, run_changes)
         if plan.empty:
             return
@@ -368,12 +368,6 @@ class Engine:
             if key:
                 await self.memo.record(dag_name, t.task, dag_id, t.attempt, key, parts,
                                        outputs[t.task])
-
-    async def _outputs(self, dag_id: str, task: str,
-                       fresh: dict[str, list[OutputArtifact]]) -> dict[str, OutputArtifact]:
-        if task in fresh:
-            return {o.name: o for o in fresh[task]}
-        return (await self.store.outputs_of(dag_id, {task})).get(task, {})
 
     @staticmethod
     def _observe_latency(dispatch: TaskDispatch, reports: dict[str, TaskReport]) -> None:
