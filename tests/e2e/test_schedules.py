@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -227,22 +228,29 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         again = await until(lambda: _backfill_ended(http, api, again["id"]), "skipped backfill")
         assert again["progress"]["skipped"] == 2 and again["state"] == "SUCCEEDED", again
 
-        # Cancelled as a whole: its running run is cancelled, the others never start.
-        status, body = await call(http, "POST", f"{api}/templates/sleepy/backfills", json={
-            "from": "2026-01-01T00:00:00Z", "to": "2026-01-01T02:00:00Z", "cron": "0 * * * *",
-            "rerun": True})
-        assert status == 201, body
-        first_run = body["runs"][0]["runId"]
+        # Ctrl-C on `helios backfill` cancels it as a whole: its running run is cancelled,
+        # the others never start.
+        env = {**os.environ, "HELIOS_TOKEN": WRITE_TOKEN}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "helios.cli.main", "--api", stack.api_url, "backfill",
+            "sleepy", "--from", "2026-01-01", "--to", "2026-01-01T02:00:00Z", "--cron",
+            "0 * * * *", "--rerun", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env)
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), DEADLINE_S)).decode()
+        backfill_id = line.split()[1].rstrip(":")
+        first_run = ids.backfill_rerun(backfill_id, "sleepy", datetime(2026, 1, 1, tzinfo=UTC))
         await until(lambda: _run_in(redis, first_run, RunState.RUNNING), "the first run started")
-        status, _ = await call(http, "POST", f"{api}/backfills/{body['id']}/cancel")
-        assert status == 202
-        cancelled = await until(lambda: _backfill_ended(http, api, body["id"]), "cancelled")
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), DEADLINE_S)
+        assert proc.returncode == 130 and b"cancelled" in rest, (line, rest)
+        cancelled = await until(lambda: _backfill_ended(http, api, backfill_id), "cancelled")
         assert cancelled["state"] == "CANCELLED", cancelled
         assert [r["state"] for r in cancelled["runs"]] == ["CANCELLED"] * 3, cancelled
         assert await _run_in(redis, first_run, RunState.CANCELLED)
         for later in cancelled["runs"][1:]:  # never started
             assert await read_run(redis, later["runId"], [], detail=False) is None
-        status, _ = await call(http, "POST", f"{api}/backfills/{body['id']}/cancel")
+        status, _ = await call(http, "POST", f"{api}/backfills/{backfill_id}/cancel")
         assert status == 409
     await redis.aclose()
 
