@@ -251,7 +251,8 @@ async def test_retry_failed_run_not_found_and_dark_mode(
     failing = (await submit(http, api, {"apiVersion": "v1", "dagName": "rv-failing", "tasks": [
         {"name": "breaks", "image": "ubuntu:latest", "command": ["/bin/sh", "-c", "echo broken >&2; exit 3"]},
         {"name": "after", "image": "ubuntu:latest", "command": ["/bin/true"], "depends_on": ["breaks"]},
-        {"name": "fan", "image": "ubuntu:latest", "command": ["/bin/true"], "forEach": ["x", "y", "z"]}]}))["dagId"]
+        {"name": "fan", "image": "ubuntu:latest", "command": ["/bin/true"], "forEach": ["x", "y", "z"]},
+        {"name": "never", "image": "ubuntu:latest", "command": ["/bin/true"], "when": "1 == 2"}]}))["dagId"]
     await run_state(api, failing)
     await page.goto(f"/runs/{failing}")
     # A mapped task is one node; its instances are rows of the timeline and a list to pick from.
@@ -263,6 +264,7 @@ async def test_retry_failed_run_not_found_and_dark_mode(
     await expect(page.locator(".rv-details h2")).to_contain_text("fan[1]")
     await expect(node(page, "breaks")).to_have_attribute("data-state", "FAILED")
     await expect(node(page, "after")).to_have_attribute("data-state", "UPSTREAM_FAILED")
+    await expect(node(page, "never")).to_have_attribute("data-state", "SKIPPED")
     await node(page, "breaks").click()
     await expect(page.locator(".rv-details dt:text-is('Exit code') + dd")).to_have_text("3")
     await expect(page.locator(".rv-log")).to_contain_text("broken")
