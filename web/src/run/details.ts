@@ -140,16 +140,16 @@ export class DetailsPanel {
         h("th", { scope: "row" }, String(a.attempt)),
         h("td", {}, a.outcome ?? "in progress", a.memoized ? " (memoized)" : ""),
         h("td", {}, a.exitCode === null ? "—" : String(a.exitCode)),
-        h("td", {}, a.reason ?? "—"),
-        h("td", {}, a.node ?? "—"),
+        h("td", {}, total),
         h("td", {}, seconds(a, "queued", now)),
         h("td", {}, seconds(a, "starting", now)),
         h("td", {}, seconds(a, "running", now)),
-        h("td", {}, total));
+        h("td", {}, a.reason ?? "—"),
+        h("td", {}, a.node ?? "—"));
     });
     const table = rows.length ? scroller("Attempts", h("table", { class: "rv-attempts" },
       h("caption", {}, "Attempts and where their time went"),
-      h("thead", {}, h("tr", {}, ...["#", "outcome", "exit", "reason", "node", "queued", "starting", "running", "total"]
+      h("thead", {}, h("tr", {}, ...["#", "outcome", "exit", "total", "queued", "starting", "running", "reason", "node"]
         .map((x) => h("th", { scope: "col" }, x)))),
       h("tbody", {}, ...rows))) : h("p", {}, "No attempt has started yet.");
     this.swap(this.body, [dl, table]);
