@@ -147,9 +147,11 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         await until(lambda: _len_at_least(redis, "ingest", 2), "two objects, two runs")
 
         # Every second, catching up to 100 missed times (last: it adds a run a second).
-        status, body = await call(http, "PUT", f"{api}/templates/tick/schedule",
-                                  json={"cron": "* * * * * *", "maxCatchup": 100})
-        assert status == 201 and len(body["nextFireTimes"]) == 5, body
+        code, out = await cli(stack, "--json", "schedule", "tick", "--cron", "* * * * * *",
+                              "--max-catchup", "100", "--timezone", "Europe/Berlin")
+        assert code == 0, out
+        body = json.loads(out)
+        assert body["maxCatchup"] == 100 and len(body["nextFireTimes"]) == 5, body
         await until(lambda: fired(2), "the schedule fired twice")
         code, out = await cli(stack, "schedules", "--next", "2")
         assert code == 0 and "tick" in out and out.count("next 20") == 2, out
