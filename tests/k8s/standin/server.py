@@ -92,7 +92,7 @@ class ApiServer:
         r = app.router
         r.add_get("/version", self._version)
         for prefix, resource in (("/apis/batch/v1", "jobs"), ("/api/v1", "pods"),
-                                 ("/api/v1", "secrets")):
+                                 ("/api/v1", "secrets"), ("/api/v1", "serviceaccounts")):
             base = f"{prefix}/namespaces/{{ns}}/{resource}"
             r.add_get(base, self._collection(resource))
             r.add_post(base, self._create(resource))
