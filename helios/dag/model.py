@@ -211,8 +211,11 @@ def _for_each_ref(value: Any) -> Any:
     return value
 
 
+# The bound is checked by `Task._items_bound` (one clear message); the schema states it.
+ItemList = Annotated[list[JsonValue], WithJsonSchema(
+    {"type": "array", "maxItems": MAX_INSTANCES, "items": {}})]
 ForEach = Annotated[
-    list[JsonValue] | ForEachParam | ForEachFrom,
+    ItemList | ForEachParam | ForEachFrom,
     BeforeValidator(_for_each_ref),
     Field(description="Map over items: a literal list (at most 10000), {param: NAME} or "
                       "\"{{ params.NAME }}\" (a list parameter), or {fromTask, artifact} (a "
