@@ -173,8 +173,9 @@ class TriggerBody(_Body):
     source: Source
     params: Params = Field(default_factory=dict, description=(
         "Parameters of each run; strings may use {{ trigger.key }}, {{ trigger.etag }}, "
-        "{{ trigger.bucket }}, {{ trigger.size }} (objects) or {{ trigger.runId }}, "
-        "{{ trigger.template }} (runSucceeded)."))
+        "{{ trigger.digest }}, {{ trigger.sha256 }}, {{ trigger.bucket }}, {{ trigger.size }}, "
+        "{{ trigger.lastModified }} (objects) or {{ trigger.runId }}, {{ trigger.template }}, "
+        "{{ trigger.logicalTime }} (runSucceeded)."))
 
 
 class TriggerRecord(_Body):
@@ -182,7 +183,8 @@ class TriggerRecord(_Body):
     body: TriggerBody
     created_at: float = Field(alias="createdAt")
 
+
 TRIGGER_FIELDS = {
-    "objects": ("key", "etag", "digest", "bucket", "size", "lastModified"),
+    "objects": ("key", "etag", "digest", "sha256", "bucket", "size", "lastModified"),
     "runSucceeded": ("runId", "template", "logicalTime"),
 }

@@ -85,7 +85,8 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             "tick": doc("tick", sh("t", "true")),
             "slow": doc("slow", sh("s", "sleep 0.2")),
             "sleepy": doc("sleepy", sh("z", "sleep 60")),
-            "ingest": with_param(doc("ingest", sh("i", "echo got {{ params.key }}")), "key"),
+            "ingest": with_param(doc("ingest", sh(
+                "i", "echo got {{ params.key }} {{ params.digest }}")), "key", "digest"),
             "report": with_param(doc("report", sh("r", "echo after {{ params.upstream }}")),
                                  "upstream"),
             "hook": with_param(doc("hook", sh("h", "echo hello {{ params.who }}")), "who"),
@@ -112,7 +113,7 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         # Triggers first: every ingest run (object or not) chains a report run.
         status, body = await call(http, "PUT", f"{api}/triggers/incoming", json={
             "template": "ingest", "source": {"kind": "objects", "prefix": prefix},
-            "params": {"key": "{{ trigger.key }}"}})
+            "params": {"key": "{{ trigger.key }}", "digest": "{{ trigger.digest }}"}})
         assert status == 201, body
         status, body = await call(http, "PUT", f"{api}/triggers/after-ingest", json={
             "template": "report", "source": {"kind": "runSucceeded", "template": "ingest"},
@@ -200,6 +201,10 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         expected = {ids.object_run("incoming", settings.s3.bucket, f"{prefix}obj{n}", etags[n])
                     for n in range(1, 5)}
         assert set(ingest) == expected
+        run_of_obj2 = ids.object_run("incoming", settings.s3.bucket, f"{prefix}obj2", etags[2])
+        await wait_run(http, stack.api_url, run_of_obj2)
+        assert f"got {prefix}obj2 etag:{etags[2]}" in await task_logs(
+            http, stack.api_url, run_of_obj2, "i")
 
         # Chained: one report per successful ingest, its id derived from the upstream's.
         reports = {ids.chained(run_id, "after-ingest"): run_id for run_id in ingest}

@@ -1,6 +1,8 @@
 """Object triggers: list a prefix, start one run per object version not seen before.
 
-An object version is its ETag (a new upload of different bytes is a new version; the
+Each run gets `{{ trigger.key }}`, `.bucket`, `.etag`, `.size`, `.lastModified`, `.sha256`
+(from the object's metadata, as Helios's uploads write it; else empty) and `.digest`
+(`sha256:HEX`, else `etag:ETAG`). An object version is its ETag (a new upload of different bytes is a new version; the
 same bytes uploaded again are not). The run id is derived from (trigger, bucket, key,
 ETag) and the key is marked seen only after its run was started: a crash in between
 starts the same run again, which is a no-op. Listing is paged (`objects_page` keys a
@@ -13,6 +15,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from helios.s3 import SHA256_META
 from helios.schedules import ids
 from helios.schedules.cron import rfc3339
 from helios.schedules.records import ObjectSource, TriggerRecord
@@ -58,12 +61,24 @@ async def poll(f: FiringContext, trigger: TriggerRecord, source: ObjectSource) -
     return started
 
 
+async def _sha256(f: FiringContext, bucket: str, key: str) -> str:
+    """The sha256 an object carries in its metadata (Helios's uploads do), else ""."""
+    try:
+        head = await f.c.s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # gone meanwhile, or not readable: the ETag still identifies it
+        log.info("no sha256 for %s: %s", key[:200], type(exc).__name__)
+        return ""
+    value = str((head.get("Metadata") or {}).get(SHA256_META, ""))
+    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else ""
+
+
 async def _fire(f: FiringContext, trigger: TriggerRecord, bucket: str, obj: dict[str, Any],
                 etag: str, fields: dict[str, str]) -> int:
     key = str(obj["Key"])
     modified = obj.get("LastModified")
-    values = {"key": key, "etag": etag, "digest": etag, "bucket": bucket,
-              "size": int(obj.get("Size", 0)),
+    sha256 = await _sha256(f, bucket, key)
+    values = {"key": key, "etag": etag, "bucket": bucket, "size": int(obj.get("Size", 0)),
+              "sha256": sha256, "digest": f"sha256:{sha256}" if sha256 else f"etag:{etag}",
               "lastModified": rfc3339(modified) if isinstance(modified, datetime) else ""}
     run_id = ids.object_run(trigger.name, bucket, key, etag)
     created = 0
