@@ -3,8 +3,9 @@
 // one animation frame paints it, so a 1,000-task replay never re-renders the page per event.
 import "./run.css";
 import { ApiError, Unreachable, seg, type Api } from "../api";
-import { badge, duration, h, notice, when } from "../ui";
+import { badge, duration, h, notice } from "../ui";
 import { DetailsPanel } from "./details";
+import { RunHeader } from "./header";
 import { GraphView, type NodeInfo } from "./graph";
 import { elkLayout, quickLayout, type Layout } from "./layout";
 import { RunModel, groupState } from "./model";
@@ -35,17 +36,10 @@ class RunView {
   private graph!: GraphView;
   private timeline!: TimelineView;
   private details!: DetailsPanel;
-  private head!: HTMLElement;
-  private meta!: HTMLElement;
   private conn!: HTMLElement;
-  private cancelBtn!: HTMLButtonElement;
-  private retryBtn!: HTMLButtonElement;
-  private actionMsg!: HTMLElement;
-  private pending: "cancel" | "retry" | null = null;
-  private retryFrom = 0;
   private returnFocus: HTMLElement | null = null;
+  private header!: RunHeader;
   private received = 0;
-  private readonly announcer = h("p", { class: "rv-sr", role: "status" });
   private readonly onToken = (): void => { if (!this.model.loaded) void this.load(); else this.feed?.restart(); };
 
   constructor(private readonly root: HTMLElement, private readonly dagId: string, private readonly api: Api) {
@@ -160,14 +154,15 @@ class RunView {
   }
 
   private build(): void {
-    this.head = h("h1", {});
-    this.meta = h("p", { class: "rv-meta" });
-    this.cancelBtn = h("button", { type: "button", class: "rv-cancel" }, "Cancel run");
-    this.retryBtn = h("button", { type: "button", class: "rv-retry" }, "Retry failed tasks");
-    this.actionMsg = h("span", { class: "rv-action-msg", role: "status" });
+    this.header = new RunHeader(this.api, this.model, this.el, this.path(), {
+      gone: () => this.disposed,
+      retried: (status) => {
+        this.model.applySnapshot(status);
+        this.schedule();
+        this.feed?.restart();
+      },
+    });
     this.conn = h("p", { class: "rv-conn", role: "status" }, "Connecting to the live feed…");
-    this.cancelBtn.addEventListener("click", () => void this.cancel());
-    this.retryBtn.addEventListener("click", () => void this.retry());
     this.graph = new GraphView((group, kb) => this.openGroup(group, kb));
     this.timeline = new TimelineView((task, kb) => this.openTask(task, kb));
     this.details = new DetailsPanel(this.api, this.model, (task) => this.openTask(task, true), () => this.closeDetails());
@@ -181,8 +176,7 @@ class RunView {
     this.el.replaceChildren(
       h("nav", { class: "rv-crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "/" }, "Runs"), " › ",
         h("a", { href: `/dags/${encodeURIComponent(this.model.dagName)}` }, this.model.dagName)),
-      this.head, this.meta,
-      h("div", { class: "rv-actions" }, this.cancelBtn, this.retryBtn, this.actionMsg), this.announcer,
+      ...this.header.parts,
       this.conn,
       h("div", { class: "rv-main" },
         h("section", { class: "rv-graph-box", "aria-labelledby": "rv-graph-title" },
@@ -240,7 +234,7 @@ class RunView {
     m.dirty.clear();
     if (m.runDirty || groups.size) {
       m.runDirty = false;
-      this.paintHead();
+      this.header.paint();
     }
   }
 
@@ -249,7 +243,7 @@ class RunView {
     const now = Date.now() / 1000;
     if (!this.model.terminal()) {
       this.timeline.tick(this.model, now);
-      this.paintHead();
+      this.header.paint();
       if (this.details.current) this.details.refresh();
     }
   }
@@ -290,84 +284,6 @@ class RunView {
     const done = instances.filter((t) => TERMINAL.has(t.state)).length;
     const state = instances.length ? groupState(instances.map((t) => t.state)) : tasks[0]?.state ?? "PENDING";
     return { state, sub: instances.length ? `${done}/${instances.length} done` : "" };
-  }
-
-  private paintHead(): void {
-    const m = this.model;
-    if (this.el.dataset.status && this.el.dataset.status !== m.status) {
-      // Said once per change, politely: the badge alone is silent for a screen reader.
-      this.announcer.textContent = `The run is now ${m.status.toLowerCase()}.`;
-    }
-    this.el.dataset.status = m.status;
-    this.head.replaceChildren(`Run of ${m.dagName} `, badge(m.status));
-    const counts = [...m.counts()].map(([s, n]) => `${n} ${s.replace("_", " ").toLowerCase()}`).join(", ");
-    const end = m.endedAt ?? (m.terminal() ? null : Date.now() / 1000);
-    const took = m.startedAt && end ? duration((end - m.startedAt) * 1000) : null;
-    this.meta.replaceChildren(
-      h("span", { class: "mono" }, m.dagId),
-      took ? ` · started ${when(m.startedAt)} · ${took}` : ` · submitted ${when(m.submittedAt)} · not started yet`,
-      ` · cache ${m.useCache ? "on" : "off"}`, m.generation ? ` · retried ${m.generation}×` : "",
-      h("br", {}), `${m.tasks.size} task${m.tasks.size === 1 ? "" : "s"}: ${counts}`);
-    const running = m.status === "RUNNING";
-    if (this.pending === "cancel" && !running) this.settle(`Cancelled.`);
-    // The new generation, not a RUNNING state: a quick retry may be over within one frame.
-    if (this.pending === "retry" && m.generation > this.retryFrom) this.settle("Retry started.");
-    this.cancelBtn.disabled = !running || this.pending !== null;
-    this.cancelBtn.textContent = this.pending === "cancel" ? "Cancelling…" : "Cancel run";
-    const retryable = m.status === "FAILED" || m.status === "CANCELLED";
-    this.retryBtn.disabled = !retryable || this.pending !== null;
-    this.retryBtn.textContent = this.pending === "retry" ? "Retrying…" : "Retry failed tasks";
-    this.retryBtn.title = retryable ? "Re-run the failed, upstream-failed and cancelled tasks" : "Only a failed or cancelled run can be retried";
-  }
-
-  private settle(text: string): void {
-    this.pending = null;
-    this.actionMsg.textContent = text;
-  }
-
-  private async cancel(): Promise<void> {
-    this.pending = "cancel";
-    this.actionMsg.textContent = "Cancelling the run…";
-    this.paintHead();
-    try {
-      await this.api.post(this.path("/cancel"), "{}");
-    } catch (err) {
-      this.pending = null;
-      this.actionMsg.textContent = `Cancel failed: ${err instanceof Error ? err.message : String(err)}`;
-      this.paintHead();
-    }
-  }
-
-  private async retry(): Promise<void> {
-    const generation = this.model.generation;
-    this.retryFrom = generation;
-    this.pending = "retry";
-    this.actionMsg.textContent = "Asking for a retry…";
-    this.paintHead();
-    try {
-      await this.api.post(this.path("/retry"), "{}");
-    } catch (err) {
-      this.pending = null;
-      this.actionMsg.textContent = `Retry failed: ${err instanceof Error ? err.message : String(err)}`;
-      this.paintHead();
-      return;
-    }
-    // The scheduler takes the retry asynchronously; the feed (closed at the run's end)
-    // resumes once the status shows the new generation.
-    for (let i = 0; i < 60 && !this.disposed; i++) {
-      try {
-        const s = await this.api.get<RunStatus>(this.path());
-        if (this.disposed) return;
-        if ((s.generation ?? 0) > generation || !TERMINAL.has(s.status)) {
-          this.model.applySnapshot(s);
-          this.schedule();
-          this.feed?.restart();
-          return;
-        }
-      } catch { /* the API may be restarting: keep asking */ }
-      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * (i + 1))));
-    }
-    if (!this.disposed && this.pending === "retry") this.settle("The retry was accepted but has not started yet.");
   }
 
   private openGroup(group: string, viaKeyboard: boolean): void {
