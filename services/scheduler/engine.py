@@ -340,7 +340,8 @@ class Engine:
                 continue
             plan.launch.remove((d.task.name, d.attempt))
             report = TaskReport(dag_id=dag_id, task=d.task.name, attempt=d.attempt,
-                                phase="succeeded", at=time.time(), outputs=found.outputs)
+                                phase="succeeded", at=time.time(), outputs=found.outputs,
+                                result=found.result)
             step = decide.on_report(view, report, self.policy)
             for t in step.transitions:
                 if t.task == d.task.name and t.state == TaskState.SUCCEEDED:
@@ -367,7 +368,7 @@ class Engine:
             key, parts = await self.store.memo_key(dag_id, t.task)
             if key:
                 await self.memo.record(dag_name, t.task, dag_id, t.attempt, key, parts,
-                                       outputs[t.task])
+                                       outputs[t.task], getattr(view.tasks.get(t.task), "result", None))
 
     @staticmethod
     def _observe_latency(dispatch: TaskDispatch, reports: dict[str, TaskReport]) -> None:

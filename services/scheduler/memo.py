@@ -10,6 +10,7 @@ part of the fingerprint changed); its success is then recorded for the next run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -26,6 +27,7 @@ MEMO_TTL_S = 30 * 24 * 3600
 class MemoHit:
     outputs: list[OutputArtifact]
     source: str  # "run {dagId} attempt {n}"
+    result: Any = None  # its /artifacts/.result: `when` conditions downstream read it
 
 
 class MemoStore:
@@ -47,12 +49,14 @@ class MemoStore:
             return MemoHit(
                 outputs=[OutputArtifact.model_validate(o) for o in record["outputs"]],
                 source=f"run {record['dagId']} attempt {record['attempt']}",
+                result=record.get("result"),
             )
         return explain_change(orjson.loads(last) if last else None, fp.parts)
 
     async def record(self, dag_name: str, task: str, dag_id: str, attempt: int,
-                     fp_digest: str, parts: dict[str, str], outputs: list[OutputArtifact]) -> None:
-        record = {"dagId": dag_id, "attempt": attempt,
+                     fp_digest: str, parts: dict[str, str], outputs: list[OutputArtifact],
+                     result: Any = None) -> None:
+        record = {"dagId": dag_id, "attempt": attempt, "result": result,
                   "outputs": [o.model_dump(by_alias=True) for o in outputs]}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.memo(fp_digest), orjson.dumps(record), ex=MEMO_TTL_S)

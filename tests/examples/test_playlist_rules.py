@@ -3,8 +3,9 @@
 The stored DAG and its object trigger as the example's README sets them up: a dataset
 landing under `datasets/playlists/` starts one retrain; the model is published as
 `model.json` of task `publish`; a second dataset retrains once, reusing the unchanged
-catalogue (memoized); a noisy dataset mines too few rules, so the `when` gate skips the
-validation and the publication, and the run still succeeds.
+catalogue (memoized); a resubmit of the same data reuses every step; a noisy dataset
+mines too few rules, so the `when` gate skips the validation and the publication, and
+the run still succeeds.
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ async def test_rules_mined_gated_published_and_retrained(settings: Settings,
         model2 = await model_of(second["dagId"])
         assert model2["datasetVersion"] == etag2 and model2["modelVersion"] != model["modelVersion"]
 
+        # The same dataset again (resubmit): nothing runs, every step is reused.
+        status, again = await call(http, "POST", f"{api}/api/v1/dags/{first['dagId']}/resubmit",
+                                   json={})
+        assert status == 201, again
+        again = await wait_run(http, api, again["dagId"], timeout_s=90)
+        assert again["status"] == "SUCCEEDED", again
+        assert all(t["memoized"] for t in again["tasks"]), again["tasks"]
+
         # Noise: too few rules, the gate skips validation and publication.
         status, body = await call(http, "POST", f"{api}/api/v1/templates/{NAME}/runs",
                                   json={"params": {"structure": 0, "version": "noise"}})
@@ -89,7 +98,7 @@ async def test_rules_mined_gated_published_and_retrained(settings: Settings,
         # Each dataset trained once (the trigger polled many times meanwhile).
         triggered = {ids.object_run("playlist-datasets", bucket, f"{PREFIX}ds{n}.csv", e)
                      for n, e in ((1, etag1), (2, etag2))}
-        assert set(await runs_named(redis, NAME)) == triggered | {body["dagId"]}
+        assert set(await runs_named(redis, NAME)) == triggered | {body["dagId"], again["dagId"]}
     await redis.aclose()
 
 

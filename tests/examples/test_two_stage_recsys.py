@@ -3,7 +3,8 @@
 The stored DAG with its daily schedule; one run maps the first stage over the three
 models of the `models` parameter, the ranker and the evaluation read every instance's
 candidates (fan-in), and the exit handler writes the report (the failure alert is
-skipped); then a backfill of a week runs one run per day, each on its own day's data.
+skipped); an unknown model fails its instance and the alert names it; then a backfill
+of a week runs one run per day, each on its own day's data.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ async def test_fan_in_report_schedule_and_week_backfill(settings: Settings,
             assert f"| {model} | {recall[model]:.4f} |" in report, report
         assert "ranked 150 users over 3 models" in await task_logs(
             http, stack.api_url, run["dagId"], "ranker")
+
+        # An unknown model fails its instance; the alert handler names it.
+        status, body = await call(http, "POST", f"{api}/templates/{NAME}/runs", json={
+            "params": {"models": ["popular", "bogus"], "users": 20}})
+        assert status == 201, body
+        failed = await wait_run(http, stack.api_url, body["dagId"], timeout_s=90)
+        tasks = tasks_of(failed)
+        assert failed["status"] == "FAILED", failed
+        assert (tasks["candidates[1]"]["state"], tasks["ranker"]["state"]) == (
+            "FAILED", "UPSTREAM_FAILED"), tasks
+        assert (tasks["report"]["state"], tasks["alert"]["state"]) == ("SKIPPED", "SUCCEEDED")
+        alert = await task_logs(http, stack.api_url, body["dagId"], "alert")
+        assert any(line.startswith("failed tasks: ") and "candidates[1]" in line
+                   for line in alert), alert
 
         # A week of days, at most 4 runs at once, on a smaller setting to stay quick.
         status, body = await call(http, "POST", f"{api}/templates/{NAME}/backfills", json={
