@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter  # type: ignore[import-untyped]
@@ -131,8 +132,10 @@ def _local(at: datetime, zone: ZoneInfo) -> datetime:
     return at.astimezone(zone).replace(tzinfo=None, microsecond=0, fold=0)
 
 
+@lru_cache(maxsize=4096)
 def parse_cron(expression: str, timezone: str = "UTC") -> Cron:
-    """Validate an expression and a zone name; CronError says what is wrong."""
+    """Validate an expression and a zone name; CronError says what is wrong. Cached: the
+    firing loop reads every schedule at every tick (a Cron is immutable)."""
     if not isinstance(expression, str) or not expression.strip():
         raise CronError("the cron expression is empty")
     if len(expression) > MAX_EXPRESSION or not expression.isprintable() or not expression.isascii():
