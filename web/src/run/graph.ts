@@ -165,6 +165,12 @@ export class GraphView {
     this.reveal(n);
   }
 
+  /** Scroll a node into the box without moving focus. */
+  show(group: string): void {
+    const n = this.nodes.get(group);
+    if (n) this.reveal(n);
+  }
+
   private setTabStop(group: string | null): void {
     if (this.focused && this.focused !== group) this.nodes.get(this.focused)?.g.setAttribute("tabindex", "-1");
     this.focused = group;

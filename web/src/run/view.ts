@@ -40,6 +40,7 @@ class RunView {
   private returnFocus: HTMLElement | null = null;
   private header!: RunHeader;
   private received = 0;
+  private readonly revealed = new Set<string>();
   private readonly onToken = (): void => { if (!this.model.loaded) void this.load(); else this.feed?.restart(); };
 
   constructor(private readonly root: HTMLElement, private readonly dagId: string, private readonly api: Api) {
@@ -258,6 +259,15 @@ class RunView {
       this.graph.draw(layout, edges, (g) => this.nodeInfo(g));
       if (this.details.current) this.graph.select(this.model.tasks.get(this.details.current)?.group ?? this.details.current);
       drawn = true;
+      if (!this.revealed.has(layout.engine)) {
+        // A big graph opens where the action is: the first failed, running or queued task
+        // (again when ELK's layout replaces the quick one: the nodes moved).
+        this.revealed.add(layout.engine);
+        const order = ["FAILED", "RUNNING", "QUEUED"];
+        const hot = nodes.map((g) => ({ g, rank: order.indexOf(this.nodeInfo(g).state) }))
+          .filter((x) => x.rank >= 0).sort((a, b) => a.rank - b.rank)[0];
+        if (hot) this.graph.show(hot.g);
+      }
       this.el.dataset.layout = layout.engine;
       this.el.dataset.layoutMs = String(Math.round(layout.ms));
       this.el.dataset.renderMs ??= String(Math.round(performance.now() - this.t0));
