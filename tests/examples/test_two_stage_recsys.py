@@ -76,7 +76,7 @@ async def test_fan_in_report_schedule_and_week_backfill(settings: Settings,
             "params": {"models": ["item-knn"], "users": 40}})
         assert status == 201, body
         backfill = await until(lambda: _ended(http, api, body["id"]), "the backfill ended",
-                               deadline_s=150)
+                               deadline_s=100)
         assert backfill["state"] == "SUCCEEDED", backfill
         assert backfill["progress"]["succeeded"] == 7, backfill
         days = sorted(datetime.fromisoformat(r["time"]).astimezone(UTC) for r in backfill["runs"])
