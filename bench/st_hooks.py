@@ -108,6 +108,41 @@ def without_templates(body: Any) -> Any:
 
 # The routes whose body is a DAG document.
 DOCUMENT_ROUTES = {("POST", "/dags"), ("PUT", "/templates/{name}")}
+# Schedules, backfills and triggers: rules the schema cannot state (a cron expression's
+# meaning, end after start, times in the range, params that fit the stored DAG).
+FIRING_ROUTES = {("PUT", "/templates/{name}/schedule"), ("POST", "/templates/{name}/backfills"),
+                 ("PUT", "/triggers/{trigger}"), ("POST", "/templates/{name}/trigger")}
+
+
+def firing_body(route: tuple[str, str], body: Any) -> Any:
+    """A positive schedule/backfill/trigger body made consistent: a valid cron and zone,
+    one or two times in a backfill's range, no params (the stored DAG drawn from the pool
+    declares none: see `without_templates`)."""
+    from helios.schedules.cron import CronError, parse_cron
+
+    if not isinstance(body, dict):
+        return body
+    if route == ("POST", "/templates/{name}/trigger"):
+        return {}
+    body = {**body, "params": {}}
+    if route == ("PUT", "/triggers/{trigger}"):
+        source = body.get("source")
+        if isinstance(source, dict):
+            body["source"] = {k: v for k, v in source.items() if k != "bucket"}
+        return body
+    try:
+        parse_cron(str(body.get("cron", "")), str(body.get("timezone") or "UTC"))
+    except CronError:
+        body.update(cron="0 0 * * *", timezone="UTC")
+    # Times between the years 1970 and 9000 (the 400's description says so).
+    if route == ("PUT", "/templates/{name}/schedule"):
+        body.pop("end", None)
+        if body.get("start") is not None:
+            body["start"] = "2026-01-01T00:00:00Z"
+        return body
+    body.update({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z",
+                 "cron": "0 0 * * *", "timezone": "UTC"})
+    return body
 
 
 @schemathesis.hook
@@ -119,4 +154,7 @@ def map_case(context: HookContext, case: Case) -> Case:
         case.body = without_templates(consistent_dag(case.body))
         if isinstance(case.query, dict):
             case.query.pop("param", None)  # values of parameters the body no longer declares
+    if (operation is not None and (operation.method.upper(), operation.path) in FIRING_ROUTES
+            and meta is not None and meta.generation.mode.is_positive):
+        case.body = firing_body((operation.method.upper(), operation.path), case.body)
     return case

@@ -7,7 +7,7 @@ decode is an error, never passed through).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
@@ -26,6 +26,20 @@ Params = dict[str, JsonValue]
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+FIRST_YEAR, LAST_YEAR = 1970, 9000  # cron arithmetic stays far from datetime's limits
+
+
+def _in_range(value: datetime | None, name: str) -> None:
+    if value is None:
+        return
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValueError(f"'{name}' must be between the years {FIRST_YEAR} and {LAST_YEAR}")
 
 
 class ScheduleBody(_Body):
@@ -49,6 +63,8 @@ class ScheduleBody(_Body):
             parse_cron(self.cron, self.timezone)
         except CronError as exc:
             raise ValueError(str(exc)) from None
+        _in_range(self.start, "start")
+        _in_range(self.end, "end")
         if self.start and self.end and self.end <= self.start:
             raise ValueError("end must be after start")
         return self
@@ -96,6 +112,8 @@ class BackfillBody(_Body):
 
     @model_validator(mode="after")
     def _valid(self) -> BackfillBody:
+        _in_range(self.start, "from")
+        _in_range(self.end, "to")
         if self.end < self.start:
             raise ValueError("'to' must not be before 'from'")
         if self.cron is not None:
