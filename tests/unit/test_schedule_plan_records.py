@@ -32,6 +32,8 @@ def test_a_schedule_body_with_every_field() -> None:
     b'{"cron": "* * * * *", "concurrencyPolicy": "forbid"}',
     b'{"cron": "* * * * *", "start": "2026-01-01T00:00:00"}',  # no offset
     b'{"cron": "* * * * *", "start": 1767225600}',
+    b'{"cron": "* * * * *", "start": "9999-12-31T23:00:00-05:00"}',  # past datetime's range
+    b'{"cron": "* * * * *", "end": "1969-12-31T00:00:00Z"}',
     b'{"cron": "* * * * *", "start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}',
     b'{"cron": "* * * * *", "unknown": 1}',
     b'{"cron": "@every 5m"}',
