@@ -111,3 +111,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for talking to the services over real sockets (with the write token)."""
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as session:
         yield session
+
+
+# Test files that share one stack in a fixed order (tests/web: one browser, one stack,
+# the empty runs list first) stay on one xdist worker; the rest spread over the workers.
+SERIAL_GROUPS = {"tests/web/": "web"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for prefix, group in SERIAL_GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
