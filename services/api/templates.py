@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from helios import keys, templates_store
 from helios.dag.model import DNS1123_LABEL, json_int
@@ -38,6 +38,16 @@ class RunRequest(BaseModel):
     params: dict[str, JsonValue] = Field(default_factory=dict, max_length=100)
     use_cache: bool | None = Field(default=None, alias="useCache")
     version: json_int(1, 2**53) | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # Absent means the default; an explicit null is not a value the schema allows.
+        if isinstance(data, dict):
+            for key in ("useCache", "use_cache", "version"):
+                if key in data and data[key] is None:
+                    raise ValueError(f"{key} must not be null (leave it out for the default)")
+        return data
 
 
 def _name(request: web.Request) -> str:
