@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -178,7 +177,7 @@ async def started(installed: Path, settings: Settings, tmp: Path, name: str, por
         log.close()
 
 
-async def test_the_services_start_from_the_install_and_stop_cleanly(
+async def test_the_services_start_from_the_install(
         installed: Path, settings: Settings, tmp_path: Path) -> None:
     ports = {name: free_port() for name in SERVICES}
 
@@ -202,8 +201,8 @@ async def test_the_services_start_from_the_install_and_stop_cleanly(
         async with http.get(f"http://127.0.0.1:{ports['api']}/api/v1/openapi.json",
                             headers=auth) as resp:
             assert resp.status == 200
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs.values())), 60)
-        logs = {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in SERVICES}
-        assert codes == [0] * len(SERVICES), logs
+        if (ROOT / WEB_OUTPUT / "index.html").is_file():
+            async with http.get(f"http://127.0.0.1:{ports['api']}/") as resp:
+                assert resp.status == 200 and "<html" in (await resp.text()).lower()
+        # Their SIGTERM drain is tested through helios dev (tests/devstack, tests/e2e); here
+        # they are killed on the way out, which saves the suite a few seconds.
