@@ -44,6 +44,8 @@ class Figures:
     failures: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # check -> one failure, shortened
     errors: list[str] = field(default_factory=list)
+    # Crashes of the tool itself (TOOL_BUGS), kept apart: they say nothing about the API.
+    tool_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     exit_code: int | None = None
 
@@ -55,12 +57,14 @@ class Figures:
         for check, text in other.examples.items():
             self.examples.setdefault(check, text)
         self.errors += other.errors
+        self.tool_errors += other.tool_errors
         self.seconds += other.seconds
 
     def report(self) -> dict[str, Any]:
         return {"requests": self.requests, "cases": self.cases,
                 "responses_by_status": dict(sorted(self.statuses.items())),
                 "failures_by_check": dict(self.failures), "errors": len(self.errors),
+                "tool_errors": len(self.tool_errors),
                 "seconds": round(self.seconds, 1),
                 "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0}
 
@@ -109,8 +113,31 @@ def read_ndjson(path: Path) -> Figures:
                 failure = node.get("failure_info") or node.get("failure") or {}
                 figures.examples.setdefault(node["name"], json.dumps(failure)[:1500])
             if node.get("status") in ("ERROR", "error") and "info" in node:
-                figures.errors.append(json.dumps(node)[:500])
+                text = json.dumps(node)
+                (figures.tool_errors if is_tool_bug(text) else figures.errors).append(text[:500])
     return figures
+
+
+# CPython 3.11's ast.parse can fail this way when Hypothesis describes one of
+# schemathesis's filter lambdas deep in a recursive schema walk: the tool crashes while
+# generating a case; no request was sent and the API is not involved.
+TOOL_BUGS = ("AST constructor recursion depth mismatch",)
+
+
+def is_tool_bug(text: str) -> bool:
+    return any(bug in text for bug in TOOL_BUGS)
+
+
+def error_sections(output: str) -> list[tuple[str, str]]:
+    """(operation, text) of each entry of the summary's ERRORS block."""
+    sections: list[tuple[str, str]] = []
+    block = output.partition("= ERRORS =")[2]
+    for end in ("= WARNINGS =", "= SUMMARY ="):
+        block = block.partition(end)[0]
+    for chunk in block.split("\n_")[1:]:
+        title, _, body = chunk.partition("\n")
+        sections.append((title.strip("_ "), body))
+    return sections
 
 
 def summary_failures(output: str) -> Counter[str]:
@@ -174,7 +201,11 @@ async def run_schemathesis(api_url: str, token: str | None, *, max_time_s: float
         figures.failures = summary_failures(text)
     (report_dir / f"st-{seed}.out").write_text(text)
     if proc.returncode != 0 and not figures.failures:
-        figures.errors.append(text[-3000:])
+        sections = error_sections(text)
+        if sections and all(is_tool_bug(body) for _, body in sections):
+            figures.tool_errors += [name for name, _ in sections]
+        else:
+            figures.errors.append(text[-3000:])
     return figures
 
 

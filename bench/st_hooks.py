@@ -110,6 +110,8 @@ def without_templates(body: Any) -> Any:
 DOCUMENT_ROUTES = {("POST", "/dags"), ("PUT", "/templates/{name}")}
 # Schedules, backfills and triggers: rules the schema cannot state (a cron expression's
 # meaning, end after start, times in the range, params that fit the stored DAG).
+# Run requests: which params a stored DAG or run declares is not in the schema.
+RUN_ROUTES = {("POST", "/templates/{name}/runs"), ("POST", "/dags/{dagId}/resubmit")}
 FIRING_ROUTES = {("PUT", "/templates/{name}/schedule"), ("POST", "/templates/{name}/backfills"),
                  ("PUT", "/triggers/{trigger}"), ("POST", "/templates/{name}/trigger")}
 
@@ -157,4 +159,8 @@ def map_case(context: HookContext, case: Case) -> Case:
     if (operation is not None and (operation.method.upper(), operation.path) in FIRING_ROUTES
             and meta is not None and meta.generation.mode.is_positive):
         case.body = firing_body((operation.method.upper(), operation.path), case.body)
+    if (operation is not None and (operation.method.upper(), operation.path) in RUN_ROUTES
+            and meta is not None and meta.generation.mode.is_positive
+            and isinstance(case.body, dict)):
+        case.body = {**case.body, "params": {}}
     return case

@@ -58,8 +58,10 @@ def auth_settings(tmp: Path) -> AuthSettings:
 def make_settings(ep: Endpoints, tmp: Path, **overrides: object) -> Settings:
     fields: dict[str, object] = {
         "auth": auth_settings(tmp),
-        "nats": NatsSettings(url=ep.nats_url),
-        "redis": RedisSettings(url=ep.redis_url),
+        # Generous bounds: the suite runs several workers on two cores, where a JetStream
+        # file-store request can take seconds; the defaults stay tight for production.
+        "nats": NatsSettings(url=ep.nats_url, request_timeout_s=30.0),
+        "redis": RedisSettings(url=ep.redis_url, timeout_s=30.0),
         "s3": S3Settings(
             endpoint_url=ep.s3_url, bucket=ep.bucket,
             access_key_id=ep.access_key, secret_access_key=ep.secret_key,  # type: ignore[arg-type]
@@ -82,7 +84,7 @@ async def reset_backends(ep: Endpoints) -> None:
         await r.aclose()
     nc = await nats.connect(ep.nats_url)
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=30.0)
         for name in await js.streams_info():
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(str(name.config.name))

@@ -34,6 +34,8 @@ _DOCUMENT = {"required": True, "content": {
     "application/yaml": {"schema": {"$ref": "#/components/schemas/Dag"}}}}
 _RUN_BODY = {"required": False, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}}}
+_RESUBMIT_BODY = {"required": False, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ResubmitRequest"}}}}
 _STARTED = {"201": _json("Stored and queued", "Submitted"), "400": _INVALID,
             "404": _problem("No such stored DAG (or version, or run)"),
             "408": _problem("The body stalled"), "413": _problem("Body too large"),
@@ -58,6 +60,15 @@ RUN_STATUS_FIELDS: dict[str, Any] = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "ResubmitRequest": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "params": {"type": "object", "maxProperties": 100,
+                       "description": "Values that replace the run's own; a string is read as "
+                                      "the declared type"},
+            "useCache": {"type": "boolean"},
+        },
+    },
     "RunRequest": {
         "type": "object", "additionalProperties": False,
         "properties": {
@@ -152,7 +163,7 @@ PATHS: dict[str, Any] = {
     "/dags/{dagId}/resubmit": {"post": {
         "summary": "Start a new run with this run's definition and parameters (body params "
                    "override some); with memoization on, only what changed runs",
-        "operationId": "resubmitRun", "parameters": [_DAG_ID], "requestBody": _RUN_BODY,
+        "operationId": "resubmitRun", "parameters": [_DAG_ID], "requestBody": _RESUBMIT_BODY,
         "responses": _STARTED,
     }},
 }
