@@ -83,7 +83,9 @@ case "${1:-}" in
     # Lint and types first: a style or type error fails the run like a failing test.
     .venv/bin/ruff check .
     .venv/bin/mypy
-    exec .venv/bin/python -m pytest -q "$@"
+    # Three workers on two cores: most tests wait on servers and processes, not the CPU.
+    # tests/web stays on one worker (tests/conftest.py); each worker has its own servers.
+    exec .venv/bin/python -m pytest -q -n "${HELIOS_TEST_WORKERS:-3}" --dist loadgroup "$@"
     ;;
   *)
     echo "usage: $0 demo|test|dev [args]" >&2
