@@ -13,17 +13,8 @@ from helios.states import RunState, TaskState
 from services.api import listing, templates_openapi
 from services.api.auth import document_security
 from services.api.firing import openapi as firing_openapi
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
-def _json(description: str, ref: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
-
+from services.api.openapi_parts import json_response as _json
+from services.api.openapi_parts import problem as _problem
 
 # Every parameter states what the handler accepts, so a schema-driven client never gets
 # a surprise 400 (and a schema-invalid value always gets a 4xx).

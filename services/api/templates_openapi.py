@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from helios.dag.model import DNS1123_LABEL
 from helios.definitions import RUN_ID_PATTERN
 from helios.params import PARAM_NAME
+from services.api.openapi_parts import NAME as _NAME
+from services.api.openapi_parts import TEMPLATE as _TEMPLATE
+from services.api.openapi_parts import json_response as _json
+from services.api.openapi_parts import problem as _problem
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS1123_LABEL}
-_TEMPLATE = {"name": "name", "in": "path", "required": True, "schema": _NAME,
-             "description": "The stored DAG's name"}
 _DAG_ID = {"name": "dagId", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": RUN_ID_PATTERN}}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {
-        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
-def _json(description: str, ref: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
 _UNAVAILABLE = _problem("A backing service (or every document parser) is unavailable; retry")

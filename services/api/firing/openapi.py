@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from helios.schedules.records import NAME_PATTERN, BackfillBody, ScheduleBody, TriggerBody
+from services.api.openapi_parts import json_response as _json
+from services.api.openapi_parts import problem as _problem
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": NAME_PATTERN}
 _TEMPLATE = {"name": "name", "in": "path", "required": True, "schema": _NAME,
@@ -22,16 +24,6 @@ _NEXT = {"name": "next", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 0, "maximum": 100},
          "description": "How many next fire times to show"}
 _REF = "#/components/schemas/{model}"
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {
-        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
-def _json(description: str, ref: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
 def _body(ref: str, required: bool = True) -> dict[str, Any]:
