@@ -2,10 +2,12 @@
 // of its declared parameters that starts a run (`POST /templates/{name}/runs`). Values are
 // sent as typed in: the API reads a string given for an int, number, bool or list
 // parameter as that type's text form, and names the parameter when a value is wrong.
+// Each row also shows the stored DAG's schedule (./schedules) and links to its runs.
 import { ApiError, type Api } from "../api";
 import { runPath } from "../router";
 import { h, notice, when } from "../ui";
 import { failure } from "./runs";
+import { loadSchedules, scheduleCell, setPaused, type Schedule } from "./schedules";
 
 interface TemplateInfo {
   name: string;
@@ -57,9 +59,11 @@ function paramField(p: Param, i: number): { row: HTMLElement; value: () => unkno
 export function mountTemplates(root: HTMLElement, api: Api, navigate: (path: string) => void): () => void {
   const list = h("div", {}, h("p", { class: "muted", role: "status" }, "Loading…"));
   const detail = h("section", { id: "template-detail", "aria-live": "polite" });
+  const message = h("div", { id: "schedule-message", "aria-live": "polite" });
   root.replaceChildren(h("h1", {}, "Templates"),
     h("p", { class: "muted" }, "Stored DAGs with parameters. Store one with ",
-      h("code", {}, "PUT /api/v1/templates/{name}"), "; run it here with your values."),
+      h("code", {}, "PUT /api/v1/templates/{name}"), "; run it here with your values. Schedule one with ",
+      h("code", {}, "helios schedule NAME --cron …"), "; pause or resume it here."),
     list, detail);
   let alive = true;
   const ctrl = new AbortController();
@@ -109,7 +113,52 @@ export function mountTemplates(root: HTMLElement, api: Api, navigate: (path: str
     (form.querySelector("input, select") as HTMLElement | null)?.focus();
   }
 
-  api.get<{ templates: TemplateInfo[] }>("/templates", ctrl.signal).then((r) => {
+  // One row per stored DAG: its runs (the runs list filtered by its DAG name), its
+  // schedule, and buttons to run it and to pause or resume the schedule.
+  function row(t: TemplateInfo, known: Map<string, Schedule> | null): HTMLElement {
+    const cell = h("td", {}, known ? scheduleCell(known.get(t.name)) : h("span", { class: "muted" }, "—"));
+    const actions = h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", "aria-label": `Run ${t.name}…`, onclick: () => void open(t.name) }, "Run…"));
+    let toggle: HTMLButtonElement | null = null;
+    const show = (s: Schedule | undefined): void => {
+      cell.replaceChildren(scheduleCell(s));
+      toggle?.remove();
+      toggle = null;
+      if (!s) return;
+      const paused = s.paused;
+      const b = h("button", { type: "button", class: "secondary", "aria-label": `${paused ? "Resume" : "Pause"} the schedule of ${t.name}` },
+        paused ? "Resume" : "Pause");
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        message.replaceChildren();
+        try {
+          const next = await setPaused(api, t.name, !paused);
+          if (!alive) return;
+          show(next);
+          message.replaceChildren(h("p", { class: "muted" }, `The schedule of ${t.name} is ${next.paused ? "paused" : "resumed"}.`));
+          toggle?.focus();
+        } catch (err) {
+          if (!alive) return;
+          b.disabled = false;
+          message.replaceChildren(failure(err, `${paused ? "resuming" : "pausing"} the schedule of ${t.name}`));
+        }
+      });
+      toggle = b;
+      actions.append(b);
+    };
+    if (known) show(known.get(t.name));
+    return h("tr", {},
+      h("td", { class: "mono" }, t.name),
+      h("td", {}, h("a", { href: `/?name=${encodeURIComponent(t.dagName)}`, "aria-label": `Runs of ${t.dagName}` }, t.dagName)),
+      h("td", {}, String(t.latest)),
+      h("td", {}, when(t.updatedAt)),
+      cell, h("td", {}, actions));
+  }
+
+  // A server without the schedules API still lists its templates (schedules shown as "—").
+  const schedules = loadSchedules(api, ctrl.signal).catch(() => null);
+  api.get<{ templates: TemplateInfo[] }>("/templates", ctrl.signal).then(async (r) => {
+    const known = await schedules;
     if (!alive) return;
     const items = r.templates ?? [];
     if (!items.length) {
@@ -117,13 +166,8 @@ export function mountTemplates(root: HTMLElement, api: Api, navigate: (path: str
       return;
     }
     list.replaceChildren(h("div", { class: "table-wrap" }, h("table", { id: "templates-table" },
-      h("thead", {}, h("tr", {}, ...["Name", "DAG name", "Version", "Updated", ""].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, ...items.map((t) => h("tr", {},
-        h("td", { class: "mono" }, t.name),
-        h("td", {}, t.dagName),
-        h("td", {}, String(t.latest)),
-        h("td", {}, when(t.updatedAt)),
-        h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `Run ${t.name}…`, onclick: () => void open(t.name) }, "Run…"))))))));
+      h("thead", {}, h("tr", {}, ...["Name", "DAG name (its runs)", "Version", "Updated", "Schedule", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, ...items.map((t) => row(t, known))))), message);
   }).catch((err: unknown) => {
     if (!alive || ctrl.signal.aborted) return;
     if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
