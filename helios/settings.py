@@ -81,6 +81,10 @@ class LocalExecutorSettings(_Env):
     output_max_bytes: int = Field(
         10 * 1024**3, ge=4096, description="Cap of what one attempt writes to /artifacts."
     )
+    secrets_dir: Path | None = Field(
+        None, description="envFromSecrets: one `NAME.env` file (KEY=VALUE lines, mode 0600) "
+        "per Secret; unset: no Secret exists (helios dev: <data dir>/secrets)."
+    )
 
 
 # The capabilities Pod Security "baseline" (and deploy/extras/pod-guard) admits.

@@ -180,7 +180,9 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
                                    supervisor=sup, pass_fds=(lock_fd,)) as ep, \
                 contextlib.AsyncExitStack() as scope:
             relay, executor_env = None, {"HELIOS_EXECUTOR": "local",
-                                         "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work")}
+                                         "HELIOS_LOCAL_WORK_DIR": str(data_dir / "work"),
+                                         "HELIOS_LOCAL_SECRETS_DIR": str(data_dir / "secrets")}
+            (data_dir / "secrets").mkdir(mode=0o700, exist_ok=True)  # envFromSecrets files
             if cluster is not None:
                 relay = await open_s3_relay(scope, cluster, ep.s3_url, data_dir)
                 executor_env = cluster.env(relay.url)

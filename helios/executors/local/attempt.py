@@ -35,6 +35,7 @@ from helios.executors.local.sandbox import (
     staged,
     task_env,
 )
+from helios.executors.local.secrets import SecretError, args_fd, resolve
 from helios.logs import log_fields
 from helios.messages import CacheStats, OutputArtifact, TaskDispatch, TaskReport, Timings
 from helios.results import INVALID_RESULT, ResultError, read_result
@@ -73,6 +74,7 @@ class AttemptContext:
     keep_workspace: bool = False
     network: str = "none"
     limits: limits.HostLimits | None = None  # None: nothing enforced (unit tests)
+    secrets_dir: Path | None = None  # envFromSecrets files (secrets.py); None: none exist
 
 
 class Attempt:
@@ -87,6 +89,7 @@ class Attempt:
         self.limit_hit: tuple[str, str] | None = None  # (reason, message) of a disk cap
         self.inputs_size = 0
         self.start_error: str | None = None  # why the command could not start
+        self.secret_env: dict[str, str] = {}  # envFromSecrets values: never logged
         self.workspace = ctx.work_dir / dispatch.dag_id / f"{dispatch.task.name}-{dispatch.attempt}"
         self.extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name,
                                 attempt=dispatch.attempt)
@@ -133,6 +136,17 @@ class Attempt:
 
     async def _run(self, artifacts: Path, on_started: Any) -> Outcome:
         cache = self.ctx.cache if self.d.use_cache else None
+        if self.d.task.env_from_secrets:  # first: a missing Secret fails before any download
+            try:
+                found = await asyncio.to_thread(
+                    resolve, self.ctx.secrets_dir, self.d.task.env_from_secrets)
+            except SecretError as exc:
+                self.logs.emit(f"[HELIOS] {exc.reason}: {exc}")
+                return Outcome(ok=False, reason=exc.reason, message=str(exc))
+            for name in found.skipped:
+                self.logs.emit(f"[HELIOS] envFromSecrets: {name} is reserved for Helios and "
+                               "was left out")
+            self.secret_env = found.env
         try:
             stats = CacheStats() if not self.d.inputs else await place_inputs(
                 self.d.inputs, artifacts, s3=self.ctx.s3, bucket=self.ctx.bucket,
@@ -199,6 +213,8 @@ class Attempt:
         }
         if not sandboxed:  # inside a sandbox the host's cache folder does not exist
             helios["HELIOS_CACHE_DIR"] = str(self.ctx.cache.root)
+            # No sandbox (tests only): no bwrap to hand the Secrets to; `env` still wins.
+            return task_env({**self.secret_env, **self.d.task.env}, helios)
         return task_env(self.d.task.env, helios)
 
     async def _execute(self, artifacts: Path, on_started: Any) -> tuple[int | None, str | None]:
@@ -218,7 +234,12 @@ class Attempt:
     ) -> tuple[int | None, str | None]:
         host = self.ctx.limits
         stage: dict[str, Path] = {}
+        fds = list(link.child_fds()) if link is not None else []
+        secrets_fd: int | None = None
         if self.ctx.sandbox == "bwrap":
+            if self.secret_env:
+                secrets_fd = args_fd(self.secret_env)
+                fds.append(secrets_fd)
             root = self.workspace / "root"
             etc_binds = await asyncio.to_thread(prepare_root, root, self.ctx.network)
             folders = {"artifacts": artifacts, "tmp": self.workspace / "tmp",
@@ -230,7 +251,8 @@ class Attempt:
                               env=env, tmp=folders["tmp"], etc=folders["etc"],
                               empty=folders["empty"], etc_binds=etc_binds,
                               network=self.ctx.network,
-                              extra=link.bwrap_opts() if link is not None else ())
+                              extra=link.bwrap_opts() if link is not None else (),
+                              secrets_fd=secrets_fd)
             env = launcher_env()
         if host is not None:
             resources = self.d.task.resources
@@ -245,7 +267,7 @@ class Attempt:
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=env,
                 cwd=artifacts, start_new_session=True,
-                pass_fds=link.child_fds() if link is not None else (),
+                pass_fds=fds,
             )
         except OSError as exc:
             self.start_error = f"could not start the command: {exc}"
@@ -254,6 +276,8 @@ class Attempt:
         finally:
             if link is not None:
                 link.spawned()
+            if secrets_fd is not None:  # the child holds its own copy until bwrap reads it
+                os.close(secrets_fd)
         if link is not None:
             try:
                 await link.attach()

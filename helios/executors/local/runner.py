@@ -61,6 +61,7 @@ class LocalRunner:
             node=settings.local.node_name, sandbox=settings.local.sandbox,
             keep_workspace=settings.local.keep_workspaces, network=settings.local.network,
             limits=HostLimits.from_settings(settings.local),
+            secrets_dir=settings.local.secrets_dir,
         )
         self.running: dict[str, dict[str, Attempt]] = {}
         self.archiver = LogArchiver(s3, settings.s3.bucket)

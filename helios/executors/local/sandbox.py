@@ -127,13 +127,16 @@ def bwrap_argv(
     bwrap: str, workspace: Path, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     tmp: Path | None = None, etc: Path | None = None, empty: Path | None = None,
     etc_binds: Sequence[str] = (), network: str = "none", extra: Sequence[str] = (),
+    secrets_fd: int | None = None,
 ) -> list[str]:
     """The sandbox command line: `workspace` at /artifacts, `tmp` at /tmp (else a tmpfs),
     `etc` at /etc with `etc_binds` on top (else no /etc), `empty` over /usr/local.
 
     The task's environment goes in as `--setenv` pairs after `--clearenv`: bwrap itself
     must start with `launcher_env()` only, or a user-chosen LD_PRELOAD would be honoured
-    by the loader on the host, before any sandbox exists."""
+    by the loader on the host, before any sandbox exists. Secret variables are read by
+    bwrap from `secrets_fd` (`--args`, secrets.py), never put on a command line; the
+    task's own `env` comes after them and wins, as `env` wins over `envFrom`."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network mode {network!r}")
     out = [bwrap, "--die-with-parent", "--new-session", "--unshare-user",
@@ -164,6 +167,8 @@ def bwrap_argv(
     out += ["--cap-drop", "ALL"]
     if env is not None:
         out.append("--clearenv")
+        if secrets_fd is not None:
+            out += ["--args", str(secrets_fd)]
         for key, value in env.items():
             out += ["--setenv", key, value]
     return [*out, *extra, "--", *argv]
