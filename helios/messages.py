@@ -116,6 +116,8 @@ class TaskDispatch(Message):
     use_cache: bool = Field(alias="useCache", description="Run-level and task-level flags combined.")
     inputs: list[InputArtifact] = Field(default_factory=list)
     dispatched_at: float = Field(alias="dispatchedAt")
+    # A `when` may read this task's `.result`: the Kubernetes executor then collects it.
+    want_result: bool = Field(False, alias="wantResult")
 
     @property
     def msg_id(self) -> str:

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from helios import keys, subjects
 from helios.bus import Transient
+from helios.dag.result_readers import base_name, result_readers
 from helios.executors.base import Executor, job_name
 from helios.logs import log_fields
 from helios.messages import (
@@ -299,6 +300,7 @@ class Engine:
             stored[producer] = {o.name: o for o in files}
         now = time.time()
         out = []
+        readers = result_readers(view.dag)
         for name, attempt in dict.fromkeys(launch):
             try:
                 task = dynamic.dispatched_task(view, name)
@@ -311,7 +313,7 @@ class Engine:
                 dag_id=dag_id, dag_name=dag_name, task=task, attempt=attempt,
                 job_name=job_name(dag_id, name, attempt), use_cache=use_cache and task.cache,
                 inputs=dynamic.resolve_inputs(view.dag, view, name, stored),
-                dispatched_at=now,
+                dispatched_at=now, want_result=base_name(name) in readers,
             ))
         return out
 

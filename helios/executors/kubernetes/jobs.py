@@ -70,8 +70,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from helios import objects
 from helios.dag.model import Task
-from helios.executors.kubernetes.labels import A_OUTPUTS, A_REFUSED, A_TIMEOUT, L_JOB, AttemptId
+from helios.executors.kubernetes.labels import (
+    A_OUTPUTS,
+    A_REFUSED,
+    A_RESULT,
+    A_TIMEOUT,
+    L_JOB,
+    AttemptId,
+)
 from helios.executors.kubernetes.timeouts import backstop_seconds
 from helios.messages import TaskDispatch
 from helios.settings import KubernetesSettings, Settings
@@ -224,6 +232,8 @@ def _downloader(d: TaskDispatch, settings: Settings, ident: AttemptId) -> dict[s
 def _uploader(d: TaskDispatch, settings: Settings, ident: AttemptId) -> dict[str, Any]:
     env = {**_identity_env(ident), "HELIOS_OUTPUTS": json.dumps(list(d.task.outputs)),
            "HELIOS_EXIT_CODE_FILE": EXIT_CODE_FILE}
+    if d.want_result:  # a `when` reads it: the wait container uploads `.result` here
+        env["HELIOS_RESULT_OBJECT"] = objects.result(ident.dag_id, ident.task, ident.attempt)
     mounts = [{"name": V_ARTIFACTS, "mountPath": ARTIFACTS_DIR, "readOnly": True},
               {"name": V_RUN, "mountPath": RUN_DIR, "readOnly": True}]
     return _helper(UPLOADER, settings.k8s.task_image, "helios.executors.kubernetes.waiter",
@@ -312,9 +322,13 @@ def build_job(dispatch: TaskDispatch, settings: Settings) -> dict[str, Any]:
     """The whole Job manifest of `dispatch` (name = `dispatch.job_name`)."""
     d, k8s, task = dispatch, settings.k8s, dispatch.task
     ident = AttemptId(d.dag_id, d.dag_name, task.name, d.attempt)
-    wrapped = bool(task.outputs)
+    # The wait container runs when there is something to upload: outputs, or a result a
+    # `when` reads (the pod's files are gone once it ends; the watcher reads the object).
+    wrapped = bool(task.outputs) or d.want_result
     labels = ident.labels()
     annotations = {**ident.annotations(), A_OUTPUTS: json.dumps(list(task.outputs))}
+    if d.want_result:
+        annotations[A_RESULT] = objects.result(ident.dag_id, ident.task, ident.attempt)
     if task.timeout_seconds:
         annotations[A_TIMEOUT] = str(task.timeout_seconds)
     refused = reserved_references(task)

@@ -27,6 +27,7 @@ A_ATTEMPT = "helios.dev/attempt"
 A_OUTPUTS = "helios.dev/outputs"  # JSON list: the watcher expects an upload when not empty
 A_REFUSED = "helios.dev/refused"  # task fields the Job builder left out (reserved names)
 A_TIMEOUT = "helios.dev/timeout-seconds"  # the command's own bound (the watcher times it)
+A_RESULT = "helios.dev/result"  # the object the wait container puts `.result` in (if any)
 
 SELECTOR = f"{L_APP}={APP}"
 

@@ -35,9 +35,10 @@ import redis.asyncio as aioredis
 from helios import tasklogs
 from helios.executors.base import ReportSink
 from helios.executors.kubernetes.client import JOBS, PODS, KubeApi
-from helios.executors.kubernetes.labels import A_OUTPUTS, L_JOB, SELECTOR, AttemptId
+from helios.executors.kubernetes.labels import A_OUTPUTS, A_RESULT, L_JOB, SELECTOR, AttemptId
 from helios.executors.kubernetes.ledger import Ledger
 from helios.executors.kubernetes.podlogs import assemble, read_pod
+from helios.executors.kubernetes.results import fetch_result
 from helios.executors.kubernetes.status import (
     EXECUTOR_LOST,
     IMAGE_PULL_FAILED,
@@ -51,6 +52,7 @@ from helios.executors.kubernetes.watch import ListWatch, WatchPolicy
 from helios.executors.kubernetes.workqueue import WorkQueue
 from helios.logs import log_fields
 from helios.messages import TaskReport
+from helios.results import INVALID_RESULT, ResultError
 from helios.runs_view import read_run
 from helios.runtime import cancel_all, guard
 from helios.settings import Settings
@@ -252,9 +254,10 @@ class KubernetesTaskSource:
             await self._settle(name, ident, last, pod, deleted, sink)
 
     def _judge(self, job: dict[str, Any], pod: dict[str, Any] | None, deleted: bool) -> Verdict:
-        outputs = json.loads(((job.get("metadata") or {}).get("annotations") or {})
-                             .get(A_OUTPUTS) or "[]")
-        return judge(job, pod, expects_upload=bool(outputs), now=time.time(),
+        annotations = (job.get("metadata") or {}).get("annotations") or {}
+        outputs = json.loads(annotations.get(A_OUTPUTS) or "[]")
+        return judge(job, pod, expects_upload=bool(outputs) or A_RESULT in annotations,
+                     now=time.time(),
                      bounds=Bounds.for_job(job, self.settings.k8s), deleted=deleted)
 
     async def _settle(self, name: str, ident: AttemptId, job: dict[str, Any],
@@ -319,6 +322,13 @@ class KubernetesTaskSource:
             message = "the uploaded outputs could not be confirmed: " + (
                 "the uploader's log was lost" if not complete else "the uploader did not "
                 f"report {', '.join(sorted(set(declared) - uploaded))}")
+        result = None
+        result_key = ((job.get("metadata") or {}).get("annotations") or {}).get(A_RESULT)
+        if phase == "succeeded" and result_key:
+            try:
+                result = await fetch_result(self.s3, self.settings.s3.bucket, result_key)
+            except ResultError as exc:
+                phase, reason, message = "failed", INVALID_RESULT, str(exc)
         if deleted and reason == EXECUTOR_LOST and await self._run_cancelled(ident.dag_id):
             reason, message = "Cancelled", "the run was cancelled"
         timings = v.timings.model_copy()
@@ -328,7 +338,7 @@ class KubernetesTaskSource:
             dag_id=ident.dag_id, task=ident.task, attempt=ident.attempt, phase=phase,
             at=time.time(), exit_code=v.exit_code, reason=reason, message=message,
             node=v.node, timings=timings, cache=summary.cache,
-            outputs=summary.outputs if phase == "succeeded" else [],
+            outputs=summary.outputs if phase == "succeeded" else [], result=result,
         )
 
     async def _run_cancelled(self, dag_id: str) -> bool:

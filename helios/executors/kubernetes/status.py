@@ -29,6 +29,7 @@ from helios.executors.kubernetes.timeouts import (
     start_message,
 )
 from helios.messages import Timings
+from helios.results import INVALID_RESULT
 
 Phase = Literal["pending", "running", "succeeded", "failed"]
 
@@ -244,7 +245,7 @@ def judge(job: dict[str, Any] | None, pod: dict[str, Any] | None, *, expects_upl
         if up_end:
             message = _helper_message(up_end, "the uploader")
             why = "MissingOutputs" if "declared output(s) not found" in message \
-                else "UploadFailed"
+                else INVALID_RESULT if f"{INVALID_RESULT}:" in message else "UploadFailed"
             return failed(why, message, 0)
     if disrupted and not deadline:  # preempted, evicted, taint manager, pod GC
         return lost(disrupted.get("reason") or "DisruptionTarget", disrupted.get("message"))
