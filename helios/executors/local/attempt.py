@@ -222,24 +222,27 @@ class Attempt:
         env = self._env(artifacts)
         outbound = self.ctx.sandbox == "bwrap" and self.ctx.network == "outbound"
         link = OutboundLink() if outbound else None
+        # The envFromSecrets values, for bwrap's --args: our copy is closed whatever happens.
+        secrets_fd = args_fd(self.secret_env) \
+            if self.secret_env and self.ctx.sandbox == "bwrap" else None
         try:
-            return await self._spawn_and_wait(argv, env, artifacts, link, on_started)
+            return await self._spawn_and_wait(argv, env, artifacts, link, on_started, secrets_fd)
         finally:
+            if secrets_fd is not None:
+                os.close(secrets_fd)
             if link is not None:
                 await link.close()
 
     async def _spawn_and_wait(
         self, argv: list[str], env: dict[str, str], artifacts: Path,
-        link: OutboundLink | None, on_started: Any,
+        link: OutboundLink | None, on_started: Any, secrets_fd: int | None = None,
     ) -> tuple[int | None, str | None]:
         host = self.ctx.limits
         stage: dict[str, Path] = {}
         fds = list(link.child_fds()) if link is not None else []
-        secrets_fd: int | None = None
+        if secrets_fd is not None:
+            fds.append(secrets_fd)
         if self.ctx.sandbox == "bwrap":
-            if self.secret_env:
-                secrets_fd = args_fd(self.secret_env)
-                fds.append(secrets_fd)
             root = self.workspace / "root"
             etc_binds = await asyncio.to_thread(prepare_root, root, self.ctx.network)
             folders = {"artifacts": artifacts, "tmp": self.workspace / "tmp",
@@ -276,8 +279,6 @@ class Attempt:
         finally:
             if link is not None:
                 link.spawned()
-            if secrets_fd is not None:  # the child holds its own copy until bwrap reads it
-                os.close(secrets_fd)
         if link is not None:
             try:
                 await link.attach()
