@@ -27,9 +27,13 @@ import cel
 MAX_MACROS = 1
 _MACRO = re.compile(r"\.\s*(map|filter|all|exists|exists_one)\s*\(")
 _BINDER = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
-# String literals (CEL quotes, raw and triple forms are rare; these cover the usual ones).
-_STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"",
-                     re.DOTALL)
+# String literals (CEL quotes, raw and triple forms are rare; these cover the usual ones)
+# and `//` comments, scanned left to right together: a comment must not hide a macro
+# (`.//\nmap(`), nor a string's `//` start a comment. A raw string ends at its first
+# quote (`r'\'` is one backslash): read as an escape, it would blank the code after it.
+_STRING = re.compile(r"(?:[bB]?[rR]|[rR][bB])(?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|\"[^\"\n]*\")|"
+                     r"'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""
+                     r"|//[^\n]*", re.DOTALL)
 _ROOT = re.compile(r"(?<![\w.])(params|tasks|run)\b")
 _MEMBER = re.compile(r"\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\s*\[\s*('[^'\\]*'|\"[^\"\\]*\")\s*\]")
 

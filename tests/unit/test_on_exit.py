@@ -115,3 +115,17 @@ def test_conditions_cannot_run_code_and_stay_linear() -> None:
         evaluate("1 + 1", {})
     assert references("tasks['list-shards'].state == 'SUCCEEDED'").tasks == {"list-shards"}
     assert references("params.l.exists(x, x == 'a')").params == {"l"}  # x is bound
+
+
+# Two macros over a 64 KiB result are quadratic and evaluation blocks the scheduler.
+NESTED = "params.l.map(run, params.l.exists(params, params == -1)).size() > 0"
+
+
+@pytest.mark.parametrize("text", [
+    "params.l.map(x, params.l.//\nexists(x, x == -1)).size() > 0",  # a comment before a macro
+    f"r'\\' != '' && {NESTED} && '' == '\\''",  # a raw string ends at its first quote
+    f"'''\\'''' != '' && {NESTED} && '' == ''",  # an escaped quote in a triple-quoted string
+])
+def test_a_second_macro_cannot_hide_from_the_count(text: str) -> None:
+    with pytest.raises(ConditionError, match="at most 1 macro"):
+        references(text)
