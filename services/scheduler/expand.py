@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from helios import templating
 from helios.dag.model import MAX_INSTANCES, ForEachFrom, ForEachParam, RunTask, Task
@@ -68,7 +69,8 @@ def check_items(value: Any, what: str) -> list[Any]:
 def render_task(task: Task, name: str, values: dict[str, Any]) -> RunTask:
     """The task as dispatched: `name` (an instance's `task[i]`), with the run-time
     references (`item`, `run.status`, `run.failedTasks`) in command, args and env
-    rendered from `values`. Raises templating.TemplateError for an unknown one."""
+    rendered from `values`. Raises templating.TemplateError for an unknown one, or when
+    the rendered task is not a valid one."""
     def one(text: str) -> str:
         return templating.render(text, values) if templating.has_template(text) else text
 
@@ -79,7 +81,13 @@ def render_task(task: Task, name: str, values: dict[str, Any]) -> RunTask:
     doc.update(name=name, command=[one(c) for c in task.command],
                args=[one(a) for a in task.args],
                env={k: one(v) for k, v in task.env.items()})
-    return RunTask.model_validate(doc)
+    try:
+        return RunTask.model_validate(doc)
+    except ValidationError as exc:
+        # An item (an upstream task's JSON) holding NUL or a 100 KB string: the attempt
+        # fails (TemplateError); escaping, it would be redelivered for ever.
+        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise templating.TemplateError(f"the rendered task is invalid: {errors[:300]}") from None
 
 
 def needs_render(task: Task) -> bool:

@@ -10,6 +10,7 @@ from helios.dag import parse_dag
 from helios.dag.parse import DagError
 from helios.messages import OutputArtifact, TaskReport
 from helios.states import RunState, TaskState
+from helios.templating import TemplateError
 from services.scheduler import decide
 from services.scheduler.decide import Policy, RunView, TaskView
 from services.scheduler.dynamic import dispatched_task, producers, resolve_inputs
@@ -68,6 +69,14 @@ def test_instance_is_rendered_with_its_item() -> None:
     assert task1.command == ["train", "knn", "--lr=0.2"]
     assert task1.for_each is None  # the dispatch does not carry the whole item list
     assert dispatched_task(view, "rank").name == "rank"
+
+
+@pytest.mark.parametrize("item", ["a\0b", "x" * 70_000])
+def test_an_item_that_makes_the_task_invalid_is_a_template_error(item: str) -> None:
+    # The engine fails the attempt on a TemplateError; anything else is redelivered for ever.
+    view = start(dag(task("m", command=["echo", "{{ item }}"], forEach=[item])))
+    with pytest.raises(TemplateError, match="the rendered task is invalid: command"):
+        dispatched_task(view, "m[0]")
 
 
 def test_one_failing_instance_retries_alone_and_the_run_retry_reruns_only_it() -> None:
