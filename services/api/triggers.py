@@ -17,6 +17,7 @@ from helios.schedules.records import (
     MAX_TRIGGERS,
     TRIGGER_FIELDS,
     ObjectSource,
+    SuccessSource,
     TriggerBody,
     TriggerRecord,
 )
@@ -61,6 +62,30 @@ async def webhook(request: web.Request) -> web.Response:
                              headers={"Location": f"/api/v1/dags/{result.dag_id}"})
 
 
+def success_edges(records: list[TriggerRecord], but: str) -> dict[str, set[str]]:
+    """Stored DAG -> the stored DAGs its successful runs start (trigger `but` left out:
+    it is the one being replaced)."""
+    edges: dict[str, set[str]] = {}
+    for record in records:
+        if record.name != but and isinstance(record.body.source, SuccessSource):
+            edges.setdefault(record.body.source.template, set()).add(record.body.template)
+    return edges
+
+
+def reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
+    """Whether `goal` is `start` or is started, directly or not, by `start`'s successes."""
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        for nxt in edges.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
 def trigger_view(record: TriggerRecord) -> dict[str, Any]:
     return {"name": record.name, **record.body.model_dump(mode="json", by_alias=True,
                                                            exclude_none=True),
@@ -89,6 +114,12 @@ async def put_trigger(request: web.Request) -> web.Response:
     elif source.template == body.template:
         errors.append({"field": "source.template",
                        "reason": "a stored DAG cannot trigger itself"})
+    elif reaches(success_edges(await store.all_triggers(c.redis), but=name),
+                 body.template, source.template):
+        # A -> B -> A would start runs for ever, each success firing the next.
+        errors.append({"field": "source.template", "reason": (
+            f"{body.template!r} already leads to {source.template!r} through runSucceeded "
+            "triggers: this one would close a loop")})
     if errors:
         raise Problem(400, "Bad Request", "invalid trigger: " + "; ".join(
             f"{e['field']}: {e['reason']}" for e in errors[:5]), errors=errors)

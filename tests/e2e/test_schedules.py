@@ -119,6 +119,9 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             "template": "report", "source": {"kind": "runSucceeded", "template": "ingest"},
             "params": {"upstream": "{{ trigger.runId }}"}})
         assert status == 201, body
+        status, body = await call(http, "PUT", f"{api}/triggers/back", json={
+            "template": "ingest", "source": {"kind": "runSucceeded", "template": "report"}})
+        assert status == 400 and "close a loop" in body["detail"], body  # runs for ever
 
         for n in (1, 2):
             await s3.put_object(Bucket=settings.s3.bucket, Key=f"{prefix}obj{n}", Body=b"v%d" % n)
