@@ -25,6 +25,10 @@ from typing import Any
 import cel
 
 MAX_MACROS = 1
+# A macro's cost grows with the items it walks, and faster than linearly when its body
+# copies a list (`l.map(x, l)` over 1,000 items took 30 s on the scheduler's loop): a
+# condition with a macro may see at most this many list items in all (0.4 s at worst).
+MAX_MACRO_ITEMS = 256
 _MACRO = re.compile(r"\.\s*(map|filter|all|exists|exists_one)\s*\(")
 _BINDER = re.compile(r"\.\s*(?:map|filter|all|exists|exists_one)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 # String literals (CEL quotes, raw and triple forms are rare; these cover the usual ones)
@@ -63,12 +67,17 @@ def compile_condition(text: str) -> cel.Program:
         raise ConditionError(_short(str(exc))) from None
 
 
+def _code_only(text: str) -> str:
+    """The condition with its strings and comments blanked out (same length)."""
+    return _STRING.sub(lambda m: " " * len(m.group()), text)
+
+
 @lru_cache(maxsize=2048)
 def references(text: str) -> References:
     """The parameters and tasks the condition names; raises ConditionError if it does not
     parse, names them in a form we cannot check, or uses more than one macro."""
     program = compile_condition(text)
-    code = _STRING.sub(lambda m: " " * len(m.group()), text)
+    code = _code_only(text)
     if len(_MACRO.findall(code)) > MAX_MACROS:
         raise ConditionError(f"at most {MAX_MACROS} macro (map, filter, all, exists) per condition")
     # Every free name must be one we provide (a macro's own variable is bound by it).
@@ -97,9 +106,27 @@ def references(text: str) -> References:
     return References(frozenset(params), frozenset(tasks), run)
 
 
+def _list_items(value: Any, budget: int) -> int:
+    """How many list items `value` holds, at any depth (counting stops past `budget`)."""
+    stack, seen = [value], 0
+    while stack and seen <= budget:
+        item = stack.pop()
+        if isinstance(item, list):
+            seen += len(item)
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return seen
+
+
 def evaluate(text: str, context: dict[str, Any]) -> bool:
     """The condition's value in `context` (`params`, `tasks`, optionally `run`)."""
     program = compile_condition(text)
+    if _MACRO.search(_code_only(text)):
+        items = _list_items(context, MAX_MACRO_ITEMS)
+        if items > MAX_MACRO_ITEMS:
+            raise ConditionError(f"a condition with a macro may walk at most {MAX_MACRO_ITEMS}"
+                                 f" list items in all; this one sees more than {MAX_MACRO_ITEMS}")
     try:
         value = program.execute(context)
     except _OURS:

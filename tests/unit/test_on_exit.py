@@ -129,3 +129,16 @@ NESTED = "params.l.map(run, params.l.exists(params, params == -1)).size() > 0"
 def test_a_second_macro_cannot_hide_from_the_count(text: str) -> None:
     with pytest.raises(ConditionError, match="at most 1 macro"):
         references(text)
+
+
+def test_a_macro_walks_a_bounded_number_of_items() -> None:
+    """`l.map(x, l)` is cubic: over 1,000 items it held the scheduler's loop for 30 s."""
+    def ctx(n: int) -> dict[str, object]:
+        return {"params": {}, "tasks": {"a": {"state": "SUCCEEDED", "exitCode": 0,
+                                              "result": {"rows": list(range(n))}}}}
+    walk = "tasks.a.result.rows.map(x, tasks.a.result.rows).size() > 0"
+    assert evaluate(walk, ctx(100)) is True
+    with pytest.raises(ConditionError, match="at most 256 list items"):
+        evaluate(walk, ctx(257))
+    # Without a macro, size and indexing stay linear: any 64 KiB result is fine.
+    assert evaluate("tasks.a.result.rows.size() > 3", ctx(30_000)) is True
