@@ -3,24 +3,9 @@
 import { describe, expect, it } from "vitest";
 import { locate, parsePath, preview } from "../dagdoc";
 import { match, metricsPath, runPath } from "../router";
+import { SEED } from "../seed";
 import { duration } from "../ui";
 import { chartData, runTicks } from "../views/chart";
-
-const SEED = `apiVersion: v1
-dagName: "cache-test"
-tasks:
-  - name: "generate-data"
-    image: "ubuntu:latest"
-    command: ["/bin/bash", "-c", "echo 'test data' > /artifacts/output.txt"]
-    outputs: ["output.txt"]
-  - name: "process-data"
-    image: "ubuntu:latest"
-    depends_on: ["generate-data"]
-    command: ["/bin/bash", "-c", "cat /artifacts/input.txt"]
-    inputs:
-      - fromTask: "generate-data"
-        name: "input.txt"
-`;
 
 describe("parsePath", () => {
   it("splits keys and indexes", () => {

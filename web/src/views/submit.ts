@@ -9,26 +9,11 @@ import { basicSetup } from "codemirror";
 import { ApiError, type Api, type FieldError } from "../api";
 import { locate, preview } from "../dagdoc";
 import { metricsPath, runPath } from "../router";
+import { SEED } from "../seed";
 import { h } from "../ui";
 import { editorTheme } from "./editortheme";
 import { drawPreview } from "./preview";
 import { failure } from "./runs";
-
-export const SEED = `apiVersion: v1
-dagName: "cache-test"
-tasks:
-  - name: "generate-data"
-    image: "ubuntu:latest"
-    command: ["/bin/bash", "-c", "echo 'test data' > /artifacts/output.txt"]
-    outputs: ["output.txt"]
-  - name: "process-data"
-    image: "ubuntu:latest"
-    depends_on: ["generate-data"]
-    command: ["/bin/bash", "-c", "cat /artifacts/input.txt"]
-    inputs:
-      - fromTask: "generate-data"
-        name: "input.txt"
-`;
 
 // The draft survives a reload of this tab (not other tabs, not a new session).
 const DRAFT_KEY = "helios.draft";
