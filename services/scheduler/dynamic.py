@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from helios import templating
 from helios.dag.model import Dag, RunTask, Task
 from helios.instances import instance_name, parse_instance
 from helios.logs import log_fields
@@ -29,6 +28,7 @@ from services.scheduler.decide import Plan, Policy, RunView
 from services.scheduler.expand import (
     MAX_ITEMS_BYTES,
     ItemsError,
+    needs_render,
     parse_items,
     render_task,
     source_of,
@@ -97,7 +97,7 @@ def dispatched_task(view: RunView, name: str) -> Task | RunTask:
         values["item"] = view.items[inst[0]][inst[1]]
     if any(t.name == name for t in view.dag.on_exit):
         values.update(decide.run_values(view))
-    if inst is None and not _templated(spec):
+    if inst is None and not needs_render(spec):
         return spec
     return render_task(spec, name, values)
 
@@ -106,11 +106,6 @@ def instance_fields(name: str) -> dict[str, Any]:
     """`map_of` and `index` of an instance's events (nothing for a plain task)."""
     inst = parse_instance(name) if name.endswith("]") else None
     return {"map_of": inst[0], "index": inst[1]} if inst else {}
-
-
-def _templated(task: Task) -> bool:
-    return any(templating.has_template(t) for t in [*task.command, *task.args,
-                                                    *task.env.values()])
 
 
 def producers(view: RunView, names: list[str]) -> set[str]:
