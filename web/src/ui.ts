@@ -60,3 +60,19 @@ export function badge(state: string): HTMLElement {
 export function notice(kind: "info" | "error" | "empty", ...children: Child[]): HTMLElement {
   return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, ...children);
 }
+
+/** Calls `tick` every `ms` while the tab is visible; each wait starts when the last tick ended
+ * (a slow API never gets requests piled up). `restart()` begins a fresh wait, `stop()` ends it. */
+export function poller(ms: number, tick: () => Promise<void>): { restart(): void; stop(): void } {
+  let timer: number | undefined;
+  let stopped = false;
+  function restart(): void {
+    window.clearTimeout(timer);
+    if (stopped) return;
+    timer = window.setTimeout(async () => {
+      if (document.visibilityState === "visible") await tick();
+      restart();
+    }, ms);
+  }
+  return { restart, stop: () => { stopped = true; window.clearTimeout(timer); } };
+}

@@ -5,7 +5,7 @@
 // seconds, so a submission shows up here as soon as its run ends.
 import type { Api } from "../api";
 import { runPath } from "../router";
-import { badge, duration, h, notice, when } from "../ui";
+import { badge, duration, h, notice, poller, when } from "../ui";
 import { DurationChart } from "./chart";
 import { failure } from "./runs";
 
@@ -113,7 +113,6 @@ export function mountMetrics(root: HTMLElement, dagName: string, api: Api): () =
   let limit = Number(new URLSearchParams(location.search).get("limit")) || 20;
   if (!LIMITS.includes(limit)) limit = 20;
   let alive = true;
-  let timer: number | undefined;
   let ctrl: AbortController | null = null;
   let chart: DurationChart | null = null;
 
@@ -174,14 +173,7 @@ export function mountMetrics(root: HTMLElement, dagName: string, api: Api): () =
     }
   }
 
-  function schedule(): void {
-    window.clearTimeout(timer);
-    if (!alive) return;
-    timer = window.setTimeout(async () => {
-      if (document.visibilityState === "visible") await load(true);
-      schedule();
-    }, REFRESH_MS);
-  }
+  const refresh = poller(REFRESH_MS, () => load(true));
 
   limitSelect.addEventListener("change", () => {
     limit = Number(limitSelect.value);
@@ -189,11 +181,11 @@ export function mountMetrics(root: HTMLElement, dagName: string, api: Api): () =
     void load(false);
   });
   void load(false);
-  schedule();
+  refresh.restart();
   return () => {
     alive = false;
     ctrl?.abort();
-    window.clearTimeout(timer);
+    refresh.stop();
     chart?.destroy();
   };
 }

@@ -3,7 +3,7 @@
 // paginated with the API's cursors, refreshed every few seconds while the tab is visible.
 import { ApiError, Unreachable, type Api } from "../api";
 import { metricsPath, runPath } from "../router";
-import { badge, duration, h, notice, when } from "../ui";
+import { badge, duration, h, notice, poller, when } from "../ui";
 
 export interface RunSummary {
   dagId: string;
@@ -55,7 +55,6 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
   const cursors: (string | null)[] = [];
   let cursor: string | null = null;
   let next: string | null = null;
-  let timer: number | undefined;
   let alive = true;
   let ctrl: AbortController | null = null;
 
@@ -144,14 +143,7 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
     pageInfo.textContent = `Page ${cursors.length + 1}`;
   }
 
-  function schedule(): void {
-    window.clearTimeout(timer);
-    if (!alive) return;
-    timer = window.setTimeout(async () => {
-      if (document.visibilityState === "visible") await load(true);
-      schedule();
-    }, REFRESH_MS);
-  }
+  const refresh = poller(REFRESH_MS, () => load(true));
 
   let typing: number | undefined;
   function filtersChanged(): void {
@@ -161,7 +153,7 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
     cursor = null;
     syncUrl();
     void load(false);
-    schedule();
+    refresh.restart();
   }
   nameInput.addEventListener("input", () => {
     window.clearTimeout(typing);
@@ -188,11 +180,11 @@ export function mountRunsList(root: HTMLElement, api: Api): () => void {
   }).catch(() => {});
 
   void load(false);
-  schedule();
+  refresh.restart();
   return () => {
     alive = false;
     ctrl?.abort();
-    window.clearTimeout(timer);
+    refresh.stop();
     window.clearTimeout(typing);
     document.removeEventListener("visibilitychange", onVisible);
   };
