@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 from pydantic import TypeAdapter, ValidationError
@@ -28,8 +29,10 @@ def _redelivery_delay(msg: Msg) -> float:
 
 
 class EventConsumer:
-    def __init__(self, store: MetricsStore, concurrency: int = 32):
+    def __init__(self, store: MetricsStore, concurrency: int = 32, *,
+                 before_refresh: Callable[[str], Awaitable[None]] | None = None):
         self.store = store
+        self._before_refresh = before_refresh
         self._slots = asyncio.Semaphore(concurrency)
 
     async def on_batch(self, msgs: list[Msg]) -> None:
@@ -79,6 +82,8 @@ class EventConsumer:
             refresh = refresh or (applied.outcome is not Outcome.DELETED and _decisive(event))
             stored.append(msg)
         if refresh:
+            if self._before_refresh is not None:
+                await self._before_refresh(dag_id)
             try:
                 metrics = await self.store.refresh(dag_id)
             except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ class MetricsOptions:
     ack_wait_s: float = bus.REDELIVERY_S[0]
     fetch_timeout_s: float = 1.0  # an idle fetch returns after this, so stop is noticed
     window: int = keys.WINDOW_SIZE
+    # Test seam: awaited before each run's refresh (tests pause a batch mid-way); None in production.
+    before_refresh: Callable[[str], Awaitable[None]] | None = None
 
 
 async def serve(
@@ -82,7 +85,8 @@ async def serve(
         async with serve_http(app, settings.http.host, settings.http.port) as bound:
             if port is not None and not port.done():
                 port.set_result(bound)
-            consumer = EventConsumer(store, options.concurrency)
+            consumer = EventConsumer(store, options.concurrency,
+                                     before_refresh=options.before_refresh)
             pull = guard(
                 bus.pull_forever(sub, consumer.on_batch, batch=options.batch, stop=stop,
                                  idle_timeout_s=options.fetch_timeout_s),

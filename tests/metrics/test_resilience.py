@@ -17,7 +17,6 @@ from helios.settings import Settings
 from helios.states import RunState, TaskState
 from services.metrics import keys
 from services.metrics.service import MetricsOptions
-from services.metrics.store import MetricsStore
 from tests.metrics.support import (
     T0,
     RunSpec,
@@ -48,7 +47,7 @@ async def snapshot(redis: aioredis.Redis, http: aiohttp.ClientSession, url: str)
 @pytest.mark.parametrize("how", ["sigterm", "kill"])
 async def test_restart_mid_stream_ends_with_the_same_numbers(
     settings: Settings, js: JetStreamContext, redis: aioredis.Redis,
-    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, how: str,
+    http: aiohttp.ClientSession, how: str,
 ) -> None:
     specs = summary_runs()
     retried = RunSpec("r0", start=T0 + 2000, duration=3.0, state=RunState.FAILED,
@@ -82,17 +81,14 @@ async def test_restart_mid_stream_ends_with_the_same_numbers(
     await redis.flushall()
     await js.delete_consumer(subjects.STREAMS.runs, "metrics")
     reached, release = asyncio.Event(), asyncio.Event()
-    original = MetricsStore.refresh
 
-    async def gated(self: MetricsStore, dag_id: str) -> Any:
+    async def gate(dag_id: str) -> None:
         if dag_id == "r3":
             reached.set()
             await release.wait()
-        return await original(self, dag_id)
 
-    monkeypatch.setattr(MetricsStore, "refresh", gated)
-    small = MetricsOptions(ack_wait_s=1.0, fetch_timeout_s=0.2, batch=4)
-    first = await start_service(settings, small)
+    gated = MetricsOptions(ack_wait_s=1.0, fetch_timeout_s=0.2, batch=4, before_refresh=gate)
+    first = await start_service(settings, gated)
     await asyncio.wait_for(reached.wait(), 10)
     if how == "kill":
         await first.kill()  # r3's events are stored but never acknowledged
@@ -104,9 +100,9 @@ async def test_restart_mid_stream_ends_with_the_same_numbers(
     assert info.num_pending > 0, "stopped after the end of the stream"
     # SIGTERM finishes and acknowledges the in-flight batch; a kill leaves it pending.
     assert (info.num_ack_pending > 0) == (how == "kill")
-    monkeypatch.setattr(MetricsStore, "refresh", original)
 
     duplicates = sample("helios_metrics_events_total", outcome="duplicate")
+    small = MetricsOptions(ack_wait_s=1.0, fetch_timeout_s=0.2, batch=4)
     async with running(settings, small) as svc:
         await consumer_drained(js)
         assert await snapshot(redis, http, svc.url) == expected
