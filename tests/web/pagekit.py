@@ -1,15 +1,19 @@
-"""Helpers of the page tests: axe-core checks, the editor, and waiting on the API."""
+"""Helpers of the page tests: axe-core checks, the editor, waiting on the API, vitest."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from typing import Any
 
 import aiohttp
+import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page
 
 from tests.conftest import WRITE_TOKEN
+from tests.web.conftest import WEB
 
 _AXE = Axe()
 BLOCKING = ("serious", "critical")
@@ -48,3 +52,19 @@ async def run_state(api_url: str, dag_id: str, want: tuple[str, ...] = ("SUCCEED
             if body.get("status") in want:
                 return body
             await asyncio.sleep(0.1)
+
+
+def run_vitest(folder: str) -> str:
+    """vitest's verbose output for the page's units under `src/<folder>` (installing the
+    page's node modules first if needed); fails the test when vitest does."""
+    vitest = WEB / "node_modules" / ".bin" / "vitest"
+    if not vitest.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is missing: run ./run.sh test")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True,
+                       capture_output=True, timeout=300)
+    done = subprocess.run([str(vitest), "run", f"src/{folder}", "--reporter=verbose", "--no-color"],
+                          cwd=WEB, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return done.stdout
