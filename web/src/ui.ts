@@ -34,6 +34,15 @@ export function duration(ms: number | null | undefined): string {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
+/** "0 B", "850 B", "1.5 KiB", "12 MiB" (binary units). */
+export function bytes(n: number | undefined | null): string {
+  if (!n) return "0 B";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i ? v.toFixed(v < 10 ? 1 : 0) : v} ${units[i]}`;
+}
+
 /** A timestamp given in seconds or milliseconds since the epoch (or ISO), local time. */
 export function when(value: number | string | null | undefined): string {
   const d = toDate(value);

@@ -2,18 +2,10 @@
 // node, each attempt's time breakdown, cache per input with bytes saved, memoization,
 // and the log of every attempt, followed live while the task runs.
 import type { Api } from "../api";
-import { badge, duration, h } from "../ui";
+import { badge, bytes, duration, h } from "../ui";
 import { LogFollower, byAttempt, inputUses } from "./logs";
 import { segments, type Attempt, type RunModel, type TaskView } from "./model";
 import { TERMINAL } from "./types";
-
-export function bytes(n: number | undefined | null): string {
-  if (!n) return "0 B";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n, i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${i ? v.toFixed(v < 10 ? 1 : 0) : v} ${units[i]}`;
-}
 
 /** Memoization in words: "reused <run>/<task>", "ran: <what changed>", or not memoizable. */
 export function memoText(t: TaskView): string {

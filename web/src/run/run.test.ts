@@ -5,7 +5,8 @@ import { quickLayout } from "./layout";
 import { RunModel, groupOf, groupState, segments } from "./model";
 import { SseParser, backoffDelay, DEFAULT_FEED_OPTIONS } from "./sse";
 import { byAttempt, inputUses } from "./logs";
-import { bytes, memoText } from "./details";
+import { bytes } from "../ui";
+import { memoText } from "./details";
 import { esc, fit } from "./graph";
 import type { RunStatus, TaskEventData } from "./types";
 

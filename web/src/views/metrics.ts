@@ -5,7 +5,7 @@
 // seconds, so a submission shows up here as soon as its run ends.
 import type { Api } from "../api";
 import { runPath } from "../router";
-import { badge, duration, h, notice, poller, when } from "../ui";
+import { badge, bytes, duration, h, notice, poller, when } from "../ui";
 import { DurationChart } from "./chart";
 import { failure } from "./runs";
 
@@ -51,15 +51,6 @@ interface Metrics {
 
 const REFRESH_MS = 3000;
 const LIMITS = [10, 20, 50, 100];
-
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
 
 function card(id: string, title: string, big: string, ...lines: (string | HTMLElement)[]): HTMLElement {
   return h("section", { class: "card", id, "aria-labelledby": `${id}-title` },
