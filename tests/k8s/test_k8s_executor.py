@@ -83,9 +83,11 @@ async def test_global_cap_waits_for_a_free_slot(cluster: Cluster) -> None:
         with pytest.raises(CapacityExceeded):
             await executor.launch(dispatch({**SLEEP, "name": "c"}, dag_id="run-3"))
         executor.slot_wait_s = 10.0
+        lists = cluster.api.count("GET", "/jobs", watch=False)
         third = asyncio.create_task(executor.launch(dispatch({**SLEEP, "name": "c"},
                                                              dag_id="run-3")))
-        await asyncio.sleep(0.2)
+        # A second look at the cluster means the first found no free slot: it waits.
+        await cluster.api.until_count("GET", "/jobs", lists + 2, watch=False)
         assert not third.done()
         await executor.cancel_run("run-2")  # a slot frees up (here: by a cancel)
         async with asyncio.timeout(5):

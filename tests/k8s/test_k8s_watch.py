@@ -121,8 +121,7 @@ async def test_a_dropped_connection_resumes_without_relisting(cluster: Cluster,
 
 async def test_a_silent_stream_is_treated_as_dead(cluster: Cluster, cfg: Settings) -> None:
     async with kube_api(cfg) as api, watching(api) as (lw, seen):
-        cluster.api.mute()
-        await asyncio.sleep(0.1)
+        cluster.api.mute()  # the open stream is dead from now on, even once unmuted
         cluster.store.create("jobs", "helios", job("unheard"))
         before = cluster.api.count("GET", "/jobs", watch=True)
         cluster.api.knobs.muted = False  # a new connection would hear again; the old is dead
@@ -136,8 +135,9 @@ async def test_429_waits_retry_after_then_resumes(cluster: Cluster, cfg: Setting
         cluster.api.fail("GET", "/jobs", 429, times=1, retry_after=1)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        # The broken stream ends before it sends anything newer: "throttled" comes only
+        # through the resumed watch, after the 429's Retry-After.
         cluster.api.break_watches()
-        await asyncio.sleep(0.1)
         cluster.store.create("jobs", "helios", job("throttled"))
         await seen.until(lambda: created(seen, "throttled"))
         assert loop.time() - t0 >= 0.9

@@ -58,6 +58,8 @@ class ApiServer:
         self.on_delete: Any = None
         self._streams: set[web.StreamResponse] = set()
         self._generation = 0  # bumped to end every open watch
+        self._silenced = 0  # bumped by mute(): every watch open at that moment is dead
+        self._requested = asyncio.Event()  # replaced by a fresh one at every request
 
     # --- test controls -------------------------------------------------------------
 
@@ -74,6 +76,8 @@ class ApiServer:
     def mute(self, on: bool = True) -> None:
         """Open watches go silent for good; new ones stay silent while `on`."""
         self.knobs.muted = on
+        if on:  # at once, not when the stream next wakes (the test may unmute before)
+            self._silenced += 1
         self.store.kick()
 
     def fail(self, method: str, path_part: str, code: int, times: int = 1,
@@ -84,6 +88,13 @@ class ApiServer:
     def count(self, method: str, path_part: str, watch: bool | None = None) -> int:
         return sum(1 for m, p, q in self.requests if m == method and path_part in p
                    and (watch is None or (q.get("watch") in TRUE) == watch))
+
+    async def until_count(self, method: str, path_part: str, n: int,
+                          watch: bool | None = None, timeout: float = 10.0) -> None:
+        """Until `count(...)` reaches `n`, re-checked at every request."""
+        async with asyncio.timeout(timeout):
+            while self.count(method, path_part, watch) < n:
+                await self._requested.wait()
 
     # --- plumbing -----------------------------------------------------------------
 
@@ -104,6 +115,8 @@ class ApiServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path, dict(request.query)))
+        requested, self._requested = self._requested, asyncio.Event()
+        requested.set()
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _status(ApiError(401, "Unauthorized", "Unauthorized"))
         for fault in self.knobs.faults:
@@ -229,7 +242,7 @@ class ApiServer:
         async def send(kind: str, obj: Obj) -> None:
             await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
-        generation = self._generation
+        generation, silenced = self._generation, self._silenced
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         if since in ("", "0"):  # no version: the current state as ADDED events first
@@ -247,7 +260,7 @@ class ApiServer:
         next_bookmark = loop.time() + self.knobs.bookmark_interval_s
         dead = False  # once muted, a stream stays silent: a dead connection never recovers
         while loop.time() < end and generation == self._generation:
-            dead = dead or self.knobs.muted
+            dead = dead or self.knobs.muted or silenced != self._silenced
             history = self.store.history
             while index < len(history) and not dead:
                 event = history[index]
