@@ -80,6 +80,18 @@ class Plan:
                     or self.cancel_executor or self.expand or self.expanded)
 
 
+def merge(into: Plan, step: Plan) -> None:
+    """Fold one decision's plan into the batch's."""
+    into.transitions += step.transitions
+    into.launch += step.launch
+    into.timers += step.timers
+    if step.run_state is not None:
+        into.run_state = step.run_state
+    into.cancel_executor |= step.cancel_executor
+    into.expand += step.expand
+    into.expanded.update(step.expanded)
+
+
 class _Eval:
     """Applies transitions to a working copy so later steps see earlier ones."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -44,8 +45,9 @@ from helios.messages import (
 )
 from helios.states import RunState, TaskState
 from helios.templating import TemplateError
-from services.scheduler import decide, dynamic
+from services.scheduler import decide, dynamic, memoizing
 from services.scheduler.decide import Plan, Policy, RunView
+from services.scheduler.decide import merge as _merge  # tests import it from here
 from services.scheduler.memo import MemoStore
 from services.scheduler.pacing import DEFER_DELIVERIES, defer_delay, deliveries, error_backoff
 from services.scheduler.store import RunStore, UnknownRun
@@ -164,12 +166,16 @@ class Engine:
         started_at = float(run.get("startedAt") or time.time())
         use_cache = run.get("useCache", "true") == "true"
         dag_name = run.get("dagName", view.dag.dag_name)
-        dispatches = await dynamic.dispatch_all(
-            dag_id, view, plan, self.policy, lambda launch, bad: self._dispatches(
-                dag_id, dag_name, view, launch, use_cache, outputs, bad), _merge, run_changes)
+        def build(launch: list[tuple[str, int]], bad: list[tuple[str, int, str]]
+                  ) -> Awaitable[list[TaskDispatch]]:
+            return self._dispatches(dag_id, dag_name, view, launch, use_cache, outputs, bad)
+
+        dispatches = await dynamic.dispatch_all(dag_id, view, plan, self.policy, build, _merge,
+                                                run_changes)
         if use_cache and any(d.task.memoize for d in dispatches):
-            dispatches = await self._memoize(dag_id, dag_name, view, plan, dispatches, outputs,
-                                             run_changes, use_cache)
+            dispatches = await memoizing.memoize(self.memo, self.store, self.policy, dag_id,
+                                                 dag_name, view, plan, dispatches, outputs,
+                                                 run_changes, build)
         # Feed order: the run starts, its tasks move, the run ends.
         effects: list[dict[str, Any]] = []
         run_fields: dict[str, Any] = {}
@@ -197,7 +203,7 @@ class Engine:
         await self.store.store(dag_id, plan.transitions, run_fields, outputs, effects,
                                listed=(dag_name, submitted_at), items=plan.expanded)
         await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
-        await self._remember_memoizable(dag_id, dag_name, view, plan, outputs)
+        await memoizing.remember(self.memo, self.store, dag_id, dag_name, view, plan, outputs)
 
     async def _load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
         """The run's state, with each task's count of lost attempts read back from its
@@ -317,61 +323,6 @@ class Engine:
             ))
         return out
 
-    async def _memoize(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,
-                       dispatches: list[TaskDispatch], outputs: dict[str, list[OutputArtifact]],
-                       run_changes: list[RunState], use_cache: bool) -> list[TaskDispatch]:
-        """Succeed memoizable tasks whose fingerprint matches an earlier success, and
-        follow on to what that unblocks (which may be memoized in turn)."""
-        keep: list[TaskDispatch] = []
-        pending = list(dispatches)
-        while pending:
-            d = pending.pop(0)
-            if not d.task.memoize:
-                keep.append(d)
-                continue
-            fp = self.memo.fingerprint(d.task, d.inputs)
-            found = await self.memo.lookup(dag_name, d.task.name, fp)
-            queued = _last_transition(plan, d.task.name)
-            if isinstance(found, str):
-                memo = {"memoKey": fp.digest, "memoParts": fp.parts, "memoReason": f"ran: {found}"}
-                if queued is not None:
-                    queued.detail.update(memo)
-                else:  # a retry launched by its timer: no transition to carry the fingerprint
-                    await self.store.set_detail(dag_id, d.task.name, memo)
-                keep.append(d)
-                continue
-            plan.launch.remove((d.task.name, d.attempt))
-            report = TaskReport(dag_id=dag_id, task=d.task.name, attempt=d.attempt,
-                                phase="succeeded", at=time.time(), outputs=found.outputs,
-                                result=found.result)
-            step = decide.on_report(view, report, self.policy)
-            for t in step.transitions:
-                if t.task == d.task.name and t.state == TaskState.SUCCEEDED:
-                    t.detail.update(memoized=True, memoReason=f"reused {found.source}",
-                                    message=f"memoized: outputs of {found.source}")
-            outputs[d.task.name] = found.outputs
-            if step.run_state is not None:
-                run_changes.append(step.run_state)
-            _merge(plan, step)
-            pending += await dynamic.dispatch_all(
-                dag_id, view, plan, self.policy, lambda launch, bad: self._dispatches(
-                    dag_id, dag_name, view, launch, use_cache, outputs, bad),
-                _merge, run_changes, step.launch)
-        return keep
-
-    async def _remember_memoizable(self, dag_id: str, dag_name: str, view: RunView, plan: Plan,
-                                   outputs: dict[str, list[OutputArtifact]]) -> None:
-        """Record the fingerprints of memoizable tasks that just ran successfully."""
-        for t in plan.transitions:
-            task = view.spec(t.task)
-            if (t.state != TaskState.SUCCEEDED or not task.memoize or t.detail.get("memoized")
-                    or t.task not in outputs):
-                continue
-            key, parts = await self.store.memo_key(dag_id, t.task)
-            if key:
-                await self.memo.record(dag_name, t.task, dag_id, t.attempt, key, parts,
-                                       outputs[t.task], getattr(view.tasks.get(t.task), "result", None))
-
     @staticmethod
     def _observe_latency(dispatch: TaskDispatch, reports: dict[str, TaskReport]) -> None:
         deps = [reports[d] for d in dispatch.task.dependencies if d in reports]
@@ -392,21 +343,6 @@ def _decode(msg: Msg) -> Command | TaskReport:
     if msg.subject.startswith(f"{subjects.PREFIX}.exec."):
         return TaskReport.model_validate_json(msg.data)
     return COMMANDS.validate_json(msg.data)
-
-
-def _last_transition(plan: Plan, task: str) -> decide.Transition | None:
-    return next((t for t in reversed(plan.transitions) if t.task == task), None)
-
-
-def _merge(into: Plan, step: Plan) -> None:
-    into.transitions += step.transitions
-    into.launch += step.launch
-    into.timers += step.timers
-    if step.run_state is not None:
-        into.run_state = step.run_state
-    into.cancel_executor |= step.cancel_executor
-    into.expand += step.expand
-    into.expanded.update(step.expanded)
 
 
 def _task_event(dag_id: str, dag_name: str, t: decide.Transition, use_cache: bool,
