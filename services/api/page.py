@@ -43,29 +43,35 @@ def static_root() -> Traversable:
     return resources.files("services.api").joinpath("static")
 
 
-async def index(_: web.Request) -> web.Response:
-    page = static_root().joinpath("index.html")
-    if not page.is_file():
-        # 200, not 5xx: the API is up and says how to build the page.
-        return web.Response(text=NOT_BUILT, content_type="text/html",
-                            headers={"Cache-Control": "no-store", **_HEADERS})
-    # Never cached: it names the current build's hashed assets.
-    return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/html",
-                        headers={"Cache-Control": "no-cache", **_HEADERS})
+class Page:
+    """The handlers, serving the build in `root` (the package's own by default)."""
+
+    def __init__(self, root: Traversable | None = None):
+        self.root = root if root is not None else static_root()
+
+    async def index(self, _: web.Request) -> web.Response:
+        page = self.root.joinpath("index.html")
+        if not page.is_file():
+            # 200, not 5xx: the API is up and says how to build the page.
+            return web.Response(text=NOT_BUILT, content_type="text/html",
+                                headers={"Cache-Control": "no-store", **_HEADERS})
+        # Never cached: it names the current build's hashed assets.
+        return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/html",
+                            headers={"Cache-Control": "no-cache", **_HEADERS})
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        suffix = name[name.rfind("."):] if "." in name else ""
+        if not _ASSET.fullmatch(name) or suffix not in _TYPES:
+            raise web.HTTPNotFound(text=f"no asset {name[:80]!r}")
+        file = self.root.joinpath("assets", name)
+        if not file.is_file():
+            raise web.HTTPNotFound(text=f"no asset {name[:80]!r}")
+        return web.Response(body=file.read_bytes(), content_type=_TYPES[suffix],
+                            headers={"Cache-Control": "public, max-age=31536000, immutable",
+                                     "X-Content-Type-Options": "nosniff"})
 
 
-async def asset(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    suffix = name[name.rfind("."):] if "." in name else ""
-    if not _ASSET.fullmatch(name) or suffix not in _TYPES:
-        raise web.HTTPNotFound(text=f"no asset {name[:80]!r}")
-    file = static_root().joinpath("assets", name)
-    if not file.is_file():
-        raise web.HTTPNotFound(text=f"no asset {name[:80]!r}")
-    return web.Response(body=file.read_bytes(), content_type=_TYPES[suffix],
-                        headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                 "X-Content-Type-Options": "nosniff"})
-
-
-def routes() -> list[web.RouteDef]:
-    return [*(web.get(path, index) for path in PAGE_ROUTES), web.get(ASSET_ROUTE, asset)]
+def routes(root: Traversable | None = None) -> list[web.RouteDef]:
+    page = Page(root)
+    return [*(web.get(path, page.index) for path in PAGE_ROUTES), web.get(ASSET_ROUTE, page.asset)]

@@ -4,6 +4,7 @@ the build folder, and a plain explanation when the page was never built."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,16 +17,22 @@ from aiohttp.test_utils import TestServer
 from services.api import page
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def serving(root: Path | None = None) -> AsyncIterator[str]:
     app = web.Application()
-    app.add_routes(page.routes())
+    app.add_routes(page.routes(root))
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
     try:
         yield str(srv.make_url("")).rstrip("/")
     finally:
         await srv.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    async with serving() as url:
+        yield url
 
 
 async def test_page_paths_assets_and_refusals(server: str, built_page: Path) -> None:
@@ -53,9 +60,8 @@ async def test_page_paths_assets_and_refusals(server: str, built_page: Path) -> 
                 assert resp.status == 404, bad
 
 
-async def test_an_unbuilt_page_says_how_to_build_it(server: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(page, "static_root", lambda: tmp_path)  # an empty build folder
-    async with aiohttp.ClientSession() as http, http.get(server + "/") as resp:
+async def test_an_unbuilt_page_says_how_to_build_it(tmp_path: Path) -> None:
+    async with serving(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.get(server + "/") as resp:  # an empty build folder
         assert resp.status == 200
         assert "has not been built" in await resp.text()
