@@ -15,23 +15,12 @@ from helios.executors.kubernetes.jobs import DEFAULT_SERVICE_ACCOUNT, S3_SECRET
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 20.0
 MANAGED = {"app.kubernetes.io/managed-by": "helios-dev"}
 
 
-async def _call(api: KubeApi, method: str, *args: Any, **kwargs: Any) -> None:
-    resp = await getattr(api.core, method)(
-        *args, _preload_content=False,
-        _request_timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S, sock_connect=10), **kwargs)
-    try:
-        if resp.status >= 300:
-            try:
-                body = await resp.json(content_type=None)
-            except (ValueError, aiohttp.ClientError):
-                body = {}
-            raise KubeError.from_status(resp.status, body if isinstance(body, dict) else {})
-    finally:
-        resp.release()
+async def _call(api: KubeApi, method: str, *args: Any) -> None:
+    # The client's own call: its timeout, rate limit and KubeError from the Status.
+    await api._call(api.core, method, *args)
 
 
 async def _create(api: KubeApi, method: str, body: dict[str, Any], *, replace: str | None = None
