@@ -26,7 +26,10 @@ def instance_name(task: str, index: int) -> str:
 
 
 def parse_instance(name: str) -> tuple[str, int] | None:
-    """`("train", 3)` for `train[3]`; None for a plain task name."""
+    """`("train", 3)` for `train[3]`; None for a plain task name (without running the
+    regex: this is called for every entry on hot paths)."""
+    if not name.endswith("]"):
+        return None
     match = _INSTANCE.fullmatch(name)
     return (match.group("task"), int(match.group("index"))) if match else None
 

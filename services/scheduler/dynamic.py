@@ -91,7 +91,7 @@ def dispatched_task(view: RunView, name: str) -> Task | RunTask:
     """The task to send for entry `name`: rendered when it holds run-time references.
     Raises templating.TemplateError when one has no value."""
     spec = view.spec(name)
-    inst = parse_instance(name) if name.endswith("]") else None
+    inst = parse_instance(name)
     values: dict[str, Any] = {}
     if inst is not None:
         values["item"] = view.items[inst[0]][inst[1]]
@@ -104,7 +104,7 @@ def dispatched_task(view: RunView, name: str) -> Task | RunTask:
 
 def instance_fields(name: str) -> dict[str, Any]:
     """`map_of` and `index` of an instance's events (nothing for a plain task)."""
-    inst = parse_instance(name) if name.endswith("]") else None
+    inst = parse_instance(name)
     return {"map_of": inst[0], "index": inst[1]} if inst else {}
 
 

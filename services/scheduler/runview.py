@@ -84,7 +84,7 @@ class RunView:
             return
         self.counts[old] -= 1
         self.counts[state] += 1
-        inst = parse_instance(name) if name.endswith("]") else None
+        inst = parse_instance(name)
         if inst is not None and inst[0] in self.maps:
             m = self.maps[inst[0]]
             _count(m, old, -1)
@@ -103,7 +103,7 @@ class RunView:
 
     def spec(self, name: str) -> Task:
         """The task an entry runs: itself, or the forEach task an instance belongs to."""
-        inst = parse_instance(name) if name.endswith("]") else None
+        inst = parse_instance(name)
         return self.dag.task(inst[0] if inst else name)
 
     def open_count(self) -> int:
