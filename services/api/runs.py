@@ -49,11 +49,11 @@ async def run_status(request: web.Request, dag_id: str) -> dict[str, Any]:
         raise Problem(404, "Not Found", f"no run {dag_id!r}")
     tasks = []
     exits = {t.name for t in dag.on_exit}
-    counts = Counter(i[0] for n in names if n.endswith("]") and (i := parse_instance(n)))
+    counts = Counter(i[0] for n in names if (i := parse_instance(n)))
     for name in names:
         record = run.tasks[name]
         d = record.detail
-        inst = parse_instance(name) if name.endswith("]") else None
+        inst = parse_instance(name)
         task = dag.task(inst[0] if inst else name)
         tasks.append({
             "name": name,

@@ -212,7 +212,7 @@ def _group_instances(timings: dict[str, TaskTiming]) -> dict[str, TaskTiming]:
     groups: dict[str, list[TaskTiming]] = {}
     out: dict[str, TaskTiming] = {}
     for name, timing in timings.items():
-        inst = parse_instance(name) if name.endswith("]") else None
+        inst = parse_instance(name)
         if inst is None:
             out[name] = timing
         else:
