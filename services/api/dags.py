@@ -48,16 +48,17 @@ def _decompress(data: bytes, encoding: str) -> bytearray:
     raise Problem(400, "Bad Request", f"the body is not valid {encoding} data")
 
 
-async def _read_body(request: web.Request) -> bytearray:
-    """The body, one byte past the document limit at most (the size error is then a
-    precise 400, not a 413), bounded in time: a client that stalls for BODY_IDLE_S, or
-    trickles for longer than BODY_DEADLINE_S, gets a 408 and its connection is closed."""
+async def read_body(request: web.Request, limit: int = MAX_DOCUMENT_BYTES,
+                    deadline_s: float = BODY_DEADLINE_S) -> bytearray:
+    """The body, one byte past `limit` at most (the caller words the size error),
+    bounded in time: a client that stalls for BODY_IDLE_S, or trickles for longer than
+    `deadline_s`, gets a 408 and its connection is closed. Every route reads its body here."""
     body = bytearray()
     try:
-        async with asyncio.timeout(BODY_DEADLINE_S):
-            while len(body) <= MAX_DOCUMENT_BYTES:
+        async with asyncio.timeout(deadline_s):
+            while len(body) <= limit:
                 chunk = await asyncio.wait_for(
-                    request.content.read(MAX_DOCUMENT_BYTES + 1 - len(body)), BODY_IDLE_S)
+                    request.content.read(limit + 1 - len(body)), BODY_IDLE_S)
                 if not chunk:
                     break
                 body += chunk
@@ -90,7 +91,7 @@ async def read_document(request: web.Request) -> tuple[bytes, str]:
     if encoding not in ("identity", "gzip", "deflate"):
         raise Problem(415, "Unsupported Media Type",
                       f"Content-Encoding {encoding[:40]!r} is not supported (gzip, deflate)")
-    body = await _read_body(request)
+    body = await read_body(request)
     if encoding != "identity":
         body = _decompress(bytes(body), encoding)
     return bytes(body), media or "application/json"

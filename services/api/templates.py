@@ -7,7 +7,6 @@ through `launch`, so each run records what it came from (`helios.submissions`).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -20,7 +19,7 @@ from helios.dag.model import DNS1123_LABEL, json_int
 from helios.dag.parse import DagError
 from helios.submissions import read_submission
 from services.api.context import ctx
-from services.api.dags import BODY_DEADLINE_S, read_document
+from services.api.dags import read_body, read_document
 from services.api.launch import busy, invalid, launch
 from services.api.parsing import PARSER, ParserBusy
 from services.api.problems import Problem
@@ -63,18 +62,7 @@ async def _run_request(request: web.Request, *, allow_version: bool) -> RunReque
         return RunRequest()
     if request.content_type not in ("application/json", ""):
         raise Problem(415, "Unsupported Media Type", "send the body as application/json")
-    raw = bytearray()
-    try:
-        # Bounded in time like a DAG body: a stalled client does not hold the handler.
-        async with asyncio.timeout(BODY_DEADLINE_S):
-            while len(raw) <= MAX_RUN_BODY and (
-                    chunk := await request.content.read(MAX_RUN_BODY + 1 - len(raw))):
-                raw += chunk
-    except TimeoutError:
-        raise Problem(408, "Request Timeout", "the request body did not arrive in time",
-                      headers={"Connection": "close"}) from None
-    except web.RequestPayloadError as exc:
-        raise Problem(400, "Bad Request", f"unreadable request body: {exc}"[:300]) from None
+    raw = await read_body(request, MAX_RUN_BODY)
     if len(raw) > MAX_RUN_BODY:
         raise Problem(413, "Payload Too Large", f"the body is larger than {MAX_RUN_BODY} bytes")
     if not raw.strip():

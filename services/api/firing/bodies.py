@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from helios.definitions import new_run_id
 from helios.instantiate import RunSpec
 from helios.schedules.records import NAME_PATTERN
 from services.api.context import ApiContext
+from services.api.dags import read_body
 from services.api.firing import templates_access
 from services.api.firing.templates_access import Stored
 from services.api.launch import busy, invalid
@@ -48,14 +48,7 @@ async def json_body(request: web.Request, *, empty_ok: bool = False) -> bytes | 
     if `empty_ok`."""
     if request.content_type != "application/json" and (request.body_exists or not empty_ok):
         raise Problem(415, "Unsupported Media Type", "send the body as application/json")
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            raw = await request.content.read(MAX_BODY + 1)
-    except TimeoutError:
-        raise Problem(408, "Request Timeout", "the request body did not arrive in time",
-                      headers={"Connection": "close"}) from None
-    except web.RequestPayloadError:
-        raise Problem(400, "Bad Request", "unreadable request body") from None
+    raw = bytes(await read_body(request, MAX_BODY, BODY_TIMEOUT_S))
     if len(raw) > MAX_BODY:
         raise Problem(413, "Payload Too Large", f"the body is larger than {MAX_BODY} bytes")
     if not raw.strip():
