@@ -45,6 +45,11 @@ def read_result(artifacts_dir: Path) -> Any:
         data = os.read(fd, MAX_RESULT_BYTES + 1)
     finally:
         os.close(fd)
+    return parse_result(data, where)
+
+
+def parse_result(data: bytes, where: str) -> Any:
+    """The result held in `data` (read up to one byte past the bound), or None if blank."""
     if len(data) > MAX_RESULT_BYTES:
         raise ResultError(f"{where} is over {MAX_RESULT_BYTES} bytes")
     if not data.strip():

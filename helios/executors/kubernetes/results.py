@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
-from helios.results import MAX_RESULT_BYTES, ResultError
+from helios.results import MAX_RESULT_BYTES, ResultError, parse_result
 
 
 async def fetch_result(s3: Any, bucket: str, key: str, timeout_s: float = 30.0) -> Any:
@@ -29,11 +27,4 @@ async def fetch_result(s3: Any, bucket: str, key: str, timeout_s: float = 30.0) 
         return data
 
     data = await asyncio.wait_for(read(), timeout_s)
-    if data is None:
-        return None
-    if len(data) > MAX_RESULT_BYTES:
-        raise ResultError(f"the stored result is over {MAX_RESULT_BYTES} bytes")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ResultError(f"the stored result is not JSON: {exc}") from None
+    return None if data is None else parse_result(data, "the stored result")
