@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from helios import keys
 from helios.schedules.records import (
@@ -23,6 +23,8 @@ from helios.schedules.records import (
     ScheduleState,
     TriggerRecord,
 )
+
+R = TypeVar("R", bound=BaseModel)
 
 
 class StoredRecordError(ValueError):
@@ -38,6 +40,28 @@ def _load(model: Any, raw: str | bytes, where: str) -> Any:
 
 def _dump(model: Any) -> str:
     return str(model.model_dump_json(by_alias=True))
+
+
+# Schedules and triggers are both kept as one hash of definitions (field = name), each
+# with a side key of the loop's progress that goes with it.
+
+async def _get(redis: aioredis.Redis, hash_key: str, model: type[R], name: str,
+               what: str) -> R | None:
+    raw = await redis.hget(hash_key, name)
+    return None if raw is None else cast(R, _load(model, raw, f"{what} {name}"))
+
+
+async def _all(redis: aioredis.Redis, hash_key: str, model: type[R], what: str) -> list[R]:
+    raw = cast("dict[str, str]", await redis.hgetall(hash_key))
+    return [cast(R, _load(model, v, f"{what} {k}")) for k, v in sorted(raw.items())]
+
+
+async def _delete(redis: aioredis.Redis, hash_key: str, name: str, side_key: str) -> bool:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(hash_key, name)
+        pipe.delete(side_key)
+        removed, _ = await pipe.execute()
+    return bool(removed)
 
 
 # -- schedules ----------------------------------------------------------------------
@@ -57,21 +81,15 @@ async def count_schedules(redis: aioredis.Redis) -> int:
 
 
 async def get_schedule(redis: aioredis.Redis, template: str) -> ScheduleRecord | None:
-    raw = await redis.hget(keys.SCHEDULES, template)
-    return None if raw is None else _load(ScheduleRecord, raw, f"schedule {template}")
+    return await _get(redis, keys.SCHEDULES, ScheduleRecord, template, "schedule")
 
 
 async def all_schedules(redis: aioredis.Redis) -> list[ScheduleRecord]:
-    raw = cast("dict[str, str]", await redis.hgetall(keys.SCHEDULES))
-    return [_load(ScheduleRecord, v, f"schedule {k}") for k, v in sorted(raw.items())]
+    return await _all(redis, keys.SCHEDULES, ScheduleRecord, "schedule")
 
 
 async def delete_schedule(redis: aioredis.Redis, template: str) -> bool:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hdel(keys.SCHEDULES, template)
-        pipe.delete(keys.schedule_state(template))
-        removed, _ = await pipe.execute()
-    return bool(removed)
+    return await _delete(redis, keys.SCHEDULES, template, keys.schedule_state(template))
 
 
 async def get_state(redis: aioredis.Redis, template: str) -> ScheduleState:
@@ -223,21 +241,15 @@ async def count_triggers(redis: aioredis.Redis) -> int:
 
 
 async def get_trigger(redis: aioredis.Redis, name: str) -> TriggerRecord | None:
-    raw = await redis.hget(keys.TRIGGERS, name)
-    return None if raw is None else _load(TriggerRecord, raw, f"trigger {name}")
+    return await _get(redis, keys.TRIGGERS, TriggerRecord, name, "trigger")
 
 
 async def all_triggers(redis: aioredis.Redis) -> list[TriggerRecord]:
-    raw = cast("dict[str, str]", await redis.hgetall(keys.TRIGGERS))
-    return [_load(TriggerRecord, v, f"trigger {k}") for k, v in sorted(raw.items())]
+    return await _all(redis, keys.TRIGGERS, TriggerRecord, "trigger")
 
 
 async def delete_trigger(redis: aioredis.Redis, name: str) -> bool:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hdel(keys.TRIGGERS, name)
-        pipe.delete(keys.trigger_seen(name))
-        removed, _ = await pipe.execute()
-    return bool(removed)
+    return await _delete(redis, keys.TRIGGERS, name, keys.trigger_seen(name))
 
 
 async def seen_etags(redis: aioredis.Redis, trigger: str, object_keys: list[str]
