@@ -20,6 +20,7 @@ from helios.dag.parse import DagError
 from helios.submissions import read_submission
 from services.api.context import ctx
 from services.api.dags import read_body, read_document
+from services.api.firing.bodies import name_of
 from services.api.launch import busy, invalid, launch
 from services.api.parsing import PARSER, ParserBusy
 from services.api.problems import Problem
@@ -49,13 +50,6 @@ class RunRequest(BaseModel):
         return data
 
 
-def _name(request: web.Request) -> str:
-    name = request.match_info["name"]
-    if len(name) > 63 or _NAME.fullmatch(name) is None:
-        raise Problem(404, "Not Found", f"no stored DAG {name[:80]!r} (names are DNS-1123 labels)")
-    return name
-
-
 async def _run_request(request: web.Request, *, allow_version: bool) -> RunRequest:
     """The optional JSON body; an absent or empty body means every default."""
     if not request.body_exists:
@@ -83,7 +77,7 @@ async def _run_request(request: web.Request, *, allow_version: bool) -> RunReque
 
 async def put_template(request: web.Request) -> web.Response:
     c = ctx(request)
-    name = _name(request)
+    name = name_of(request)
     body, media = await read_document(request)
     try:
         parsed = await request.app[PARSER].parse(body, media)
@@ -110,7 +104,7 @@ def _version_query(request: web.Request) -> int | None:
 
 async def get_template(request: web.Request) -> web.Response:
     c = ctx(request)
-    name = _name(request)
+    name = name_of(request)
     info = await templates_store.get_info(c.redis, name)
     version = _version_query(request)
     found = await templates_store.get_version(c.redis, name, version) if info else None
@@ -141,7 +135,7 @@ async def list_templates(request: web.Request) -> web.Response:
 
 
 async def delete_template(request: web.Request) -> web.Response:
-    name = _name(request)
+    name = name_of(request)
     if not await templates_store.delete(ctx(request).redis, name):
         raise Problem(404, "Not Found", f"no stored DAG {name!r}")
     return web.Response(status=204)
@@ -149,7 +143,7 @@ async def delete_template(request: web.Request) -> web.Response:
 
 async def run_template(request: web.Request) -> web.Response:
     c = ctx(request)
-    name = _name(request)
+    name = name_of(request)
     ask = await _run_request(request, allow_version=True)
     found = await templates_store.get_version(c.redis, name, ask.version)
     if found is None:
