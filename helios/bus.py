@@ -95,13 +95,25 @@ async def _log_disconnect() -> None:
     log.warning("nats disconnected")
 
 
-async def ensure_streams(js: JetStreamContext, streams: Streams) -> None:
-    """Create each stream, or update it when its config changed. Safe to race."""
+async def ensure_streams(js: JetStreamContext, streams: Streams, *,
+                         deadline_s: float = 60.0) -> None:
+    """Create each stream, or update it when its config changed. Safe to race, and
+    patient: on a busy machine creating a file-backed stream can outlast one request's
+    timeout (the stream is then usually made; asking again with the same config is a no-op)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
     for config in streams.configs():
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+        while True:
+            try:
+                try:
+                    await js.add_stream(config)
+                except BadRequestError:
+                    await js.update_stream(config)
+                break
+            except NatsTimeoutError:
+                if loop.time() > give_up:
+                    raise
+                log.warning("creating stream %s timed out; asking again", config.name)
 
 
 async def publish(

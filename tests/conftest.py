@@ -125,3 +125,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for prefix, group in SERIAL_GROUPS.items():
             if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker picks free ports from its own slice of 10000-19999, and so do the
+    `helios dev` processes it starts (they inherit the variable): two workers never pick
+    the same port before either binds it. SeaweedFS's admin pair (+10000) lands in
+    20000-29999, outside every slice."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...; unset without xdist
+    if worker[2:].isdigit():
+        lo = 10000 + int(worker[2:]) % 8 * 1250
+        os.environ["HELIOS_PORT_RANGE"] = f"{lo}-{lo + 1250}"

@@ -48,13 +48,13 @@ class Stack:
         task = asyncio.create_task(serve(settings, stop, health), name=f"service:{name}")
         self.services[name] = Running(task, stop, health)
         ready = asyncio.create_task(health.ready.wait())
-        done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, ready}, timeout=90, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             ready.cancel()
             task.result()  # raises what made it fail
             raise RuntimeError(f"{name} exited during startup")
         if ready not in done:
-            raise TimeoutError(f"{name} not ready after 30s")
+            raise TimeoutError(f"{name} not ready after 90s")
 
     async def stop(self, name: str, timeout_s: float = 30.0) -> None:
         running = self.services.pop(name)

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,19 +36,55 @@ def ephemeral_low() -> int:
         return 32768
 
 
+# Ports this process has handed out (or been told are taken), with when: two picks before
+# the first bind must not return the same port. A claim lapses after CLAIM_S, by when its
+# server listens (and `port_taken` sees it) or was never started.
+_claims: dict[int, float] = {}
+CLAIM_S = 300.0
+
+
+def claim(*ports: int) -> None:
+    """Ports chosen elsewhere (`--port`, a test's pick) that our own picks must avoid."""
+    now = time.monotonic()
+    _claims.update((port, now) for port in ports)
+
+
+def claimed() -> frozenset[int]:
+    now = time.monotonic()
+    for port in [p for p, at in _claims.items() if now - at > CLAIM_S]:
+        del _claims[port]
+    return frozenset(_claims)
+
+
+def port_range() -> tuple[int, int]:
+    """Where `free_port` picks: `HELIOS_PORT_RANGE` ("lo-hi", what concurrent test workers
+    set so that their picks never meet), else from 10000 up to the ephemeral range."""
+    raw = os.environ.get("HELIOS_PORT_RANGE", "")
+    with contextlib.suppress(ValueError):
+        lo, hi = (int(part) for part in raw.split("-", 1))
+        if 1024 <= lo < hi <= 65536:
+            return lo, hi
+    return 10000, ephemeral_low()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on, chosen below the kernel's ephemeral range when it can
-    be: a port the kernel hands out (bind to 0) can be taken by any outgoing connection
-    between this call and the server's bind, which under load made servers fail to start."""
-    lo = ephemeral_low()
-    if lo > 20000:
-        for _ in range(50):
-            port = random.randrange(10000, lo)
-            if not port_taken(host, port):
+    """A port nothing listens on and this process has not handed out before, chosen below
+    the kernel's ephemeral range when it can be: a port the kernel hands out (bind to 0)
+    can be taken by any outgoing connection between this call and the server's bind,
+    which under load made servers fail to start."""
+    lo, hi = port_range()
+    if hi - lo > 100:
+        taken = claimed()
+        for _ in range(200):
+            port = random.randrange(lo, hi)
+            if port not in taken and not port_taken(host, port):
+                claim(port)
                 return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    claim(port)
+    return port
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from helios.auth_tokens import dev_auth_env
 from helios.devstack.cluster import ClusterTarget, open_s3_relay
-from helios.devstack.procs import free_port, port_taken
+from helios.devstack.procs import claim, free_port, port_taken
 from helios.devstack.relay import Relay
 from helios.devstack.servers import Endpoints, Ports, backing_servers
 from helios.devstack.status import StatusPublisher
@@ -170,6 +170,7 @@ async def dev_stack(data_dir: Path, *, api_port: int = 8080, metrics_port: int =
     check_ports({"api": api_port, "metrics": metrics_port, "nats": explicit.nats,
                  "redis": explicit.redis, "s3": explicit.s3,
                  **{f"seaweedfs #{i}": p for i, p in enumerate(explicit.weed)}})
+    claim(api_port, metrics_port)  # the servers' ports, picked next, must not be these
     sup = Supervisor(policy or RestartPolicy(ready_timeout_s=timeout_s))
     publisher: asyncio.Task[None] | None = None
     redis: aioredis.Redis | None = None

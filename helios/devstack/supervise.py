@@ -100,12 +100,28 @@ class Supervisor:
         """Start a child and wait until it is ready; from then on it is supervised."""
         child = Child(spec)
         self.children[spec.name] = child
-        await self._launch(child)
-        try:
-            await self._wait_ready(child)
-        except BaseException:
-            await self._kill(child)
-            raise
+        while True:
+            await self._launch(child)
+            try:
+                await self._wait_ready(child)
+                break
+            except RuntimeError as exc:
+                # It exited while starting (e.g. a JetStream request timed out on a busy
+                # machine): a crash like any later one, retried under the same policy.
+                await self._kill(child)
+                now = time.monotonic()
+                child.last_exit = child.proc.returncode if child.proc else None
+                child.crashes = [*self.policy.recent(child.crashes, now), now]
+                if self.policy.gives_up(child.crashes, now):
+                    raise RuntimeError(f"{exc} ({len(child.crashes)} attempts); "
+                                       f"see {spec.log_file}") from exc
+                delay = self.policy.delay(len(child.crashes))
+                log.warning("%s exited while starting (%s); trying again in %.2fs; see %s",
+                            spec.name, exc, delay, spec.log_file)
+                await asyncio.sleep(delay)
+            except BaseException:
+                await self._kill(child)
+                raise
         child.state = "running"
         self._on_change()
         task = asyncio.create_task(self._watch(child), name=f"supervise:{spec.name}")

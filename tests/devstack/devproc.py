@@ -102,11 +102,20 @@ class Dev:
         async with asyncio.timeout(timeout_s):
             while True:
                 line = (await self.proc.stdout.readline()).decode()
-                assert line, "helios dev exited early:\n" + "".join(self.output)
+                assert line, "helios dev exited early:\n" + "".join(self.output) + self.log_tails()
                 self.output.append(line)
                 if "Helios is ready" in line:
                     break
         self._drain = asyncio.create_task(self._read_rest())
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The end of each child's log: why a child died, in the failure's message."""
+        tails = []
+        for log in sorted((self.data_dir / "logs").glob("*.log")):
+            with contextlib.suppress(OSError):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                tails.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(tails)
 
     async def _read_rest(self) -> None:
         assert self.proc and self.proc.stdout

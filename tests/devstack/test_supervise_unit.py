@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from helios.devstack.procs import free_port, listens
 from helios.devstack.stack import data_dir_lock
 from helios.devstack.supervise import ChildSpec, RestartPolicy, Supervisor
@@ -82,3 +84,45 @@ async def test_a_second_helios_dev_on_the_same_data_dir_is_refused(tmp_path: Pat
     assert not (data / "valkey").exists()
 
 
+
+
+def flaky_listener(tmp: Path, port: int, fails: int) -> ChildSpec:
+    """Exits with 4 on its first `fails` starts (counted in a file), then listens."""
+    code = (f"import pathlib, socket, sys, time; n = pathlib.Path({str(tmp / 'starts')!r}); "
+            "k = int(n.read_text()) if n.exists() else 0; n.write_text(str(k + 1)); "
+            f"k < {fails} and sys.exit(4); "
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)")
+    return ChildSpec("flaky", "service", [sys.executable, "-c", code], tmp / "flaky.log",
+                     port=port, grace_s=2)
+
+
+async def test_a_child_that_dies_while_starting_is_started_again(tmp_path: Path) -> None:
+    sup = Supervisor(RestartPolicy(first_delay_s=0.01, max_crashes=5))
+    port = free_port()
+    try:
+        child = await sup.start(flaky_listener(tmp_path, port, fails=2))
+        assert child.proc and listens(child.proc.pid, port)
+        assert child.state == "running" and len(child.crashes) == 2 and child.last_exit == 4
+    finally:
+        await sup.stop()
+
+
+async def test_a_child_that_never_starts_gives_up_naming_its_log(tmp_path: Path) -> None:
+    sup = Supervisor(RestartPolicy(first_delay_s=0.01, max_crashes=3))
+    try:
+        with pytest.raises(RuntimeError) as failed:
+            await sup.start(flaky_listener(tmp_path, free_port(), fails=99))
+    finally:
+        await sup.stop()
+    assert (tmp_path / "starts").read_text() == "3"
+    assert str(failed.value) == (f"process exited with 4 before listening on "
+                                 f"{sup.children['flaky'].spec.port} (3 attempts); "
+                                 f"see {tmp_path / 'flaky.log'}")
+
+
+def test_free_ports_are_never_handed_out_twice_and_stay_in_the_range(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELIOS_PORT_RANGE", "41000-41300")
+    picks = [free_port() for _ in range(250)]
+    assert len(set(picks)) == 250 and all(41000 <= p < 41300 for p in picks)
