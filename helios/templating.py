@@ -10,7 +10,8 @@ A reference is a dotted path between double braces, spaces (or tabs) inside opti
 Each path segment is letters, digits, `_` or `-`; the first one (the root) starts with a
 letter or `_`. A segment of digits indexes a list. Every `{{` opens a reference: a `{{`
 that does not form one is an error, so a typo never reaches a task unnoticed. A literal
-`{{` is written `{{ "{{" }}` (or `{{ '{{' }}`); `}}` outside a reference is plain text.
+`{{` is written `{{ "{{" }}` (or `{{ '{{' }}`), and a literal `{` right before a reference
+`{{ "{" }}`; `}}` outside a reference is plain text.
 
 Values are turned into text one way, whatever the caller: a string as is; `true`/`false`
 for booleans; integers in decimal; other numbers as JSON writes them (`0.5`, `1e+100`);
@@ -23,7 +24,8 @@ Deferred references and partial renders
 starts with, a deferred path verbatim for a later render (the scheduler renders
 `{{ item }}` and `{{ run.status }}` at run time). Such a render, or one with
 `partial=True`, is partial: its output is again a template. Escapes are kept as written
-and a `{{` inside an inserted value is written as the escape, so the later render gives
+and an inserted value's `{{`, and a `{` it ends with (which would otherwise run into a
+following reference or brace), are written as escapes, so the later render gives
 exactly the value. A render that is not partial is final: its output is plain text.
 
 The API renders a submitted document partially (`helios.dag.references`): a stored
@@ -44,12 +46,13 @@ from dataclasses import dataclass
 
 _SEGMENT = r"[A-Za-z0-9_-]+"
 _ROOT = r"[A-Za-z_][A-Za-z0-9_-]*"
-# One expression inside `{{ }}`: a path, or a quoted `{{` (the escape).
+# One expression inside `{{ }}`: a path, or a quoted `{{` or `{` (the escapes).
 _EXPR = re.compile(
     r"\{\{[ \t]*(?:(?P<path>" + _ROOT + r"(?:\." + _SEGMENT + r")*)"
-    r"|(?P<escape>\"\{\{\"|'\{\{'))[ \t]*\}\}")
+    r"|(?P<escape>\"\{\{?\"|'\{\{?'))[ \t]*\}\}")
 _OPEN = "{{"
 ESCAPE = '{{ "{{" }}'
+BRACE_ESCAPE = '{{ "{" }}'
 MAX_REFERENCES = 10_000  # per string: bounded work whatever the input
 
 
@@ -84,6 +87,10 @@ class _Escape:
     start: int
     end: int
     raw: str
+
+    @property
+    def literal(self) -> str:
+        return self.raw.strip("{} \t")[1:-1]  # what was quoted: `{{` or `{`
 
 
 def _scan(text: str) -> list[Ref | _Escape]:
@@ -177,7 +184,7 @@ def render(text: str, values: Mapping[str, object], *, defer: Collection[str] = 
         out.append(text[pos:item.start])
         pos = item.end
         if isinstance(item, _Escape):
-            out.append(item.raw if partial else _OPEN)
+            out.append(item.raw if partial else item.literal)
         elif is_deferred(item.path, defer):
             out.append(item.raw)
         else:
@@ -187,9 +194,16 @@ def render(text: str, values: Mapping[str, object], *, defer: Collection[str] = 
                 raise TemplateError(f"unknown reference {item.dotted!r}"
                                     f"{_known_hint(values, item.path)}", item.start) from None
             value_text = to_text(value)
-            out.append(value_text.replace(_OPEN, ESCAPE) if partial else value_text)
+            out.append(_escaped(value_text) if partial else value_text)
     out.append(text[pos:])
     return "".join(out)
+
+
+def _escaped(value_text: str) -> str:
+    """A value as a later render reads it back unchanged: its `{{` as the escape, and a
+    `{` it ends with too, since the template may go on with `{` or a reference."""
+    text = value_text.replace(_OPEN, ESCAPE)
+    return text[:-1] + BRACE_ESCAPE if text.endswith("{") else text
 
 
 def check(text: str, known: Collection[str], *, defer: Collection[str] = ()) -> list[str]:

@@ -78,6 +78,22 @@ def test_partial_render_escapes_braces_in_values() -> None:
     assert render(once, {}) == "x{{ run.id }}{{ {{"  # the value exactly, then the literal
 
 
+@pytest.mark.parametrize("value", ["a{", "{", "{{{", "x{{", "}{", "{a}{"])
+@pytest.mark.parametrize("after", ["{{ item }}", "{abc", "{{ '{{' }}", "", "{{ \"{\" }}{{ item }}"])
+def test_a_value_ending_in_a_brace_never_runs_into_what_follows(value: str, after: str) -> None:
+    once = render("{{ params.v }}" + after, {"params": {"v": value}}, defer=("item",))
+    final = render(once, {"item": "I"})
+    expected_after = render(after, {"item": "I"})
+    assert final == value + expected_after
+
+
+def test_a_literal_brace_before_a_reference_is_the_brace_escape() -> None:
+    assert render('{{ "{" }}{{ params.model }}}', VALUES) == "{als}"
+    assert render("{{'{'}}", VALUES) == "{"
+    with pytest.raises(TemplateError):
+        render("{{{ params.model }}", VALUES)
+
+
 def test_defer_matches_whole_segments() -> None:
     # `items` is not under `item`; `run.statusCode` is not `run.status`.
     with pytest.raises(TemplateError, match="unknown reference 'items'"):
