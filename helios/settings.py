@@ -173,6 +173,10 @@ class FiringSettings(_Env):
     objects_page: int = Field(1000, ge=1, le=1000, description="Keys per S3 listing request.")
     objects_max_per_poll: int = Field(
         100_000, ge=1, description="Keys one trigger looks at per poll (the rest next poll).")
+    objects_clock_skew_s: float = Field(
+        5.0, ge=1.0, description="An object written up to this long before its trigger was "
+        "created still counts as new (the object store's clock, and its one-second "
+        "timestamps, may lag ours).")
     lease_ttl_s: float = Field(
         10.0, gt=0, description="Another api instance takes the firing loops over this long "
         "after the one running them died.")

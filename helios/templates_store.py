@@ -13,6 +13,10 @@ Layout (keys in `helios.keys`; owner: the api):
 
 A PUT of the document the latest version already holds adds no version (a PUT is safe to
 repeat). Everything changes in one Lua script: no reader sees half a version.
+
+Bounded: at most MAX_TEMPLATES names (a new one beyond is refused) and the newest
+MAX_VERSIONS versions of each (storing one more drops the oldest; runs keep their own
+copy of what they ran, so no run loses its definition).
 """
 
 from __future__ import annotations
@@ -28,16 +32,30 @@ import redis.asyncio as aioredis
 from helios import keys
 
 MAX_LIST = 1000
+MAX_TEMPLATES = 10_000
+MAX_VERSIONS = 1000
+
+
+class TooManyTemplates(Exception):
+    """A new name would exceed MAX_TEMPLATES."""
 
 _PUT = """
 local meta, versions, index, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local name, digest, record, now, dag_name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local max_templates, max_versions = tonumber(ARGV[6]), tonumber(ARGV[7])
 local latest = redis.call('HGET', meta, 'latest')
 if latest and redis.call('HGET', meta, 'digest') == digest then
   return {tonumber(latest), 0}
 end
+if not latest and redis.call('ZCARD', index) >= max_templates then
+  return {-1, 0}
+end
 local v = redis.call('HINCRBY', seq, name, 1)
 redis.call('HSET', versions, tostring(v), record)
+local old = v - max_versions
+if old > 0 and redis.call('HDEL', versions, tostring(old)) == 1 then
+  redis.call('HDEL', meta, 'at:' .. old)
+end
 if not latest then redis.call('HSET', meta, 'createdAt', now) end
 redis.call('HSET', meta, 'latest', v, 'digest', digest, 'updatedAt', now,
            'dagName', dag_name, 'at:' .. v, now)
@@ -78,7 +96,8 @@ def digest(document: bytes) -> str:
 async def put_version(redis: aioredis.Redis, name: str, document: bytes, dag_name: str
                       ) -> tuple[int, bool]:
     """Store `document` (validated, canonical JSON) as the next version of `name`;
-    (version, True), or (latest, False) when the latest version holds the same document."""
+    (version, True), or (latest, False) when the latest version holds the same document.
+    Raises TooManyTemplates when `name` is new and MAX_TEMPLATES names exist."""
     doc_digest = digest(document)
     now = time.time()
     params = orjson.loads(document).get("params") or []
@@ -88,7 +107,9 @@ async def put_version(redis: aioredis.Redis, name: str, document: bytes, dag_nam
     version, created = await script(
         keys=[keys.template(name), keys.template_versions(name), keys.TEMPLATES,
               keys.TEMPLATES_SEQ],
-        args=[name, doc_digest, record, repr(now), dag_name])
+        args=[name, doc_digest, record, repr(now), dag_name, MAX_TEMPLATES, MAX_VERSIONS])
+    if int(version) < 0:
+        raise TooManyTemplates(f"there are {MAX_TEMPLATES} stored DAGs already: delete some")
     return int(version), bool(int(created))
 
 

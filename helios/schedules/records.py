@@ -173,6 +173,10 @@ class ObjectSource(_Body):
     bucket: str | None = Field(None, min_length=3, max_length=63,
                                pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
                                description="Default: the artifacts bucket.")
+    existing: bool = Field(False, description=(
+        "Also start runs for the objects already under the prefix when the trigger is "
+        "created. Default: only objects written from then on (within a few seconds of "
+        "clock skew between the API and the object store) start runs."))
 
 
 class SuccessSource(_Body):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import zlib
 from typing import cast
@@ -21,6 +20,7 @@ from services.api.context import ctx
 from services.api.launch import busy, invalid, launch, param_query
 from services.api.parsing import PARSER, ParserBusy
 from services.api.problems import Problem
+from services.api.queries import int_query
 from services.api.runs import check_dag_id, load_dag, run_status
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ BODY_IDLE_S = 5.0
 BODY_DEADLINE_S = 20.0
 JSON_TYPES = ("application/json", "")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _decompress(data: bytes, encoding: str) -> bytearray:
@@ -118,19 +117,6 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(await run_status(request, request.match_info["dag_id"]))
 
 
-def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    # ASCII digits only: int() would also take "+5", " 5", "1_0" and non-ASCII digits.
-    if not _INTEGER.fullmatch(raw):
-        raise Problem(400, "Bad Request", f"query parameter {name!r} must be an integer")
-    value = int(raw)
-    if not lo <= value <= hi:
-        raise Problem(400, "Bad Request", f"query parameter {name!r} must be in {lo}..{hi}")
-    return value
-
-
 async def logs(request: web.Request) -> web.StreamResponse:
     c = ctx(request)
     dag_id, task = request.match_info["dag_id"], request.match_info["task"]
@@ -139,8 +125,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     if task not in dag.by_name and (inst is None or dag.by_name.get(inst[0]) is None
                                     or dag.task(inst[0]).for_each is None):
         raise Problem(404, "Not Found", f"run {dag_id} has no task {task!r}")
-    offset = _int_query(request, "offset", 0, 0, 10**9)
-    limit = _int_query(request, "limit", 10_000, 1, 100_000)
+    offset = int_query(request, "offset", 0, 0, 10**9)
+    limit = int_query(request, "limit", 10_000, 1, 100_000)
     lines = await tasklogs.read_lines(c.redis, dag_id, task, offset, offset + limit - 1)
     if "text/plain" in request.headers.get("Accept", ""):
         return web.Response(text="".join(f"{line}\n" for line in lines))

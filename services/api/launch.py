@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import nats.errors
+import orjson
 from aiohttp import web
 from redis.exceptions import WatchError
 
@@ -185,4 +186,8 @@ async def _existing(c: ApiContext, dag_id: str) -> LaunchResult | None:
     if started is None:  # perhaps never published: a repeat is harmless, a loss is not
         await _publish(c, Submission(dag_id=dag_id, dag_name=name, use_cache=use_cache,
                                      submitted_at=float(submitted)))
-    return LaunchResult(dag_id, name, use_cache, int(count or 0), False)
+    # The repeat answers what the first answer said, the run's parameter values included.
+    stored_params = await c.redis.hget(keys.submission(dag_id), "params")
+    params = orjson.loads(stored_params) if stored_params else {}
+    return LaunchResult(dag_id, name, use_cache, int(count or 0), False,
+                        params if isinstance(params, dict) else {})

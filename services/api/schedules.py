@@ -34,7 +34,6 @@ from services.api.firing import store
 from services.api.firing.bodies import (
     check_run_params,
     id_of,
-    int_query,
     json_body,
     name_of,
     no_body,
@@ -44,6 +43,7 @@ from services.api.firing.bodies import (
 from services.api.firing.loops import FIRING
 from services.api.parsing import PARSER
 from services.api.problems import Problem
+from services.api.queries import int_query
 
 MAX_ACTIVE_BACKFILLS = 100
 
@@ -140,10 +140,10 @@ async def resume(request: web.Request) -> web.Response:
 async def list_schedules(request: web.Request) -> web.Response:
     c = ctx(request)
     count = int_query(request, "next", 3, 0, 100)
-    out = []
-    for record in await store.all_schedules(c.redis):
-        out.append(schedule_view(record, await store.get_state(c.redis, record.template), count))
-    return web.json_response({"schedules": out})
+    records = await store.all_schedules(c.redis)
+    states = await store.get_states(c.redis, [r.template for r in records])
+    return web.json_response({"schedules": [
+        schedule_view(record, state, count) for record, state in zip(records, states, strict=True)]})
 
 
 # -- backfills ----------------------------------------------------------------------
@@ -211,8 +211,7 @@ async def list_backfills(request: web.Request) -> web.Response:
     c = ctx(request)
     limit = int_query(request, "limit", 20, 1, 100)
     out = []
-    for backfill_id in await store.recent_backfills(c.redis, limit):
-        b = await store.get_backfill(c.redis, backfill_id)
+    for b in await store.get_backfills(c.redis, await store.recent_backfills(c.redis, limit)):
         if b is not None:
             view = backfill_view(b.spec, b.items, b.state, b.ended_at)
             view.pop("runs")

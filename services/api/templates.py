@@ -85,8 +85,11 @@ async def put_template(request: web.Request) -> web.Response:
         raise invalid(exc) from None
     except ParserBusy:
         raise busy() from None
-    version, created = await templates_store.put_version(c.redis, name, parsed.document,
-                                                         parsed.dag_name)
+    try:
+        version, created = await templates_store.put_version(c.redis, name, parsed.document,
+                                                             parsed.dag_name)
+    except templates_store.TooManyTemplates as exc:
+        raise Problem(409, "Conflict", str(exc)) from None
     return web.json_response(
         {"name": name, "version": version, "created": created, "dagName": parsed.dag_name},
         status=201 if created else 200,

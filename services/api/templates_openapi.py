@@ -124,6 +124,7 @@ PATHS: dict[str, Any] = {
                                        "TemplateStored"),
                           "400": _INVALID, "404": _problem("Not a valid name"),
                           "408": _problem("The body stalled"),
+                          "409": _problem("A new name, and 10,000 stored DAGs exist already"),
                           "415": _problem("Unsupported content type or encoding"),
                           "503": _UNAVAILABLE},
         },

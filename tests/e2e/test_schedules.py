@@ -75,7 +75,8 @@ def with_param(document: dict[str, Any], *names: str) -> dict[str, Any]:
 
 async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp.ClientSession
                                                ) -> None:
-    fast = FiringSettings(tick_s=0.2, objects_poll_s=0.3, lease_ttl_s=5.0)
+    fast = FiringSettings(tick_s=0.2, objects_poll_s=0.3, lease_ttl_s=5.0,
+                          objects_clock_skew_s=1.0)
     settings = settings.model_copy(update={"firing": fast})
     prefix = f"incoming-{uuid.uuid4().hex[:8]}/"
     redis = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
@@ -110,6 +111,16 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             "params": {"key": "{{ trigger.nope }}"}})
         assert status == 400 and "trigger.nope" in body["detail"], body
 
+        # Objects there before a trigger start runs only where it says `existing: true`.
+        backlog = f"backlog-{uuid.uuid4().hex[:8]}/"
+        for key in (f"{prefix}old", f"{backlog}old"):
+            await s3.put_object(Bucket=settings.s3.bucket, Key=key, Body=b"old")
+        await asyncio.sleep(2.5)  # beyond the clock skew allowed (1 s here)
+        status, body = await call(http, "PUT", f"{api}/triggers/backlog", json={
+            "template": "hook", "source": {"kind": "objects", "prefix": backlog, "existing": True},
+            "params": {"who": "{{ trigger.key }}"}})
+        assert status == 201, body
+
         # Triggers first: every ingest run (object or not) chains a report run.
         status, body = await call(http, "PUT", f"{api}/triggers/incoming", json={
             "template": "ingest", "source": {"kind": "objects", "prefix": prefix},
@@ -138,6 +149,7 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
         status, again = await call(http, "POST", f"{api}/templates/hook/trigger",
                                    json={"who": "webhook"}, headers=headers)
         assert status == 200 and again["dagId"] == first["dagId"], again
+        assert again["params"] == first["params"] == {"who": "webhook"}, again  # same answer
         status, body = await call(http, "POST", f"{api}/templates/hook/trigger", json={"x": 1})
         assert status == 400 and "x" in json.dumps(body), body
         hooked = await wait_run(http, stack.api_url, first["dagId"])
@@ -203,7 +215,11 @@ async def test_schedules_backfill_and_triggers(settings: Settings, http: aiohttp
             etags[n] = head["ETag"].strip('"')
         expected = {ids.object_run("incoming", settings.s3.bucket, f"{prefix}obj{n}", etags[n])
                     for n in range(1, 5)}
-        assert set(ingest) == expected
+        assert set(ingest) == expected  # and not `old`, there before the trigger
+        head = await s3.head_object(Bucket=settings.s3.bucket, Key=f"{backlog}old")
+        backlog_run = ids.object_run("backlog", settings.s3.bucket, f"{backlog}old",
+                                     head["ETag"].strip('"'))
+        assert backlog_run in await runs_named(redis, "hook")
         run_of_obj2 = ids.object_run("incoming", settings.s3.bucket, f"{prefix}obj2", etags[2])
         await wait_run(http, stack.api_url, run_of_obj2)
         assert f"got {prefix}obj2 etag:{etags[2]}" in await task_logs(

@@ -4,7 +4,9 @@ Every check schemathesis has (`--checks all`): no 5xx, every response conforms t
 document (status, content type, headers, body schema), a request valid by the schema is
 never rejected (positive_data_acceptance), an invalid one always is
 (negative_data_rejection), 405 with Allow for undocumented methods, 401 without the
-token. The longer run (10,000+ requests) is `python -m bench.api_fuzz`.
+token. Response times are not judged here beyond a hang (its 10 s default failed the
+test at load 13: a test must not fail because the machine is busy); the bench reports
+them. The longer run (10,000+ requests) is `python -m bench.api_fuzz`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ async def api(settings: Settings) -> AsyncIterator[Stack]:
 async def test_schemathesis_finds_nothing(api: Stack, tmp_path: Path) -> None:
     token = None if api.settings.auth.disabled else WRITE_TOKEN
     figures = await run_schemathesis(api.api_url, token, max_time_s=MAX_TIME_S, seed=SEED,
-                                     report_dir=tmp_path, max_examples=200)
+                                     report_dir=tmp_path, max_examples=200,
+                                     extra=["--max-response-time", "60"])
     output = next(tmp_path.glob("st-*.out")).read_text(errors="replace")
     print(figures.report())
     assert not figures.failures, (figures.failures, figures.examples, output[-6000:])

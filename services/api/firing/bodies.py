@@ -103,12 +103,3 @@ async def check_run_params(parser: ParserPool, stored: Stored, params: dict[str,
 
 def declared_names(stored: Stored) -> set[str]:
     return {str(p.get("name")) for p in stored.params if isinstance(p, dict)}
-
-
-def int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,6}", raw) or not lo <= int(raw) <= hi:
-        raise Problem(400, "Bad Request", f"query parameter {name!r} must be an integer in {lo}..{hi}")
-    return int(raw)

@@ -1,4 +1,6 @@
 """Object triggers: list a prefix, start one run per object version not seen before.
+Objects already there when the trigger was created are recorded without a run, unless
+the trigger says `existing: true`.
 
 Each run gets `{{ trigger.key }}`, `.bucket`, `.etag`, `.size`, `.lastModified`, `.sha256`
 (from the object's metadata, as Helios's uploads write it; else empty) and `.digest`
@@ -54,11 +56,24 @@ async def poll(f: FiringContext, trigger: TriggerRecord, source: ObjectSource) -
             etag = str(obj.get("ETag", "")).strip('"')
             if known == etag:
                 continue
+            if known is None and not source.existing and _before(
+                    obj, trigger.created_at, f.settings.objects_clock_skew_s):
+                # There before the trigger: not a new object. Recorded, so that a later
+                # upload of other bytes under this key is one.
+                await store.mark_seen(f.c.redis, trigger.name, str(obj["Key"]), etag)
+                continue
             started += await _fire(f, trigger, bucket, obj, etag, fields)
         token = page.get("NextContinuationToken")
         if not page.get("IsTruncated") or not token:
             break
     return started
+
+
+def _before(obj: dict[str, Any], created_at: float, skew_s: float) -> bool:
+    """Written before `created_at`, by more than the clocks may disagree (an object near
+    the line counts as new: firing once too often beats missing one)."""
+    modified = obj.get("LastModified")
+    return isinstance(modified, datetime) and modified.timestamp() < created_at - skew_s
 
 
 async def _sha256(f: FiringContext, bucket: str, key: str) -> str:

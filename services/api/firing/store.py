@@ -94,6 +94,19 @@ async def delete_schedule(redis: aioredis.Redis, template: str) -> bool:
 
 async def get_state(redis: aioredis.Redis, template: str) -> ScheduleState:
     raw = cast("dict[str, str]", await redis.hgetall(keys.schedule_state(template)))
+    return _state(template, raw)
+
+
+async def get_states(redis: aioredis.Redis, templates: list[str]) -> list[ScheduleState]:
+    """The states of several schedules in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for template in templates:
+            pipe.hgetall(keys.schedule_state(template))
+        raws = await pipe.execute()
+    return [_state(t, raw) for t, raw in zip(templates, raws, strict=True)]
+
+
+def _state(template: str, raw: dict[str, str]) -> ScheduleState:
     try:
         return ScheduleState(
             cursor=float(raw.get("cursor") or time.time()),
@@ -188,6 +201,20 @@ class StoredBackfill:
 
 async def get_backfill(redis: aioredis.Redis, backfill_id: str) -> StoredBackfill | None:
     raw = cast("dict[str, str]", await redis.hgetall(keys.backfill(backfill_id)))
+    return _backfill(backfill_id, raw)
+
+
+async def get_backfills(redis: aioredis.Redis, backfill_ids: list[str]
+                        ) -> list[StoredBackfill | None]:
+    """Several backfills in one round trip (None where one is gone)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for backfill_id in backfill_ids:
+            pipe.hgetall(keys.backfill(backfill_id))
+        raws = await pipe.execute()
+    return [_backfill(b, raw) for b, raw in zip(backfill_ids, raws, strict=True)]
+
+
+def _backfill(backfill_id: str, raw: dict[str, str]) -> StoredBackfill | None:
     if not raw.get("spec"):
         return None
     where = keys.backfill(backfill_id)
