@@ -76,9 +76,9 @@ def test_enum_and_pattern() -> None:
 def test_pattern_runs_in_linear_time() -> None:
     # Catastrophic for a backtracking engine; the Rust engine answers at once.
     evil = spec(name="p", pattern="(a+)+b")
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not stretch it
     assert problems([evil], {"p": "a" * 50_000 + "c"})
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 @pytest.mark.parametrize("fields,message", [
