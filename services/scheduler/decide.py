@@ -17,6 +17,8 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+import orjson
+
 from helios.dag.conditions import ConditionError, evaluate, references, task_value
 from helios.dag.model import Task
 from helios.messages import TaskReport
@@ -190,14 +192,47 @@ def _launch(ev: _Eval, policy: Policy, ready: list[str]) -> None:
             budget -= 1
 
 
+class NeedResults(Exception):
+    """A condition reads the result of forEach tasks whose instances' results this view
+    does not hold: load the run again with them (`RunStore.load(results_of=...)`)."""
+
+    def __init__(self, tasks: frozenset[str]):
+        super().__init__(f"instance results of {sorted(tasks)} not loaded")
+        self.tasks = tasks
+
+
+# A forEach task's `result` is its instances' results as one list; past this size (as
+# JSON) a condition may not read it: it fails, saying so.
+MAX_MAPPED_RESULTS_BYTES = 4 * 1024 * 1024
+
+
+def mapped_result(view: RunView, name: str) -> list[Any]:
+    """The results of forEach task `name`'s instances, in index order (null where one
+    wrote none). Raises NeedResults when they are not all in the view."""
+    instances = [view.tasks[instance_name(name, i)] for i in range(len(view.items[name]))]
+    if not all(tv.result_known for tv in instances):
+        if name in view.results_read:  # read back already: cannot happen, never loop
+            raise ConditionError(f"the results of {name!r}'s instances are not available")
+        raise NeedResults(frozenset({name}))
+    results = [tv.result for tv in instances]
+    size = sum(len(orjson.dumps(r)) for r in results)
+    if size > MAX_MAPPED_RESULTS_BYTES:
+        raise ConditionError(f"the results of {name!r}'s {len(results)} instances hold {size}"
+                             f" bytes, more than a condition may read ({MAX_MAPPED_RESULTS_BYTES})")
+    return results
+
+
 def condition_context(view: RunView, when: str) -> dict[str, Any]:
     """What a `when` condition sees: the run's params, the tasks it names, and (exit
-    handlers) the run's status so far and its failed tasks."""
+    handlers) the run's status so far and its failed tasks. A forEach task's `result` is
+    the list of its instances' results."""
     refs = references(when)
     tasks = {}
     for name in refs.tasks:
         tv = view.tasks.get(name, TaskView())
-        tasks[name] = task_value(tv.state.value, tv.exit_code, tv.result)
+        result = mapped_result(view, name) if name in view.items and "result" in when \
+            else tv.result
+        tasks[name] = task_value(tv.state.value, tv.exit_code, result)
     context: dict[str, Any] = {"params": dict(view.params), "tasks": tasks}
     if refs.run:
         context["run"] = run_values(view)["run"]
@@ -257,7 +292,7 @@ def on_report(view: RunView, report: TaskReport, policy: Policy, *, adopt: bool 
         if tv.state == T.QUEUED:
             ev.move(report.task, T.RUNNING, tv.attempt, **detail)
         return ev.plan
-    tv.exit_code, tv.result = report.exit_code, report.result
+    tv.exit_code, tv.result, tv.result_known = report.exit_code, report.result, True
     if report.phase == "succeeded":
         ev.move(report.task, T.SUCCEEDED, tv.attempt, **detail)
     elif report.reason == EXECUTOR_LOST and tv.lost < policy.lost_attempts_max:

@@ -136,12 +136,24 @@ class Engine:
 
     async def _evaluate(self, dag_id: str, items: list[Command | TaskReport],
                         adopt: set[int]) -> None:
+        try:
+            await self._evaluate_with(dag_id, items, adopt)
+        except decide.NeedResults as need:
+            # Nothing was stored: decide again on a view that holds those results.
+            log.info("reading back the instance results a condition needs",
+                     extra=log_fields(dagId=dag_id, tasks=sorted(need.tasks)))
+            self.store.forget(dag_id)
+            await self._evaluate_with(dag_id, items, adopt, need.tasks)
+
+    async def _evaluate_with(self, dag_id: str, items: list[Command | TaskReport],
+                             adopt: set[int], results_of: frozenset[str] = frozenset()
+                             ) -> None:
         leftover = await self.store.pending_effects(dag_id)
         if leftover:
             log.warning("sending the effects of an interrupted evaluation",
                         extra=log_fields(dagId=dag_id))
             await self._send(dag_id, leftover)
-        view, run = await self._load(dag_id)
+        view, run = await self._load(dag_id, results_of)
         plan = Plan()
         run_changes: list[RunState] = []
         outputs: dict[str, list[OutputArtifact]] = {}
@@ -205,10 +217,11 @@ class Engine:
         await self._send(dag_id, effects, reports, {d.job_name: d for d in dispatches})
         await memoizing.remember(self.memo, self.store, dag_id, dag_name, view, plan, outputs)
 
-    async def _load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
+    async def _load(self, dag_id: str, results_of: frozenset[str] = frozenset()
+                    ) -> tuple[RunView, dict[str, str]]:
         """The run's state, with each task's count of lost attempts read back from its
         stored detail (only tasks past their first attempt can have any)."""
-        view, run = await self.store.load(dag_id)
+        view, run = await self.store.load(dag_id, results_of)
         if not view.lost_known:
             names = [n for n, t in view.tasks.items() if t.attempt > 1]
             if names:

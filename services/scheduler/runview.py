@@ -30,6 +30,7 @@ class TaskView:
     lost: int = 0  # attempts of this task lost with their executor (they spend no retries)
     exit_code: int | None = None  # of the last attempt (read by `when` conditions)
     result: Any = None  # the JSON value the last attempt wrote to /artifacts/.result
+    result_known: bool = False  # `result` was read back or reported (None may be "unread")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class RunView:
     lost_known: bool = False  # `TaskView.lost` was read back (the engine fills it in)
     items: dict[str, list[Any]] = field(default_factory=dict)  # expanded forEach tasks
     params: dict[str, Any] = field(default_factory=dict)  # the run's parameter values
+    # forEach tasks whose instances' results were read back with this view (see extras).
+    results_read: frozenset[str] = frozenset()
     counts: Counter[TaskState] = field(default_factory=Counter)
     maps: dict[str, MapIndex] = field(default_factory=dict)
     _indexed: bool = False

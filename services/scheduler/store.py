@@ -38,17 +38,19 @@ class RunStore:
             raise UnknownRun(dag_id)
         return dag
 
-    async def load(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
-        """The run's current state, and its run hash (dagName, useCache, ...).
+    async def load(self, dag_id: str, results_of: frozenset[str] = frozenset()
+                   ) -> tuple[RunView, dict[str, str]]:
+        """The run's current state, and its run hash (dagName, useCache, ...); with
+        `results_of`, read afresh with those forEach tasks' instance results.
 
         The scheduler is the only writer of task states, so the state it stored last is
         kept in memory and handed out again; `forget()` drops it whenever an evaluation
         fails part-way, and the next load re-reads Redis."""
         cached = self._views.get(dag_id)
-        if cached is not None:
+        if cached is not None and not results_of:
             self._views.move_to_end(dag_id)
             return cached
-        view_run = await self._read(dag_id)
+        view_run = await self._read(dag_id, results_of)
         self._views[dag_id] = view_run
         if len(self._views) > self._dag_cache_size:
             self._views.popitem(last=False)
@@ -57,7 +59,8 @@ class RunStore:
     def forget(self, dag_id: str) -> None:
         self._views.pop(dag_id, None)
 
-    async def _read(self, dag_id: str) -> tuple[RunView, dict[str, str]]:
+    async def _read(self, dag_id: str, results_of: frozenset[str] = frozenset()
+                    ) -> tuple[RunView, dict[str, str]]:
         dag = await self.dag(dag_id)
         items = await read_items(self.redis, dag_id, dag)  # forEach tasks' instances
         names = entry_names(dag, items)
@@ -77,7 +80,7 @@ class RunStore:
         state = RunState(run["state"]) if run.get("state") else RunState.RUNNING
         view = RunView(dag, state, tasks, int(run.get("generation", 0)), "startedAt" in run,
                        items=items)
-        await load_extras(self.redis, dag_id, view)
+        await load_extras(self.redis, dag_id, view, results_of)
         return view, run
 
     async def outputs_of(self, dag_id: str, tasks: set[str]) -> dict[str, dict[str, OutputArtifact]]:

@@ -5,7 +5,7 @@ list two at a time, and its shard 3 fails on its first attempt; `merge` fans the
 outputs in; `publish` is skipped by its condition (and `announce` after it); `cleanup`
 runs after the failure (trigger all_done); the exit handler `report` sees the failure.
 `per-env` maps over a list parameter. `POST /retry` then re-runs only `process[3]`, and
-the run succeeds.
+the run succeeds, and `audit`'s condition reads the map's result (the instances' results).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ DAG: dict[str, Any] = {
          "outputs": ["shards.json"]},
         # $1 is the shard id, $2 its rows (rendered per instance, passed as argv).
         sh("process", 'test "$1" != 3 || test "$HELIOS_ATTEMPT" -ge 2 || exit 4;'
-                      ' sleep 0.3; echo "shard $1 rows $2" > /artifacts/part.txt',
+                      ' sleep 0.3; echo "shard $1 rows $2" > /artifacts/part.txt;'
+                      ' echo "{\\"rows\\": $2}" > /artifacts/.result',
            args=["process", "{{ item.id }}", "{{ item.rows }}"],
            forEach={"fromTask": "list-shards", "artifact": "shards.json"}, maxParallel=2,
            outputs=["part.txt"]),
@@ -39,6 +40,9 @@ DAG: dict[str, Any] = {
            when="tasks['list-shards'].result.count > 100"),
         sh("announce", "echo announced", depends_on=["publish"]),
         sh("cleanup", "echo cleaned up", depends_on=["process"], trigger="all_done"),
+        # A map's result: its instances' results, in index order.
+        sh("audit", "echo audited", depends_on=["process"],
+           when="size(tasks.process.result) == 5 && tasks.process.result[4].rows == 40"),
         # A map over a list parameter, gated by a condition on the parameters.
         sh("per-env", 'echo "env $1"', args=["per-env", "{{ item }}"],
            forEach="{{ params.envs }}", when="size(params.envs) == 2 && !params.dry"),
@@ -86,6 +90,7 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
 
     assert tasks["merge"]["state"] == "UPSTREAM_FAILED"
     assert tasks["cleanup"]["state"] == "SUCCEEDED"  # all_done: after the failure
+    assert tasks["audit"]["state"] == "UPSTREAM_FAILED"
     assert tasks["per-env"]["state"] == "SUCCEEDED" and tasks["per-env"]["instances"] == 2
     assert "env prod" in await task_logs(http, api, dag_id, quote("per-env[1]"))
     assert (tasks["publish"]["state"], tasks["publish"]["reason"]) == ("UPSTREAM_FAILED",
@@ -95,6 +100,9 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
     instance_logs = await task_logs(http, api, dag_id, quote("process[1]"))
     assert any("Uploaded part.txt" in line or "part.txt" in line for line in instance_logs)
 
+    # A restarted scheduler holds no instance results in memory: `audit` makes it read
+    # them back (decide.NeedResults).
+    await stack.restart("scheduler")
     # Retry: only the failed instance runs again; the skipped branch and the exit handler
     # follow; the run succeeds.
     async with http.post(f"{api}/api/v1/dags/{dag_id}/retry") as resp:
@@ -105,6 +113,8 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
     assert tasks["process[3]"]["attempts"] == 2
     assert {tasks[f"process[{i}]"]["attempts"] for i in (0, 1, 2, 4)} == {1}
     assert tasks["cleanup"]["attempts"] == 1  # it had run: not a failure to retry
+    assert tasks["audit"]["state"] == "SUCCEEDED", tasks["audit"]
+    assert tasks["process[4]"]["result"] == {"rows": 40}
     merged = await task_logs(http, api, dag_id, "merge")
     assert [line for line in merged if line.startswith("shard")] == [
         f"shard {i} rows {10 * i}" for i in range(5)]

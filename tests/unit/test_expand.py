@@ -203,3 +203,54 @@ async def test_an_item_without_the_referenced_field_fails_its_instance_once() ->
     assert view.tasks["each[1]"].state is T.FAILED  # no retry: it would fail the same way
     failed = next(t for t in plan.transitions if t.task == "each[1]")
     assert failed.detail["reason"] == "TemplateError" and "item.a" in failed.detail["message"]
+
+
+def results_report(view: RunView, name: str, result: Any) -> decide.Plan:
+    return decide.on_report(view, TaskReport(
+        dag_id="r", task=name, attempt=view.tasks[name].attempt, phase="succeeded", at=0.0,
+        exit_code=0, result=result), POLICY)
+
+
+GATED = dag(task("score", forEach=[1, 2, 3], command=["s", "{{ item }}"]),
+            task("ship", "score", when="tasks.score.result.all(r, r == null || r.ok)"),
+            task("count", "score", when="tasks.score.state == 'SUCCEEDED'"))
+
+
+def test_a_maps_result_is_its_instances_results_in_order() -> None:
+    view = start(GATED)
+    results_report(view, "score[1]", {"ok": True})
+    results_report(view, "score[0]", None)  # wrote none: null in the list
+    results_report(view, "score[2]", {"ok": True})
+    assert view.tasks["ship"].state is T.QUEUED and view.tasks["count"].state is T.QUEUED
+    assert decide.mapped_result(view, "score") == [None, {"ok": True}, {"ok": True}]
+
+
+def test_results_the_view_does_not_hold_are_asked_for_once() -> None:
+    view = start(GATED)
+    results_report(view, "score[0]", {"ok": True})
+    results_report(view, "score[1]", {"ok": False})
+    view.tasks["score[0]"].result_known = False  # as after a scheduler restart
+    with pytest.raises(decide.NeedResults) as need:
+        results_report(view, "score[2]", {"ok": True})
+    assert need.value.tasks == {"score"}
+
+    # Read back (as RunStore.load(results_of=...) does), the decision goes through.
+    view = start(GATED)
+    for i, ok in enumerate((True, False)):
+        results_report(view, f"score[{i}]", {"ok": ok})
+    view.results_read = frozenset({"score"})
+    results_report(view, "score[2]", {"ok": True})
+    assert (view.tasks["ship"].state, view.tasks["count"].state) == (T.SKIPPED, T.QUEUED)
+
+
+def test_a_maps_result_past_the_size_bound_fails_the_condition(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decide, "MAX_MAPPED_RESULTS_BYTES", 30)
+    view = start(GATED)
+    for i in range(2):
+        results_report(view, f"score[{i}]", {"ok": True, "pad": "x" * 10})
+    plan = results_report(view, "score[2]", {"ok": True, "pad": "x" * 10})
+    ship = next(t for t in plan.transitions if t.task == "ship")
+    assert (ship.state, ship.detail["reason"]) == (T.FAILED, "ConditionError")
+    assert ship.detail["message"].endswith("more than a condition may read (30)")
+    assert view.tasks["count"].state is T.QUEUED  # its condition reads no result
