@@ -108,6 +108,28 @@ def decode_run(dag_id: str, raw: Mapping[str, str], tasks: dict[str, TaskRecord]
         raise RecordError(f"{keys.run(dag_id)}: {exc}") from exc
 
 
+class RunHead(_Record):
+    """What cancel, retry and the live feed decide on: the run's state and generation."""
+
+    state: RunState
+    generation: int
+
+
+async def read_head(redis: aioredis.Redis, dag_id: str) -> RunHead | None:
+    """The run's state and generation in one round trip; None when there is no run."""
+    state, generation = await redis.hmget(keys.run(dag_id), ["state", "generation"])
+    if state is None:
+        return None
+    try:
+        return RunHead(state=RunState(_text(state)), generation=int(_text(generation or "0")))
+    except ValueError as exc:
+        raise RecordError(f"{keys.run(dag_id)}: {exc}") from exc
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def run_exists(redis: aioredis.Redis, dag_id: str) -> bool:
     """False once retention deleted the run (or it never existed)."""
     return bool(await redis.exists(keys.run(dag_id)))

@@ -6,15 +6,15 @@ import asyncio
 import logging
 import time
 import zlib
-from typing import cast
 
 from aiohttp import web
 
-from helios import keys, subjects, tasklogs
+from helios import subjects, tasklogs
 from helios.bus import publish
 from helios.dag.parse import MAX_DOCUMENT_BYTES, DagError
 from helios.instances import parse_instance
 from helios.messages import CancelRequest, RetryRequest
+from helios.runs_view import read_head
 from helios.states import RunState
 from services.api.context import ctx
 from services.api.launch import busy, invalid, launch, param_query
@@ -142,14 +142,12 @@ async def cancel(request: web.Request) -> web.Response:
     c = ctx(request)
     dag_id = check_dag_id(request.match_info["dag_id"])
     await load_dag(request, dag_id)
-    # The client decodes responses: these are str (the stubs also allow bytes).
-    state, generation = cast("list[str | None]", await c.redis.hmget(
-        keys.run(dag_id), "state", "generation"))
-    if state and RunState(state).terminal:
-        raise Problem(409, "Conflict", f"run {dag_id} already ended ({state})")
+    head = await read_head(c.redis, dag_id)
+    if head is not None and head.state.terminal:
+        raise Problem(409, "Conflict", f"run {dag_id} already ended ({head.state.value})")
     # One cancel per generation: a retried run can be cancelled again.
     await publish(c.js, subjects.cancel(dag_id), CancelRequest(
-        dag_id=dag_id, requested_at=time.time(), generation=int(generation or 0),
+        dag_id=dag_id, requested_at=time.time(), generation=head.generation if head else 0,
     ), timeout=c.settings.nats.request_timeout_s)
     return web.json_response({"dagId": dag_id, "status": "CANCELLING"}, status=202)
 
@@ -158,14 +156,13 @@ async def retry(request: web.Request) -> web.Response:
     c = ctx(request)
     dag_id = check_dag_id(request.match_info["dag_id"])
     await load_dag(request, dag_id)
-    state = await c.redis.hget(keys.run(dag_id), "state")
-    if state in (None, RunState.RUNNING.value):
+    head = await read_head(c.redis, dag_id)
+    if head is None or head.state is RunState.RUNNING:
         raise Problem(409, "Conflict", f"run {dag_id} is still running")
-    if state == RunState.SUCCEEDED.value:
+    if head.state is RunState.SUCCEEDED:
         raise Problem(409, "Conflict", f"run {dag_id} succeeded; nothing to retry")
-    generation = cast("str | None", await c.redis.hget(keys.run(dag_id), "generation")) or "0"
     # One retry per generation: a double-clicked retry is deduplicated by JetStream.
     await publish(c.js, subjects.retry(dag_id), RetryRequest(
-        dag_id=dag_id, request_id=f"g{generation}", requested_at=time.time(),
+        dag_id=dag_id, request_id=f"g{head.generation}", requested_at=time.time(),
     ), timeout=c.settings.nats.request_timeout_s)
     return web.json_response({"dagId": dag_id, "status": "RETRYING"}, status=202)

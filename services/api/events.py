@@ -19,7 +19,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from helios import keys, subjects
+from helios import subjects
+from helios.runs_view import read_head
 from helios.states import RunState
 from helios.subjects import STREAMS
 from services.api.context import ApiContext, ctx
@@ -131,15 +132,15 @@ async def _end_seq(c: ApiContext, dag_id: str) -> int | None:
     The run state alone is not enough: the scheduler stores a run's end before it
     publishes the event (its outbox), so a feed that ended on the state could end
     before the terminal event, and a client resuming after it would never see it."""
-    state, generation = await c.redis.hmget(keys.run(dag_id), ["state", "generation"])
-    if not state or not RunState(str(state)).terminal:
+    head = await read_head(c.redis, dag_id)
+    if head is None or not head.state.terminal:
         return None
     try:
         last = await c.js.get_last_msg(STREAMS.runs, subjects.run_event(dag_id))
     except NotFoundError:
         return 0  # ended, and its events are gone from the stream
     event = orjson.loads(last.data or b"{}")
-    if not RunState(event.get("state")).terminal or int(event.get("generation", 0)) < int(generation or 0):
+    if not RunState(event.get("state")).terminal or int(event.get("generation", 0)) < head.generation:
         return None  # the end is stored, its event not yet sent
     return last.seq or 0
 
@@ -158,5 +159,5 @@ async def _is_final(redis, dag_id: str, event: dict) -> bool:  # type: ignore[no
     """A terminal event ends the feed unless a later retry restarted the run."""
     if not RunState(event["state"]).terminal:
         return False
-    generation = await redis.hget(keys.run(dag_id), "generation")
-    return int(generation or 0) <= int(event.get("generation", 0))
+    head = await read_head(redis, dag_id)
+    return (head.generation if head else 0) <= int(event.get("generation", 0))
