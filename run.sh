@@ -76,8 +76,12 @@ case "${1:-}" in
   test)
     # kubectl renders the kustomize overlays in the deploy tests.
     command -v kubectl >/dev/null || apt_install kubectl || true
-    # Chromium drives the web page's browser tests (tests/web; Playwright never downloads one).
-    command -v chromium >/dev/null || apt_install chromium
+    # Chromium drives the web page's browser tests (tests/web; Playwright never downloads one),
+    # and Firefox ESR its journey in the other engine (over WebDriver BiDi).
+    browsers=()
+    command -v chromium >/dev/null || browsers+=(chromium)
+    command -v firefox-esr >/dev/null || browsers+=(firefox-esr)
+    [ ${#browsers[@]} -eq 0 ] || apt_install "${browsers[@]}"
     setup
     shift
     # Lint and types first: a style or type error fails the run like a failing test.
