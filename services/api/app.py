@@ -19,7 +19,8 @@ async def openapi(_: web.Request) -> web.Response:
 def make_app(context: ApiContext, health: Health) -> web.Application:
     # Auth inside problems: a refused request is answered before any handler runs;
     # building it raises (the API does not start) when no tokens are configured.
-    app = web.Application(middlewares=[problems_middleware, auth_middleware(context.settings.auth)],
+    app = web.Application(middlewares=[page.browser_not_found(), problems_middleware,
+                                       auth_middleware(context.settings.auth)],
                           client_max_size=2 * 1024 * 1024)
     app[CTX] = context
     app.add_routes(health.routes())

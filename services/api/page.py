@@ -13,6 +13,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 # Page paths (aiohttp route patterns): services/api/auth.py treats them as public.
 PAGE_ROUTES = ("/", "/submit", "/templates", "/runs/{dag_id}", "/dags/{dag_name}")
@@ -70,6 +71,27 @@ class Page:
         return web.Response(body=file.read_bytes(), content_type=_TYPES[suffix],
                             headers={"Cache-Control": "public, max-age=31536000, immutable",
                                      "X-Content-Type-Options": "nosniff"})
+
+
+def browser_not_found(root: Traversable | None = None) -> Middleware:
+    """A browser's unknown URL (a typo, an old bookmark) gets the page with status 404: its
+    router says "Page not found" and links back. Outermost, before auth: a browser sends
+    no token, and the page is public anyway. API paths, other methods and clients that do
+    not ask for HTML keep the problem+json 404."""
+    page = Page(root)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (request.method in ("GET", "HEAD")
+                and isinstance(request.match_info.http_exception, web.HTTPNotFound)
+                and not request.path.startswith("/api/")
+                and "text/html" in request.headers.get("Accept", "")):
+            response = await page.index(request)
+            response.set_status(404)
+            return response
+        return await handler(request)
+
+    return middleware
 
 
 def routes(root: Traversable | None = None) -> list[web.RouteDef]:

@@ -19,7 +19,7 @@ from services.api import page
 
 @contextlib.asynccontextmanager
 async def serving(root: Path | None = None) -> AsyncIterator[str]:
-    app = web.Application()
+    app = web.Application(middlewares=[page.browser_not_found(root)])
     app.add_routes(page.routes(root))
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
@@ -58,6 +58,24 @@ async def test_page_paths_assets_and_refusals(server: str, built_page: Path) -> 
                     "/assets/%00.js"):
             async with http.get(server + bad) as resp:
                 assert resp.status == 404, bad
+
+
+async def test_a_browsers_unknown_url_gets_the_page_with_a_404(server: str, built_page: Path
+                                                               ) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server + "/") as resp:
+            shell = await resp.text()
+        async with http.get(server + "/no/such/page", headers=html) as resp:
+            assert resp.status == 404 and resp.content_type == "text/html"
+            assert await resp.text() == shell  # the app says "Page not found" (test_page_states)
+            assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        # Not a browser, not a page path, or not a read: no page.
+        for method, path, headers in (("GET", "/no/such/page", {"Accept": "application/json"}),
+                                      ("GET", "/api/v1/nope", html),
+                                      ("POST", "/no/such/page", html)):
+            async with http.request(method, server + path, headers=headers) as resp:
+                assert resp.status in (404, 405) and resp.content_type != "text/html", path
 
 
 async def test_an_unbuilt_page_says_how_to_build_it(tmp_path: Path) -> None:

@@ -123,6 +123,11 @@ async def test_unreachable_bad_names_long_names_and_dark_mode(browser: Browser, 
         await page.evaluate("history.pushState(null, '', '/no/such/page');"
                             "dispatchEvent(new PopStateEvent('popstate'))")
         await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+        # ... and typed by hand: the api answers the page itself, with a 404.
+        response = await page.goto("/no/such/page")
+        assert response is not None and response.status == 404
+        await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+        await expect(page.get_by_role("link", name="See all runs")).to_be_visible()
     finally:
         await context.close()
 
