@@ -24,8 +24,10 @@ def check_dynamic(dag: Dag, index: dict[str, int]) -> list[tuple[str, str]]:
                 if dep in exits:
                     errors.append((f"{loc}.depends_on", f"{dep!r} is an exit handler (onExit):"
                                    " it runs after every task, so nothing can wait for it"))
-        if i >= n and task.for_each is not None:
-            errors.append((f"{loc}.forEach", "an exit handler cannot be a forEach task"))
+        if i >= n and isinstance(task.for_each, ForEachFrom):
+            # Its items must be the same each time it runs again after a retry.
+            errors.append((f"{loc}.forEach", "an exit handler maps over a list or a list "
+                           "parameter, not over a task's output"))
         errors += _check_for_each(dag, index, loc, task, params)
         if task.when is not None:
             errors += _check_when(dag, loc, task, params, exit_handler=i >= n)

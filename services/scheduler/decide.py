@@ -23,7 +23,7 @@ from helios.dag.conditions import ConditionError, evaluate, references, task_val
 from helios.dag.model import Task
 from helios.messages import TaskReport
 from helios.states import RunState, TaskState
-from services.scheduler.expand import ItemsError, instance_name, static_items
+from services.scheduler.expand import ItemsError, instance_name, parse_instance, static_items
 from services.scheduler.plans import Plan, Policy, Timer, Transition, merge
 from services.scheduler.runview import MapIndex, RunView, TaskView
 from services.scheduler.trigger_rules import FAILED_STATES, Verdict, verdict
@@ -359,7 +359,9 @@ def on_retry(view: RunView, policy: Policy) -> Plan:
         return ev.plan
     exits = {t.name for t in view.dag.on_exit}
     for name, tv in list(view.tasks.items()):
-        if name in exits:
+        inst = parse_instance(name)
+        if name in exits or (inst is not None and inst[0] in exits):
+            # Exit handlers (and their instances) run again, once the tasks have.
             if tv.state is not T.PENDING:
                 ev.move(name, T.PENDING, tv.attempt, reason="Retried")
         elif tv.state in FAILED_STATES:

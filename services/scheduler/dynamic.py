@@ -95,7 +95,7 @@ def dispatched_task(view: RunView, name: str) -> Task | RunTask:
     values: dict[str, Any] = {}
     if inst is not None:
         values["item"] = view.items[inst[0]][inst[1]]
-    if any(t.name == name for t in view.dag.on_exit):
+    if any(t.name == (inst[0] if inst else name) for t in view.dag.on_exit):
         values.update(decide.run_values(view))
     if inst is None and not needs_render(spec):
         return spec

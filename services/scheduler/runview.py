@@ -96,11 +96,17 @@ class RunView:
                 heapq.heappush(m.pending, inst[1])
 
     def add_instances(self, name: str, items: list[Any]) -> None:
+        """Expand `name` into PENDING instances. Expanded again (an exit handler run again
+        after a retry, over the same items), an instance keeps its attempt count: its next
+        attempt gets a new number, so a Job name is never reused."""
         self.ensure_index()
         self.items[name] = items
         m = MapIndex(len(items), pending=list(range(len(items))), open=len(items))
         for i in range(len(items)):
-            self.tasks[instance_name(name, i)] = TaskView()
+            old = self.tasks.get(key := instance_name(name, i))
+            if old is not None:
+                self.counts[old.state] -= 1
+            self.tasks[key] = TaskView(attempt=old.attempt, lost=old.lost) if old else TaskView()
         self.counts[T.PENDING] += len(items)
         self.maps[name] = m
 
@@ -119,9 +125,17 @@ class RunView:
         parents = sum(1 for n in self.items if self.tasks[n].state in ACTIVE)
         return self.counts[T.QUEUED] + self.counts[T.RUNNING] - parents
 
+    def exit_entries(self) -> list[str]:
+        """The exit handlers' entries: each handler, and its instances once expanded."""
+        out: list[str] = []
+        for t in self.dag.on_exit:
+            out.append(t.name)
+            out += [instance_name(t.name, i) for i in range(len(self.items.get(t.name, ())))]
+        return out
+
     def main_open(self) -> int:
         """Entries of the run's tasks (not its exit handlers) that are not terminal."""
-        exits = sum(1 for t in self.dag.on_exit if not self.tasks[t.name].state.terminal)
+        exits = sum(1 for n in self.exit_entries() if not self.tasks[n].state.terminal)
         return self.open_count() - exits
 
     def failed_tasks(self) -> list[str]:
@@ -142,8 +156,8 @@ class RunView:
         self.ensure_index()
         counts = Counter(self.counts)
         if main_only:
-            for t in self.dag.on_exit:
-                counts[self.tasks[t.name].state] -= 1
+            for n in self.exit_entries():
+                counts[self.tasks[n].state] -= 1
         states = {s for s, c in counts.items() if c > 0}
         if states <= {T.SUCCEEDED, T.SKIPPED}:
             return RunState.SUCCEEDED

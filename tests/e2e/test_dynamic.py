@@ -6,6 +6,7 @@ outputs in; `publish` is skipped by its condition (and `announce` after it); `cl
 runs after the failure (trigger all_done); the exit handler `report` sees the failure.
 `per-env` maps over a list parameter. `POST /retry` then re-runs only `process[3]`, and
 the run succeeds, and `audit`'s condition reads the map's result (the instances' results).
+The exit handler `notify` maps over two channels, each time the run ends.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ DAG: dict[str, Any] = {
     "onExit": [
         sh("report", 'echo "run=$1 failed=$2"', args=["report", "{{ run.status }}",
                                                      "{{ run.failedTasks }}"]),
+        # An exit handler may map too: one notification per channel.
+        sh("notify", 'echo "notify $1 $2"', args=["notify", "{{ item }}", "{{ run.status }}"],
+           forEach=["ops", "dev"]),
     ],
 }
 
@@ -97,6 +101,8 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
                                                                       "UpstreamFailed")
     assert tasks["report"]["onExit"] is True and tasks["report"]["state"] == "SUCCEEDED"
     assert 'run=FAILED failed=["process[3]"]' in await task_logs(http, api, dag_id, "report")
+    assert tasks["notify"]["instances"] == 2 and tasks["notify"]["state"] == "SUCCEEDED"
+    assert "notify dev FAILED" in await task_logs(http, api, dag_id, quote("notify[1]"))
     instance_logs = await task_logs(http, api, dag_id, quote("process[1]"))
     assert any("Uploaded part.txt" in line or "part.txt" in line for line in instance_logs)
 
@@ -122,6 +128,9 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
                                                                       "ConditionFalse")
     assert tasks["announce"]["state"] == "SKIPPED"
     assert "run=SUCCEEDED failed=[]" in await task_logs(http, api, dag_id, "report")
+    # The mapped exit handler ran again: second attempts, the new status.
+    assert [tasks[f"notify[{i}]"]["attempts"] for i in (0, 1)] == [2, 2]
+    assert "notify ops SUCCEEDED" in await task_logs(http, api, dag_id, quote("notify[0]"))
 
     # The feed carried every instance, and the run's two endings.
     events = await follow(http, api, dag_id)

@@ -92,13 +92,46 @@ def test_retry_runs_the_exit_handlers_again() -> None:
     assert dispatched_task(view, "notify").command == ["n", "SUCCEEDED", "[]"]
 
 
+MAPPED_EXIT = dag(task("a"), task("b"),
+                  onExit=[task("notify", forEach=["ops", "dev"],
+                               command=["n", "{{ item }}", "{{ run.status }}"]),
+                          task("after", "notify")])
+
+
+def test_an_exit_handler_maps_over_a_list_and_runs_again_after_a_retry() -> None:
+    view = start(MAPPED_EXIT)
+    finish(view, "b")
+    plan = finish(view, "a", ok=False)
+    assert [n for n, _ in plan.launch] == ["notify[0]", "notify[1]"]
+    assert dispatched_task(view, "notify[1]").command == ["n", "dev", "FAILED"]
+    finish(view, "notify[0]")
+    plan = finish(view, "notify[1]", ok=False)  # an instance fails: the run fails too
+    assert plan.launch == [] and view.tasks["after"].state is T.UPSTREAM_FAILED
+    assert view.state is RunState.FAILED and view.failed_tasks() == ["a"]
+
+    # Retry: `a` runs again first; the handler's instances wait, then all run again with
+    # new attempt numbers and see the new status.
+    plan = decide.on_retry(view, POLICY)
+    assert [n for n, _ in plan.launch] == ["a"]
+    assert {view.tasks[f"notify[{i}]"].state for i in (0, 1)} == {T.PENDING}
+    plan = finish(view, "a")
+    assert plan.launch == [("notify[0]", 2), ("notify[1]", 2)]
+    assert dispatched_task(view, "notify[0]").command == ["n", "ops", "SUCCEEDED"]
+    finish(view, "notify[0]")
+    plan = finish(view, "notify[1]")
+    assert plan.launch == [("after", 1)]
+    plan = finish(view, "after")
+    assert plan.run_state is RunState.SUCCEEDED
+
+
 @pytest.mark.parametrize(("doc", "message"), [
     ({"tasks": [task("a", "h")], "onExit": [task("h")]}, "is an exit handler"),
     ({"tasks": [task("a")], "onExit": [task("a")]}, "duplicate task name 'a'"),
     ({"tasks": [task("a", when="run.status == 'x'")]}, "in onExit tasks only"),
     ({"tasks": [task("a"), task("b", when="tasks.a.state == 'x'")]}, "not upstream of 'b'"),
     ({"tasks": [task("a", when="tasks.a.state ==")]}, "Syntax error"),
-    ({"tasks": [task("a")], "onExit": [task("h", forEach=[1])]}, "cannot be a forEach"),
+    ({"tasks": [task("a", outputs=["l.json"])],
+      "onExit": [task("h", forEach={"fromTask": "a"})]}, "not over a task's output"),
     ({"tasks": [task("a", when="item.id > 2", forEach=[{"id": 1}])]}, "unknown name 'item'"),
 ])
 def test_validation(doc: dict[str, Any], message: str) -> None:
