@@ -2,19 +2,12 @@
 // touches one node's class and label. Keyboard: the graph is one tab stop (roving
 // tabindex); arrow keys move to the nearest node that way, Enter or Space opens it.
 import { NODE_H, NODE_W, type Layout } from "./layout";
-
-const SVG = "http://www.w3.org/2000/svg";
+import { svg } from "../ui";
 
 export interface NodeInfo {
   state: string;
   /** "3 attempts", "12/20 done", ...: shown under the name. */
   sub: string;
-}
-
-function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  return el;
 }
 
 /** A name cut to fit the node; the whole name stays in the accessible label. */

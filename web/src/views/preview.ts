@@ -2,18 +2,12 @@
 // drawn as SVG before anything is sent. Large documents are summarised, not drawn.
 import { Graph, layout } from "@dagrejs/dagre";
 import type { Preview } from "../dagdoc";
+import { svg } from "../ui";
 
-const SVG = "http://www.w3.org/2000/svg";
 const NODE_W = 168;
 const NODE_H = 34;
 /** Beyond this the preview is a count: laying out 1,000 tasks on every keystroke would lag. */
 export const PREVIEW_MAX_TASKS = 300;
-
-function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  return el;
-}
 
 function label(name: string): string {
   return name.length > 22 ? `${name.slice(0, 21)}…` : name;
