@@ -106,4 +106,7 @@ def weed_spec(binary: str, folder: Path, s3_port: int, w: list[int], access_key:
     return ChildSpec(
         "s3", "server", argv, log_file, cwd=folder, port=s3_port,
         env={"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key},
+        # Its components stop one after another (about 3 s here); on a first start it
+        # was seen taking over 10 s, and was then killed.
+        grace_s=30.0,
     )

@@ -84,8 +84,6 @@ async def test_a_second_helios_dev_on_the_same_data_dir_is_refused(tmp_path: Pat
     assert not (data / "valkey").exists()
 
 
-
-
 def flaky_listener(tmp: Path, port: int, fails: int) -> ChildSpec:
     """Exits with 4 on its first `fails` starts (counted in a file), then listens."""
     code = (f"import pathlib, socket, sys, time; n = pathlib.Path({str(tmp / 'starts')!r}); "
