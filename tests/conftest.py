@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -101,10 +103,13 @@ async def settings(endpoints: Endpoints, tmp_path: Path) -> Settings:
     return s
 
 
+KEPT_ENV = {"HELIOS_PORT_CLAIMS_DIR"}  # set by pytest_configure below
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_env() -> None:
     # Tests configure everything explicitly; a developer's HELIOS_* must not leak in.
-    for key in [k for k in os.environ if k.startswith("HELIOS_")]:
+    for key in [k for k in os.environ if k.startswith("HELIOS_") and k not in KEPT_ENV]:
         del os.environ[key]
 
 
@@ -127,12 +132,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.xdist_group(group))
 
 
+PORTS_DIR = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Each xdist worker picks free ports from its own slice of 10000-19999, and so do the
-    `helios dev` processes it starts (they inherit the variable): two workers never pick
-    the same port before either binds it. SeaweedFS's admin pair (+10000) lands in
-    20000-29999, outside every slice."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...; unset without xdist
-    if worker[2:].isdigit():
-        lo = 10000 + int(worker[2:]) % 8 * 1250
-        os.environ["HELIOS_PORT_RANGE"] = f"{lo}-{lo + 1250}"
+    """Free ports are claimed in one folder shared by every xdist worker of this run and
+    the `helios dev` processes they start (they inherit the variable): two processes never
+    pick the same port before either binds it. The controller (or a run without xdist)
+    makes the folder before any worker starts, and removes it at the end."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        if not os.environ.get("HELIOS_PORT_CLAIMS_DIR"):  # not inherited: share by run id
+            folder = Path(tempfile.gettempdir()) / (
+                "helios-test-ports-" + os.environ.get("PYTEST_XDIST_TESTRUNUID", "run"))
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.environ["HELIOS_PORT_CLAIMS_DIR"] = str(folder)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="helios-test-ports-"))
+    config.stash[PORTS_DIR] = folder
+    os.environ["HELIOS_PORT_CLAIMS_DIR"] = str(folder)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(PORTS_DIR, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -55,6 +55,9 @@ class References:
     params: frozenset[str] = field(default_factory=frozenset)
     tasks: frozenset[str] = field(default_factory=frozenset)
     run: bool = False
+    # The tasks whose `result` the condition may read: `tasks.X.result`, or `tasks.X` taken
+    # whole (a forEach task's result is its instances' results, read only when needed).
+    results: frozenset[str] = field(default_factory=frozenset)
 
 
 @lru_cache(maxsize=2048)
@@ -88,6 +91,7 @@ def references(text: str) -> References:
                              " (and run, in onExit tasks)")
     params: set[str] = set()
     tasks: set[str] = set()
+    results: set[str] = set()
     run = False
     for match in _ROOT.finditer(code):
         root = match.group(1)
@@ -99,11 +103,14 @@ def references(text: str) -> References:
             params.add(name)
         elif root == "tasks":
             tasks.add(name)
+            attr = _MEMBER.match(text, member.end())
+            if attr is None or (attr.group(1) or attr.group(2)[1:-1]) == "result":
+                results.add(name)
         else:
             if name not in ("status", "failedTasks"):
                 raise ConditionError(f"run.{name} is unknown (run.status, run.failedTasks)")
             run = True
-    return References(frozenset(params), frozenset(tasks), run)
+    return References(frozenset(params), frozenset(tasks), run, frozenset(results))
 
 
 def _list_items(value: Any, budget: int) -> int:

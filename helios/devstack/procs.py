@@ -38,15 +38,47 @@ def ephemeral_low() -> int:
 
 # Ports this process has handed out (or been told are taken), with when: two picks before
 # the first bind must not return the same port. A claim lapses after CLAIM_S, by when its
-# server listens (and `port_taken` sees it) or was never started.
+# server listens (and `port_taken` sees it) or was never started. With
+# HELIOS_PORT_CLAIMS_DIR (the test session sets one for all its workers and the
+# `helios dev` processes they start), claims are files there: seen by every process.
 _claims: dict[int, float] = {}
 CLAIM_S = 300.0
+
+
+def _claim_file(port: int, *, take_fresh: bool) -> bool:
+    """Claim `port` in the shared folder; False when another process holds a fresh claim
+    (unless `take_fresh`: a port given to us, e.g. `--port`, is ours whatever)."""
+    folder = os.environ.get("HELIOS_PORT_CLAIMS_DIR")
+    if not folder:
+        return True
+    path = Path(folder) / str(port)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if take_fresh or time.time() - path.stat().st_mtime > CLAIM_S:
+                os.utime(path)
+                return True
+        return False
+    except OSError:
+        return True  # no usable folder: the claims of this process still hold
 
 
 def claim(*ports: int) -> None:
     """Ports chosen elsewhere (`--port`, a test's pick) that our own picks must avoid."""
     now = time.monotonic()
-    _claims.update((port, now) for port in ports)
+    for port in ports:
+        _claims[port] = now
+        _claim_file(port, take_fresh=True)
+
+
+def claim_free(port: int) -> bool:
+    """Claim a port this process found free, unless another process claimed it first."""
+    if not _claim_file(port, take_fresh=False):
+        return False
+    _claims[port] = time.monotonic()
+    return True
 
 
 def claimed() -> frozenset[int]:
@@ -57,8 +89,8 @@ def claimed() -> frozenset[int]:
 
 
 def port_range() -> tuple[int, int]:
-    """Where `free_port` picks: `HELIOS_PORT_RANGE` ("lo-hi", what concurrent test workers
-    set so that their picks never meet), else from 10000 up to the ephemeral range."""
+    """Where `free_port` picks: `HELIOS_PORT_RANGE` ("lo-hi"), else from 10000 up to
+    the kernel's ephemeral range."""
     raw = os.environ.get("HELIOS_PORT_RANGE", "")
     with contextlib.suppress(ValueError):
         lo, hi = (int(part) for part in raw.split("-", 1))
@@ -68,8 +100,8 @@ def port_range() -> tuple[int, int]:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on and this process has not handed out before, chosen below
-    the kernel's ephemeral range when it can be: a port the kernel hands out (bind to 0)
+    """A port nothing listens on and no process of ours has claimed, chosen below the
+    kernel's ephemeral range when it can be: a port the kernel hands out (bind to 0)
     can be taken by any outgoing connection between this call and the server's bind,
     which under load made servers fail to start."""
     lo, hi = port_range()
@@ -77,8 +109,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         taken = claimed()
         for _ in range(200):
             port = random.randrange(lo, hi)
-            if port not in taken and not port_taken(host, port):
-                claim(port)
+            if port not in taken and not port_taken(host, port) and claim_free(port):
                 return port
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helios.devstack.procs import claim, claimed, ephemeral_low, free_port, port_taken
+from helios.devstack.procs import claim_free, claimed, ephemeral_low, free_port, port_taken
 from helios.devstack.supervise import HOST, ChildSpec, RestartPolicy, Supervisor
 from helios.devstack.weed import weed_spec
 
@@ -97,8 +97,8 @@ def admin_port_pair() -> int:
         pair = port + ADMIN_GRPC_OFFSET
         # Prefer a pair below the ephemeral range too (see free_port), then any pair.
         if (pair < ephemeral_low() or attempt >= 100) and pair <= 65535 \
-                and pair not in claimed() and not port_taken(HOST, pair):
-            claim(pair)
+                and pair not in claimed() and not port_taken(HOST, pair) \
+                and claim_free(pair):
             return port
     raise RuntimeError("no free pair of ports for the SeaweedFS admin server")
 

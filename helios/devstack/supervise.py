@@ -102,13 +102,19 @@ class Supervisor:
         self.children[spec.name] = child
         while True:
             await self._launch(child)
+            if self._stopping.is_set():  # stop() ran while we were spawning it
+                await self._kill(child)
+                raise RuntimeError(f"{spec.name}: the stack is stopping")
             try:
                 await self._wait_ready(child)
                 break
             except RuntimeError as exc:
                 # It exited while starting (e.g. a JetStream request timed out on a busy
-                # machine): a crash like any later one, retried under the same policy.
+                # machine): a crash like any later one, retried under the same policy;
+                # unless the stack is stopping (that is what killed it).
                 await self._kill(child)
+                if self._stopping.is_set():
+                    raise
                 now = time.monotonic()
                 child.last_exit = child.proc.returncode if child.proc else None
                 child.crashes = [*self.policy.recent(child.crashes, now), now]
@@ -118,7 +124,10 @@ class Supervisor:
                 delay = self.policy.delay(len(child.crashes))
                 log.warning("%s exited while starting (%s); trying again in %.2fs; see %s",
                             spec.name, exc, delay, spec.log_file)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    raise
             except BaseException:
                 await self._kill(child)
                 raise

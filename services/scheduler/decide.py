@@ -75,6 +75,8 @@ def _schedule(ev: _Eval, policy: Policy) -> None:
                 outcome = _settle(ev, task)
                 if outcome is None:
                     ready.append(task.name)
+                elif outcome and tv.state.terminal and task.name in view.items:
+                    _follow_parent(ev, task.name)
                 changed |= bool(outcome)
         if not changed:
             break
@@ -133,6 +135,19 @@ def _settle(ev: _Eval, task: Task) -> bool | None:
         return True
     _expand(ev, task, items)
     return True
+
+
+def _follow_parent(ev: _Eval, name: str) -> None:
+    """An exit handler run again after a retry, that ended without expanding again (its
+    condition was false, or a handler before it failed): its instances, set PENDING by
+    the retry, end as it did instead of waiting for ever."""
+    parent = ev.view.tasks[name]
+    state = T.UPSTREAM_FAILED if parent.state is T.FAILED else parent.state
+    for i in range(len(ev.view.items[name])):
+        tv = ev.view.tasks[inst := instance_name(name, i)]
+        if tv.state is T.PENDING:
+            ev.move(inst, state, tv.attempt, reason="NotRunAgain",
+                    message=f"{name} ended {parent.state.value} without running its instances")
 
 
 def _expand(ev: _Eval, task: Task, items: list[Any]) -> None:
@@ -206,15 +221,27 @@ class NeedResults(Exception):
 MAX_MAPPED_RESULTS_BYTES = 4 * 1024 * 1024
 
 
+def _instances(view: RunView, name: str) -> list[TaskView]:
+    return [view.tasks[instance_name(name, i)] for i in range(len(view.items[name]))]
+
+
+def need_results(view: RunView, names: frozenset[str]) -> None:
+    """Raise NeedResults naming every forEach task among `names` whose instances' results
+    the view does not hold (all at once: one reload serves them all)."""
+    missing = frozenset(n for n in names if n in view.items
+                        and not all(tv.result_known for tv in _instances(view, n)))
+    if not missing:
+        return
+    if missing <= view.results_read:  # read back already: cannot happen, never loop
+        raise ConditionError(f"the results of {sorted(missing)[0]!r}'s instances are not available")
+    raise NeedResults(missing)
+
+
 def mapped_result(view: RunView, name: str) -> list[Any]:
     """The results of forEach task `name`'s instances, in index order (null where one
     wrote none). Raises NeedResults when they are not all in the view."""
-    instances = [view.tasks[instance_name(name, i)] for i in range(len(view.items[name]))]
-    if not all(tv.result_known for tv in instances):
-        if name in view.results_read:  # read back already: cannot happen, never loop
-            raise ConditionError(f"the results of {name!r}'s instances are not available")
-        raise NeedResults(frozenset({name}))
-    results = [tv.result for tv in instances]
+    need_results(view, frozenset({name}))
+    results = [tv.result for tv in _instances(view, name)]
     size = sum(len(orjson.dumps(r)) for r in results)
     if size > MAX_MAPPED_RESULTS_BYTES:
         raise ConditionError(f"the results of {name!r}'s {len(results)} instances hold {size}"
@@ -227,10 +254,11 @@ def condition_context(view: RunView, when: str) -> dict[str, Any]:
     handlers) the run's status so far and its failed tasks. A forEach task's `result` is
     the list of its instances' results."""
     refs = references(when)
+    need_results(view, refs.results)
     tasks = {}
     for name in refs.tasks:
         tv = view.tasks.get(name, TaskView())
-        result = mapped_result(view, name) if name in view.items and "result" in when \
+        result = mapped_result(view, name) if name in view.items and name in refs.results \
             else tv.result
         tasks[name] = task_value(tv.state.value, tv.exit_code, result)
     context: dict[str, Any] = {"params": dict(view.params), "tasks": tasks}

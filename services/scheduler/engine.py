@@ -136,14 +136,17 @@ class Engine:
 
     async def _evaluate(self, dag_id: str, items: list[Command | TaskReport],
                         adopt: set[int]) -> None:
-        try:
-            await self._evaluate_with(dag_id, items, adopt)
-        except decide.NeedResults as need:
-            # Nothing was stored: decide again on a view that holds those results.
-            log.info("reading back the instance results a condition needs",
-                     extra=log_fields(dagId=dag_id, tasks=sorted(need.tasks)))
-            self.store.forget(dag_id)
-            await self._evaluate_with(dag_id, items, adopt, need.tasks)
+        results_of: frozenset[str] = frozenset()
+        while True:  # at most once more per forEach task a condition reads
+            try:
+                await self._evaluate_with(dag_id, items, adopt, results_of)
+                return
+            except decide.NeedResults as need:
+                # Nothing was stored: decide again on a view that holds those results.
+                log.info("reading back the instance results a condition needs",
+                         extra=log_fields(dagId=dag_id, tasks=sorted(need.tasks)))
+                self.store.forget(dag_id)
+                results_of |= need.tasks
 
     async def _evaluate_with(self, dag_id: str, items: list[Command | TaskReport],
                              adopt: set[int], results_of: frozenset[str] = frozenset()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helios.devstack import procs
 from helios.devstack.procs import free_port, listens
 from helios.devstack.stack import data_dir_lock
 from helios.devstack.supervise import ChildSpec, RestartPolicy, Supervisor
@@ -120,7 +121,13 @@ async def test_a_child_that_never_starts_gives_up_naming_its_log(tmp_path: Path)
 
 
 def test_free_ports_are_never_handed_out_twice_and_stay_in_the_range(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(procs, "_claims", {})
+    monkeypatch.setenv("HELIOS_PORT_CLAIMS_DIR", str(tmp_path))
     monkeypatch.setenv("HELIOS_PORT_RANGE", "41000-41300")
-    picks = [free_port() for _ in range(250)]
-    assert len(set(picks)) == 250 and all(41000 <= p < 41300 for p in picks)
+    # Another process (another test worker, a `helios dev`) claimed these first.
+    for port in range(41000, 41100):
+        (tmp_path / str(port)).touch()
+    picks = [free_port() for _ in range(150)]
+    assert len(set(picks)) == 150 and all(41100 <= p < 41300 for p in picks)
+    assert {int(f.name) for f in tmp_path.iterdir()} >= set(picks)  # seen by the others

@@ -254,3 +254,23 @@ def test_a_maps_result_past_the_size_bound_fails_the_condition(
     assert (ship.state, ship.detail["reason"]) == (T.FAILED, "ConditionError")
     assert ship.detail["message"].endswith("more than a condition may read (30)")
     assert view.tasks["count"].state is T.QUEUED  # its condition reads no result
+
+
+TWO_MAPS = dag(task("a", forEach=[1, 2], command=["a", "{{ item }}"]),
+               task("b", forEach=[1, 2], command=["b", "{{ item }}"]),
+               task("chk"),
+               task("both", "a", "b", when="size(tasks.a.result) == 2 && size(tasks.b.result) == 2"),
+               task("state-only", "a", "chk",
+                    when="tasks.a.state == 'SUCCEEDED' && tasks.chk.result == null"))
+
+
+def test_every_missing_map_is_asked_for_at_once_and_only_maps_whose_result_is_read() -> None:
+    view = start(TWO_MAPS)
+    for name in ("a[0]", "a[1]", "b[0]", "chk"):
+        results_report(view, name, None)
+    for name in ("a[0]", "a[1]", "b[0]"):
+        view.tasks[name].result_known = False  # as after a scheduler restart
+    assert view.tasks["state-only"].state is T.QUEUED  # `a`'s state only: no results needed
+    with pytest.raises(decide.NeedResults) as need:
+        results_report(view, "b[1]", None)
+    assert need.value.tasks == {"a", "b"}

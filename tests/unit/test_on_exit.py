@@ -124,6 +124,22 @@ def test_an_exit_handler_maps_over_a_list_and_runs_again_after_a_retry() -> None
     assert plan.run_state is RunState.SUCCEEDED
 
 
+def test_a_mapped_exit_handler_that_does_not_run_again_ends_its_instances() -> None:
+    d = dag(task("a"), onExit=[task("notify", forEach=["ops", "dev"], when="run.status == 'FAILED'",
+                                    command=["n", "{{ item }}"])])
+    view = start(d)
+    plan = finish(view, "a", ok=False)
+    assert [n for n, _ in plan.launch] == ["notify[0]", "notify[1]"]
+    finish(view, "notify[0]")
+    finish(view, "notify[1]", ok=False)
+    assert view.state is RunState.FAILED
+    decide.on_retry(view, POLICY)
+    plan = finish(view, "a")  # succeeds now: the handler's condition is false
+    assert view.tasks["notify"].state is T.SKIPPED
+    assert {view.tasks[f"notify[{i}]"].state for i in (0, 1)} == {T.SKIPPED}
+    assert plan.run_state is RunState.SUCCEEDED and view.state is RunState.SUCCEEDED
+
+
 @pytest.mark.parametrize(("doc", "message"), [
     ({"tasks": [task("a", "h")], "onExit": [task("h")]}, "is an exit handler"),
     ({"tasks": [task("a")], "onExit": [task("a")]}, "duplicate task name 'a'"),

@@ -8,9 +8,11 @@ Chromium tests of this package, which start from an empty runs list."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -31,11 +33,13 @@ async def test_the_main_journey_works_in_firefox(web_stack: Stack, built_page: P
     proc = await asyncio.create_subprocess_exec(
         node, str(JOURNEY), web_stack.api_url, WRITE_TOKEN, str(SHOTS / "firefox"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "HELIOS_TEST_FIREFOX": FIREFOX})
+        env={**os.environ, "HELIOS_TEST_FIREFOX": FIREFOX},
+        start_new_session=True)  # its own group: a timeout takes Firefox down with node
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 240)
     except TimeoutError:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out, err = await proc.communicate()
     lines = out.decode(errors="replace").strip().splitlines()
     assert lines, err.decode(errors="replace")[-3000:]

@@ -52,6 +52,7 @@ async def poll(f: FiringContext, trigger: TriggerRecord, source: ObjectSource) -
         contents = page.get("Contents", [])
         looked += len(contents)
         seen = await store.seen_etags(f.c.redis, trigger.name, [o["Key"] for o in contents])
+        older: dict[str, str] = {}
         for obj, known in zip(contents, seen, strict=True):
             etag = str(obj.get("ETag", "")).strip('"')
             if known == etag:
@@ -60,9 +61,10 @@ async def poll(f: FiringContext, trigger: TriggerRecord, source: ObjectSource) -
                     obj, trigger.created_at, f.settings.objects_clock_skew_s):
                 # There before the trigger: not a new object. Recorded, so that a later
                 # upload of other bytes under this key is one.
-                await store.mark_seen(f.c.redis, trigger.name, str(obj["Key"]), etag)
+                older[str(obj["Key"])] = etag
                 continue
             started += await _fire(f, trigger, bucket, obj, etag, fields)
+        await store.mark_all_seen(f.c.redis, trigger.name, older)
         token = page.get("NextContinuationToken")
         if not page.get("IsTruncated") or not token:
             break
@@ -71,7 +73,8 @@ async def poll(f: FiringContext, trigger: TriggerRecord, source: ObjectSource) -
 
 def _before(obj: dict[str, Any], created_at: float, skew_s: float) -> bool:
     """Written before `created_at`, by more than the clocks may disagree (an object near
-    the line counts as new: firing once too often beats missing one)."""
+    the line counts as new: firing once too often beats missing one). S3 dates a
+    multipart upload by when it began: one begun before the trigger counts as there."""
     modified = obj.get("LastModified")
     return isinstance(modified, datetime) and modified.timestamp() < created_at - skew_s
 

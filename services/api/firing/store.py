@@ -288,8 +288,13 @@ async def seen_etags(redis: aioredis.Redis, trigger: str, object_keys: list[str]
 
 async def mark_seen(redis: aioredis.Redis, trigger: str, object_key: str, etag: str) -> None:
     """Only while the trigger exists: a deleted trigger's seen set is not recreated."""
-    await _hset_if_exists(redis, keys.TRIGGERS, trigger, keys.trigger_seen(trigger),
-                          {object_key: etag})
+    await mark_all_seen(redis, trigger, {object_key: etag})
+
+
+async def mark_all_seen(redis: aioredis.Redis, trigger: str, etags: Mapping[str, str]) -> None:
+    """Several object keys -> ETags in one call (a listing page's worth)."""
+    if etags:
+        await _hset_if_exists(redis, keys.TRIGGERS, trigger, keys.trigger_seen(trigger), etags)
 
 
 # -- the lease ----------------------------------------------------------------------
