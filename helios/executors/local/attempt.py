@@ -48,6 +48,9 @@ XFSZ_CODES = (128 + signal.SIGXFSZ, -signal.SIGXFSZ)
 # Waits between tries to remove a finished attempt's cgroup (busy until its last
 # process is reaped, usually within a few ms).
 CGROUP_REMOVE_RETRY_S = (0.002, 0.005, 0.01, 0.02, 0.05, *(0.1,) * 20)
+# An outbound sandbox whose network could not be attached (its command still blocked,
+# never run) is started again once: a CI run saw bwrap gone before it was let go (EPIPE).
+NETWORK_SETUP_TRIES = 2
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Attempt:
         self.limit_hit: tuple[str, str] | None = None  # (reason, message) of a disk cap
         self.inputs_size = 0
         self.start_error: str | None = None  # why the command could not start
+        self.network_failed = False  # the sandbox's network could not be attached
         self.secret_env: dict[str, str] = {}  # envFromSecrets values: never logged
         self.workspace = ctx.work_dir / dispatch.dag_id / f"{dispatch.task.name}-{dispatch.attempt}"
         self.extra = log_fields(dagId=dispatch.dag_id, task=dispatch.task.name,
@@ -221,17 +225,26 @@ class Attempt:
         argv = [*self.d.task.command, *self.d.task.args]
         env = self._env(artifacts)
         outbound = self.ctx.sandbox == "bwrap" and self.ctx.network == "outbound"
-        link = OutboundLink() if outbound else None
-        # The envFromSecrets values, for bwrap's --args: our copy is closed whatever happens.
-        secrets_fd = args_fd(self.secret_env) \
-            if self.secret_env and self.ctx.sandbox == "bwrap" else None
-        try:
-            return await self._spawn_and_wait(argv, env, artifacts, link, on_started, secrets_fd)
-        finally:
-            if secrets_fd is not None:
-                os.close(secrets_fd)
-            if link is not None:
-                await link.close()
+        for tries_left in range(NETWORK_SETUP_TRIES - 1, -1, -1):
+            link = OutboundLink() if outbound else None
+            # The envFromSecrets values, for bwrap's --args: our copy is closed whatever happens.
+            secrets_fd = args_fd(self.secret_env) \
+                if self.secret_env and self.ctx.sandbox == "bwrap" else None
+            self.network_failed = False
+            try:
+                result = await self._spawn_and_wait(argv, env, artifacts, link, on_started,
+                                                    secrets_fd)
+            finally:
+                if secrets_fd is not None:
+                    os.close(secrets_fd)
+                if link is not None:
+                    await link.close()
+            # The command never ran (its sandbox was still blocked): starting it again is safe.
+            if not self.network_failed or self.cancelled or not tries_left:
+                return result
+            self.logs.emit("[HELIOS] Starting the sandbox again for its network")
+            self.start_error = None
+        raise AssertionError("unreachable")
 
     async def _spawn_and_wait(
         self, argv: list[str], env: dict[str, str], artifacts: Path,
@@ -283,10 +296,12 @@ class Attempt:
             try:
                 await link.attach()
             except (NetworkSetupError, OSError, TimeoutError) as exc:
-                self.start_error = f"could not set up the task's network: {exc}"
-                self.logs.emit(f"[HELIOS] Could not set up the task's network: {exc}")
                 self._kill()
                 await self.proc.wait()
+                why = f"{exc}{await _said(self.proc.stderr)}"
+                self.start_error = f"could not set up the task's network: {why}"
+                self.logs.emit(f"[HELIOS] Could not set up the task's network: {why}")
+                self.network_failed = True
                 return 127, "Cancelled" if self.cancelled else "StartError"
         self.timings.started_at = time.time()
         await on_started()
@@ -360,6 +375,19 @@ def _message(reason: str, code: int | None, timeout: int | None, task: Any) -> s
         limit = task.resources.limits.memory if task.resources and task.resources.limits else "?"
         return f"killed: memory use reached resources.limits.memory={limit} (exit code {code})"
     return f"{reason} (exit code {code})"
+
+
+async def _said(stream: asyncio.StreamReader | None) -> str:
+    """What a failed sandbox wrote to stderr before it went (a little, quickly), as a
+    suffix for the error message."""
+    if stream is None:
+        return ""
+    with contextlib.suppress(Exception):
+        text = (await asyncio.wait_for(stream.read(1000), 1.0)).decode(errors="replace")
+        text = " ".join(text.split())
+        if text:
+            return f" (the sandbox said: {text})"
+    return ""
 
 
 async def _remove_cgroup(cgroup: TaskCgroup) -> None:

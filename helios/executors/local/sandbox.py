@@ -97,7 +97,8 @@ def _etc_files(network: str) -> dict[str, str]:
 
 def prepare_root(folder: Path, network: str) -> list[str]:
     """Write the sandbox's /etc under `folder/etc` (and an empty `folder/empty` for
-    masking), and return the options that bind host /etc entries into it."""
+    masking), and return the options that bind host /etc entries into it. Safe to run
+    again on the same folder (a sandbox started again)."""
     etc = folder / "etc"
     (folder / "empty").mkdir(parents=True, exist_ok=True)
     etc.mkdir(exist_ok=True)
@@ -109,7 +110,8 @@ def prepare_root(folder: Path, network: str) -> list[str]:
         target = etc / entry
         target.parent.mkdir(parents=True, exist_ok=True)
         if host.is_symlink():
-            target.symlink_to(os.readlink(host))  # resolves inside: /usr is there
+            if not target.is_symlink():
+                target.symlink_to(os.readlink(host))  # resolves inside: /usr is there
         elif host.is_dir():
             target.mkdir(exist_ok=True)  # the mount point, so /etc can stay read-only
             binds += ["--ro-bind", str(host), f"/etc/{entry}"]
