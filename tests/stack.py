@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import redis.asyncio as aioredis
 
+from helios import keys
 from helios.devstack.procs import free_port
 from helios.health import Health
 from helios.runtime import StopEvent
@@ -178,3 +180,34 @@ def by_name(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def task_logs(session: aiohttp.ClientSession, api: str, dag_id: str, task: str) -> list[str]:
     async with session.get(f"{api}/api/v1/dags/{dag_id}/tasks/{task}/logs") as resp:
         return list((await resp.json())["lines"])
+
+
+T = TypeVar("T")
+POLL_DEADLINE_S = 90.0  # CI may run at load 5 and more
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+               ) -> tuple[int, Any]:
+    """(status, JSON body or None) of one request."""
+    async with http.request(method, url, **kwargs) as resp:
+        text = await resp.text()
+        return resp.status, json.loads(text) if text else None
+
+
+async def until(check: Callable[[], Awaitable[T | None]], what: str,
+                deadline_s: float = POLL_DEADLINE_S) -> T:
+    """Poll `check` until it returns something truthy (generous deadline)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while True:
+                found = await check()
+                if found:
+                    return found
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"not after {deadline_s}s: {what}") from None
+
+
+async def runs_named(redis: aioredis.Redis, name: str) -> list[str]:
+    """The runs of one DAG name, oldest first (the scheduler's runs index)."""
+    return [str(r) for r in await redis.zrange(keys.runs_by_name(name), 0, -1)]

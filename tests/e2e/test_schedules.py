@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,32 +32,26 @@ from helios.states import RunState
 from helios.submissions import read_submission
 from services.api.firing import store
 from tests.conftest import WRITE_TOKEN
-from tests.stack import Stack, doc, running_stack, sh, task_logs, wait_run
+from tests.stack import (
+    Stack,
+    call,
+    doc,
+    running_stack,
+    runs_named,
+    sh,
+    task_logs,
+    until,
+    wait_run,
+)
 
 T = TypeVar("T")
 DEADLINE_S = 60.0
 
 
-async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
-               ) -> tuple[int, Any]:
-    async with http.request(method, url, **kwargs) as resp:
-        text = await resp.text()
-        return resp.status, json.loads(text) if text else None
 
 
-async def until(check: Callable[[], Awaitable[T | None]], what: str) -> T:
-    """Poll `check` until it returns something (generous deadline: CI may be loaded)."""
-    async with asyncio.timeout(DEADLINE_S):
-        while True:
-            found = await check()
-            if found:
-                return found
-            await asyncio.sleep(0.1)
-    raise AssertionError(what)
 
 
-async def runs_named(redis: aioredis.Redis, name: str) -> list[str]:
-    return [str(r) for r in await redis.zrange(keys.runs_by_name(name), 0, -1)]
 
 
 async def all_ended(redis: aioredis.Redis, run_ids: list[str]) -> bool:
