@@ -71,33 +71,30 @@ export class RunHeader {
     this.actionMsg.textContent = text;
   }
 
-  private async cancel(): Promise<void> {
-    this.pending = "cancel";
-    this.actionMsg.textContent = "Cancelling the run…";
+  /** POST the run's `cancel` or `retry`, showing it pending; false (and why) if refused. */
+  private async ask(action: "cancel" | "retry", asking: string, failed: string): Promise<boolean> {
+    this.pending = action;
+    this.actionMsg.textContent = asking;
     this.paint();
     try {
-      await this.api.post(`${this.path}/cancel`, "{}");
+      await this.api.post(`${this.path}/${action}`, "{}");
+      return true;
     } catch (err) {
       this.pending = null;
-      this.actionMsg.textContent = `Cancel failed: ${err instanceof Error ? err.message : String(err)}`;
+      this.actionMsg.textContent = `${failed}: ${err instanceof Error ? err.message : String(err)}`;
       this.paint();
+      return false;
     }
+  }
+
+  private async cancel(): Promise<void> {
+    await this.ask("cancel", "Cancelling the run…", "Cancel failed");
   }
 
   private async retry(): Promise<void> {
     const generation = this.model.generation;
     this.retryFrom = generation;
-    this.pending = "retry";
-    this.actionMsg.textContent = "Asking for a retry…";
-    this.paint();
-    try {
-      await this.api.post(`${this.path}/retry`, "{}");
-    } catch (err) {
-      this.pending = null;
-      this.actionMsg.textContent = `Retry failed: ${err instanceof Error ? err.message : String(err)}`;
-      this.paint();
-      return;
-    }
+    if (!(await this.ask("retry", "Asking for a retry…", "Retry failed"))) return;
     // The scheduler takes the retry asynchronously; the feed (closed at the run's end)
     // resumes once the status shows the new generation.
     for (let i = 0; i < 60 && !this.hooks.gone(); i++) {
