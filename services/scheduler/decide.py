@@ -17,13 +17,12 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-import orjson
-
 from helios.dag.conditions import ConditionError, evaluate, references, task_value
 from helios.dag.model import Task
 from helios.messages import TaskReport
 from helios.states import RunState, TaskState
 from services.scheduler.expand import ItemsError, instance_name, parse_instance, static_items
+from services.scheduler.mapped_results import mapped_result, need_results
 from services.scheduler.plans import Plan, Policy, Timer, Transition, merge
 from services.scheduler.runview import MapIndex, RunView, TaskView
 from services.scheduler.trigger_rules import FAILED_STATES, Verdict, verdict
@@ -205,48 +204,6 @@ def _launch(ev: _Eval, policy: Policy, ready: list[str]) -> None:
             ev.move(name, T.QUEUED, tv.attempt + 1)
             ev.plan.launch.append((name, tv.attempt))
             budget -= 1
-
-
-class NeedResults(Exception):
-    """A condition reads the result of forEach tasks whose instances' results this view
-    does not hold: load the run again with them (`RunStore.load(results_of=...)`)."""
-
-    def __init__(self, tasks: frozenset[str]):
-        super().__init__(f"instance results of {sorted(tasks)} not loaded")
-        self.tasks = tasks
-
-
-# A forEach task's `result` is its instances' results as one list; past this size (as
-# JSON) a condition may not read it: it fails, saying so.
-MAX_MAPPED_RESULTS_BYTES = 4 * 1024 * 1024
-
-
-def _instances(view: RunView, name: str) -> list[TaskView]:
-    return [view.tasks[instance_name(name, i)] for i in range(len(view.items[name]))]
-
-
-def need_results(view: RunView, names: frozenset[str]) -> None:
-    """Raise NeedResults naming every forEach task among `names` whose instances' results
-    the view does not hold (all at once: one reload serves them all)."""
-    missing = frozenset(n for n in names if n in view.items
-                        and not all(tv.result_known for tv in _instances(view, n)))
-    if not missing:
-        return
-    if missing <= view.results_read:  # read back already: cannot happen, never loop
-        raise ConditionError(f"the results of {sorted(missing)[0]!r}'s instances are not available")
-    raise NeedResults(missing)
-
-
-def mapped_result(view: RunView, name: str) -> list[Any]:
-    """The results of forEach task `name`'s instances, in index order (null where one
-    wrote none). Raises NeedResults when they are not all in the view."""
-    need_results(view, frozenset({name}))
-    results = [tv.result for tv in _instances(view, name)]
-    size = sum(len(orjson.dumps(r)) for r in results)
-    if size > MAX_MAPPED_RESULTS_BYTES:
-        raise ConditionError(f"the results of {name!r}'s {len(results)} instances hold {size}"
-                             f" bytes, more than a condition may read ({MAX_MAPPED_RESULTS_BYTES})")
-    return results
 
 
 def condition_context(view: RunView, when: str) -> dict[str, Any]:

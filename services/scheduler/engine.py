@@ -48,6 +48,7 @@ from helios.templating import TemplateError
 from services.scheduler import decide, dynamic, memoizing
 from services.scheduler.decide import Plan, Policy, RunView
 from services.scheduler.decide import merge as _merge  # tests import it from here
+from services.scheduler.mapped_results import NeedResults
 from services.scheduler.memo import MemoStore
 from services.scheduler.pacing import DEFER_DELIVERIES, defer_delay, deliveries, error_backoff
 from services.scheduler.store import RunStore, UnknownRun
@@ -141,7 +142,7 @@ class Engine:
             try:
                 await self._evaluate_with(dag_id, items, adopt, results_of)
                 return
-            except decide.NeedResults as need:
+            except NeedResults as need:
                 # Nothing was stored: decide again on a view that holds those results.
                 log.info("reading back the instance results a condition needs",
                          extra=log_fields(dagId=dag_id, tasks=sorted(need.tasks)))

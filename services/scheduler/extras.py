@@ -3,7 +3,7 @@ values (for `when` and `forEach: {param}`), and the exit code and result of the 
 `when` conditions name. One round trip, and none for a DAG that uses neither.
 
 A forEach task's instances' results are read only when asked (`results_of`): when a
-condition is about to read them and the view does not hold them all (decide.NeedResults),
+condition is about to read them and the view does not hold them all (mapped_results.NeedResults),
 not on every report of a large map."""
 
 from __future__ import annotations

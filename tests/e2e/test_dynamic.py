@@ -107,7 +107,7 @@ async def test_map_fan_in_conditions_cleanup_exit_handler_and_retry(
     assert any("Uploaded part.txt" in line or "part.txt" in line for line in instance_logs)
 
     # A restarted scheduler holds no instance results in memory: `audit` makes it read
-    # them back (decide.NeedResults).
+    # them back (mapped_results.NeedResults).
     await stack.restart("scheduler")
     # Retry: only the failed instance runs again; the skipped branch and the exit handler
     # follow; the run succeeds.

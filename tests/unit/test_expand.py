@@ -15,6 +15,11 @@ from services.scheduler import decide
 from services.scheduler.decide import Policy, RunView, TaskView
 from services.scheduler.dynamic import dispatched_task, producers, resolve_inputs
 from services.scheduler.expand import ItemsError, parse_items
+from services.scheduler.mapped_results import (
+    MAX_MAPPED_RESULTS_BYTES,
+    NeedResults,
+    mapped_result,
+)
 
 T = TaskState
 POLICY = Policy(retry_backoff_s=0.0)
@@ -222,7 +227,7 @@ def test_a_maps_result_is_its_instances_results_in_order() -> None:
     results_report(view, "score[0]", None)  # wrote none: null in the list
     results_report(view, "score[2]", {"ok": True})
     assert view.tasks["ship"].state is T.QUEUED and view.tasks["count"].state is T.QUEUED
-    assert decide.mapped_result(view, "score") == [None, {"ok": True}, {"ok": True}]
+    assert mapped_result(view, "score") == [None, {"ok": True}, {"ok": True}]
 
 
 def test_results_the_view_does_not_hold_are_asked_for_once() -> None:
@@ -230,7 +235,7 @@ def test_results_the_view_does_not_hold_are_asked_for_once() -> None:
     results_report(view, "score[0]", {"ok": True})
     results_report(view, "score[1]", {"ok": False})
     view.tasks["score[0]"].result_known = False  # as after a scheduler restart
-    with pytest.raises(decide.NeedResults) as need:
+    with pytest.raises(NeedResults) as need:
         results_report(view, "score[2]", {"ok": True})
     assert need.value.tasks == {"score"}
 
@@ -243,16 +248,16 @@ def test_results_the_view_does_not_hold_are_asked_for_once() -> None:
     assert (view.tasks["ship"].state, view.tasks["count"].state) == (T.SKIPPED, T.QUEUED)
 
 
-def test_a_maps_result_past_the_size_bound_fails_the_condition(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decide, "MAX_MAPPED_RESULTS_BYTES", 30)
+def test_a_maps_result_past_the_size_bound_fails_the_condition() -> None:
+    pad = "x" * (MAX_MAPPED_RESULTS_BYTES // 3 + 1)  # three of them: just past the bound
     view = start(GATED)
     for i in range(2):
-        results_report(view, f"score[{i}]", {"ok": True, "pad": "x" * 10})
-    plan = results_report(view, "score[2]", {"ok": True, "pad": "x" * 10})
+        results_report(view, f"score[{i}]", {"ok": True, "pad": pad})
+    plan = results_report(view, "score[2]", {"ok": True, "pad": pad})
     ship = next(t for t in plan.transitions if t.task == "ship")
     assert (ship.state, ship.detail["reason"]) == (T.FAILED, "ConditionError")
-    assert ship.detail["message"].endswith("more than a condition may read (30)")
+    assert ship.detail["message"].endswith(
+        f"more than a condition may read ({MAX_MAPPED_RESULTS_BYTES})")
     assert view.tasks["count"].state is T.QUEUED  # its condition reads no result
 
 
@@ -271,6 +276,6 @@ def test_every_missing_map_is_asked_for_at_once_and_only_maps_whose_result_is_re
     for name in ("a[0]", "a[1]", "b[0]"):
         view.tasks[name].result_known = False  # as after a scheduler restart
     assert view.tasks["state-only"].state is T.QUEUED  # `a`'s state only: no results needed
-    with pytest.raises(decide.NeedResults) as need:
+    with pytest.raises(NeedResults) as need:
         results_report(view, "b[1]", None)
     assert need.value.tasks == {"a", "b"}
