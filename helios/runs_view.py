@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from helios import keys
 from helios.messages import CacheStats, Timings
 from helios.states import RunState, TaskState
+from helios.store import as_text
 
 
 class RecordError(ValueError):
@@ -121,13 +122,10 @@ async def read_head(redis: aioredis.Redis, dag_id: str) -> RunHead | None:
     if state is None:
         return None
     try:
-        return RunHead(state=RunState(_text(state)), generation=int(_text(generation or "0")))
+        return RunHead(state=RunState(as_text(state)), generation=int(as_text(generation or "0")))
     except ValueError as exc:
         raise RecordError(f"{keys.run(dag_id)}: {exc}") from exc
 
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def run_exists(redis: aioredis.Redis, dag_id: str) -> bool:

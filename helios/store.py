@@ -27,3 +27,9 @@ def open_redis(settings: RedisSettings) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+def as_text(value: object) -> str:
+    """A reply as text: `open_redis` decodes responses, a raw client does not, and
+    redis-py's types cannot tell which."""
+    return value.decode() if isinstance(value, bytes) else str(value)

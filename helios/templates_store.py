@@ -30,6 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from helios import keys
+from helios.store import as_text
 
 MAX_LIST = 1000
 MAX_TEMPLATES = 10_000
@@ -93,7 +94,8 @@ def digest(document: bytes) -> str:
     return hashlib.sha256(document).hexdigest()
 
 
-async def put_version(redis: aioredis.Redis, name: str, document: bytes, dag_name: str
+async def put_version(redis: aioredis.Redis, name: str, document: bytes, dag_name: str, *,
+                      max_templates: int = MAX_TEMPLATES, max_versions: int = MAX_VERSIONS
                       ) -> tuple[int, bool]:
     """Store `document` (validated, canonical JSON) as the next version of `name`;
     (version, True), or (latest, False) when the latest version holds the same document.
@@ -107,18 +109,15 @@ async def put_version(redis: aioredis.Redis, name: str, document: bytes, dag_nam
     version, created = await script(
         keys=[keys.template(name), keys.template_versions(name), keys.TEMPLATES,
               keys.TEMPLATES_SEQ],
-        args=[name, doc_digest, record, repr(now), dag_name, MAX_TEMPLATES, MAX_VERSIONS])
+        args=[name, doc_digest, record, repr(now), dag_name, max_templates, max_versions])
     if int(version) < 0:
-        raise TooManyTemplates(f"there are {MAX_TEMPLATES} stored DAGs already: delete some")
+        raise TooManyTemplates(f"there are {max_templates} stored DAGs already: delete some")
     return int(version), bool(int(created))
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 def _info(name: str, raw: dict[Any, Any]) -> TemplateInfo | None:
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
     if "latest" not in fields:
         return None
     versions = {int(k[3:]): float(v) for k, v in fields.items() if k.startswith("at:")}
@@ -138,7 +137,7 @@ async def get_version(redis: aioredis.Redis, name: str, version: int | None = No
         latest = await redis.hget(keys.template(name), "latest")
         if latest is None:
             return None
-        version = int(_text(latest))
+        version = int(as_text(latest))
     raw = await redis.hget(keys.template_versions(name), str(version))
     if raw is None:
         return None
@@ -151,7 +150,7 @@ async def list_templates(redis: aioredis.Redis, after: str | None = None,
                          limit: int = 100) -> list[TemplateInfo]:
     """Stored DAGs in name order, from just after `after`, at most `limit` (<= 1000)."""
     start = f"({after}" if after else "-"
-    names = [_text(n) for n in await redis.zrange(
+    names = [as_text(n) for n in await redis.zrange(
         keys.TEMPLATES, start, "+", bylex=True, offset=0, num=min(limit, MAX_LIST))]
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from helios import keys as shared_keys
 from helios.messages import RunEvent, TaskEvent
 from helios.states import TaskState
+from helios.store import as_text
 from helios.subjects import STREAMS
 from services.metrics import keys, records
 from services.metrics.aggregate import RunMetrics, TaskTiming, run_metrics, task_timings
@@ -111,10 +112,6 @@ class Applied:
     newer: bool = False
 
 
-def _text(value: bytes | str) -> str:
-    # `open_redis` decodes responses; redis-py's types cannot know that.
-    return value.decode() if isinstance(value, bytes) else value
-
 
 class MetricsStore:
     def __init__(
@@ -157,7 +154,7 @@ class MetricsStore:
     async def refresh(self, dag_id: str) -> RunMetrics | None:
         """Recompute and store the run's metrics; None when skipped (deleted or raced)."""
         raw = await self.redis.hgetall(keys.state(dag_id))
-        snap = records.decode_state({_text(k): _text(v) for k, v in raw.items()})
+        snap = records.decode_state({as_text(k): as_text(v) for k, v in raw.items()})
         if snap.empty:
             return None
         metrics = run_metrics(dag_id, snap)
@@ -188,7 +185,7 @@ class MetricsStore:
         self, dag_name: str, limit: int
     ) -> tuple[list[RunMetrics], list[dict[str, TaskTiming]]]:
         """The newest `limit` runs of `dag_name` and their per-task timings."""
-        ids = [_text(v) for v in
+        ids = [as_text(v) for v in
                await self.redis.lrange(shared_keys.dag_runs(dag_name), 0, limit - 1)]
         if not ids:
             return [], []
