@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from helios.devstack import procs
 from helios.devstack.procs import free_port, listens
 from helios.devstack.stack import data_dir_lock
 from helios.devstack.supervise import ChildSpec, RestartPolicy, Supervisor
@@ -122,7 +121,6 @@ async def test_a_child_that_never_starts_gives_up_naming_its_log(tmp_path: Path)
 
 def test_free_ports_are_never_handed_out_twice_and_stay_in_the_range(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(procs, "_claims", {})
     monkeypatch.setenv("HELIOS_PORT_CLAIMS_DIR", str(tmp_path))
     monkeypatch.setenv("HELIOS_PORT_RANGE", "41000-41300")
     # Another process (another test worker, a `helios dev`) claimed these first.
