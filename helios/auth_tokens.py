@@ -23,7 +23,7 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -86,12 +86,14 @@ def parse_tokens(text: str) -> list[TokenEntry]:
     return entries
 
 
-def scope_of(entries: list[TokenEntry], presented: str) -> str | None:
-    """The scope `presented` grants (the widest if listed twice), or None if unknown."""
+def scope_of(entries: list[TokenEntry], presented: str, *,
+             same: Callable[[bytes, bytes], bool] = hmac.compare_digest) -> str | None:
+    """The scope `presented` grants (the widest if listed twice), or None if unknown.
+    `same` is the constant-time compare (a parameter so a test can count its calls)."""
     wanted = digest(presented)
     granted: str | None = None
     for entry in entries:  # every entry, whatever matched before: no early exit
-        if hmac.compare_digest(entry.digest, wanted) and granted != WRITE:
+        if same(entry.digest, wanted) and granted != WRITE:
             granted = entry.scope
     return granted
 
