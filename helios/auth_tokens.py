@@ -138,11 +138,17 @@ def ensure_dev_tokens(data_dir: Path) -> Path:
     os.chmod(tokens_file.parent, 0o700)
     if tokens_file.exists() and token_file.exists():
         return tokens_file
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     _write_private(tokens_file, "# helios dev: API tokens, one `scope token` a line "
                                 f"(scopes: read, write)\n{WRITE} {token}\n")
     _write_private(token_file, token + "\n")
     return tokens_file
+
+
+def new_token(nbytes: int = 32) -> str:
+    """A random token that works on any command line: base64url may begin with `-`, which
+    `helios --token TOKEN` (argparse) would read as an option, so the prefix is fixed."""
+    return "helios_" + secrets.token_urlsafe(nbytes)
 
 
 def dev_auth_env(data_dir: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from nats.js.errors import NotFoundError
 
+from helios.auth_tokens import new_token
 from helios.devstack.servers import Endpoints, backing_servers
 from helios.s3 import ensure_bucket, open_s3
 from helios.settings import (
@@ -42,8 +42,8 @@ async def endpoints(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[E
 
 # The API needs tokens: every test's API accepts these (fresh per session), and the
 # shared `http` client sends the write token unless a test sets its own header.
-WRITE_TOKEN = secrets.token_urlsafe(24)
-READ_TOKEN = secrets.token_urlsafe(24)
+WRITE_TOKEN = new_token(24)
+READ_TOKEN = new_token(24)
 
 
 def write_tokens_file(path: Path, *lines: str) -> Path:
